@@ -1,0 +1,55 @@
+//! The bus: events over NATS, in peer-observer's subjects and encoding.
+//!
+//! This module owns the NATS connection (addresses, credentials, TLS, waiting for a server
+//! that is not up yet), the subject scheme ([`SubjectScheme`]: flat peer-observer subjects or
+//! a per-node prefix for fleets), the [`Publisher`] that extractors and replay write into, and
+//! the [`Subscriber`] that tools and the recorder read from.
+//!
+//! Invariants:
+//! - a publisher never blocks its producer: events go into a bounded outgoing buffer, and an
+//!   event that does not fit is counted in [`PublisherStats`] and reported in the log;
+//! - events leave a publisher in the order they were handed to it; a batch whose arrival at the
+//!   server was not confirmed (the connection died) is sent again after the reconnect, so an
+//!   event is delivered at least once or counted as dropped, never lost silently;
+//! - connections reconnect forever.
+
+mod connect;
+mod options;
+mod publisher;
+mod subject;
+mod subscriber;
+
+pub use connect::connect;
+pub use options::{NatsArgs, NatsOptions};
+pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot};
+pub use subject::{SubjectScheme, SubjectSchemeArgs};
+pub use subscriber::{BusMessage, Subscriber, SubscriberStats};
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// No server answered within the configured wait.
+    #[error(
+        "could not reach NATS at {addresses} within {waited_secs}s (last error: {last_error}); \
+         start nats-server there or point -a/--nats-address at a running one"
+    )]
+    Unreachable {
+        /// The addresses tried, comma-separated.
+        addresses: String,
+        /// How long we kept trying.
+        waited_secs: u64,
+        /// The last connection error.
+        last_error: String,
+    },
+    /// A connection option is unusable (bad address, unreadable credentials file, ...).
+    #[error("invalid NATS option: {0}")]
+    InvalidOption(String),
+    /// Subscribing failed.
+    #[error("cannot subscribe to `{subject}`: {reason}")]
+    Subscribe {
+        /// The subject pattern.
+        subject: String,
+        /// The client's explanation.
+        reason: String,
+    },
+}

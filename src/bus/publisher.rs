@@ -1,0 +1,349 @@
+//! The publisher: a bounded, never-blocking outgoing buffer in front of a NATS connection.
+//!
+//! Producers (extractors, replay) call [`Publisher::publish_event`] or
+//! [`Publisher::publish_raw`], which only enqueue. One forwarding task sends the queue in
+//! batches and confirms each batch with a server round trip (a request to a subject nobody
+//! answers: the server's "no responders" reply proves it processed everything sent before it
+//! on this connection). A batch that is not confirmed, because the connection died under it,
+//! is sent again once the client has reconnected. While NATS is away the buffer fills; what
+//! does not fit is counted as dropped and reported, never lost silently.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::client::{PublishErrorKind, RequestErrorKind};
+use async_nats::{Client, Subject};
+use bytes::Bytes;
+use prost::Message as _;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::connect::{connect, Connection};
+use super::{BusError, NatsOptions, SubjectScheme};
+use crate::event::{Event, EventKind};
+
+/// Sizes and timings of a publisher.
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Most events held while NATS is slow or away.
+    pub max_buffered_events: usize,
+    /// Most payload bytes held while NATS is slow or away.
+    pub max_buffered_bytes: usize,
+    /// Most events sent before waiting for the server's confirmation.
+    pub max_batch: usize,
+    /// How long to wait for a batch's confirmation before assuming the connection died.
+    pub confirm_timeout: Duration,
+    /// How often drops are logged (when there are any) and stats are published.
+    pub report_period: Duration,
+    /// Subject the stats snapshot is published on each period (`None`: not published).
+    pub stats_subject: Option<String>,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        PublisherConfig {
+            max_buffered_events: 65_536,
+            max_buffered_bytes: 64 << 20,
+            max_batch: 1024,
+            confirm_timeout: Duration::from_secs(2),
+            report_period: Duration::from_secs(10),
+            stats_subject: None,
+        }
+    }
+}
+
+/// Counters of a publisher, readable while it runs.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Events handed to the publisher.
+    pub offered: AtomicU64,
+    /// Events the server confirmed.
+    pub sent: AtomicU64,
+    /// Events dropped because the outgoing buffer was full.
+    pub dropped_buffer_full: AtomicU64,
+    /// Events dropped because they exceed the server's max_payload.
+    pub dropped_too_large: AtomicU64,
+    /// Events dropped because they have no kind to route by (empty oneof).
+    pub dropped_unroutable: AtomicU64,
+    /// Events still buffered when the publisher was closed and NATS did not take them in time.
+    pub dropped_at_shutdown: AtomicU64,
+    /// Events sent a second time because their first batch was not confirmed.
+    pub resent: AtomicU64,
+}
+
+/// A point-in-time copy of [`PublisherStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StatsSnapshot {
+    /// Events handed to the publisher.
+    pub offered: u64,
+    /// Events the server confirmed.
+    pub sent: u64,
+    /// Dropped: buffer full.
+    pub dropped_buffer_full: u64,
+    /// Dropped: larger than max_payload.
+    pub dropped_too_large: u64,
+    /// Dropped: nothing to route by.
+    pub dropped_unroutable: u64,
+    /// Dropped: still buffered at shutdown.
+    pub dropped_at_shutdown: u64,
+    /// Re-sent after an unconfirmed batch.
+    pub resent: u64,
+}
+
+impl StatsSnapshot {
+    /// All drops, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_buffer_full
+            + self.dropped_too_large
+            + self.dropped_unroutable
+            + self.dropped_at_shutdown
+    }
+}
+
+impl PublisherStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            offered: self.offered.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped_buffer_full: self.dropped_buffer_full.load(Ordering::Relaxed),
+            dropped_too_large: self.dropped_too_large.load(Ordering::Relaxed),
+            dropped_unroutable: self.dropped_unroutable.load(Ordering::Relaxed),
+            dropped_at_shutdown: self.dropped_at_shutdown.load(Ordering::Relaxed),
+            resent: self.resent.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Outgoing {
+    subject: Subject,
+    payload: Bytes,
+}
+
+/// Publishes events to NATS without ever blocking the producer. See the module docs.
+pub struct Publisher {
+    queue: mpsc::Sender<Outgoing>,
+    buffered_bytes: Arc<AtomicUsize>,
+    max_buffered_bytes: usize,
+    stats: Arc<PublisherStats>,
+    subjects: Vec<Subject>,
+    forwarder: JoinHandle<()>,
+    reporter: AbortOnDrop,
+}
+
+impl Publisher {
+    /// Connects (waiting for NATS as `options` says) and starts forwarding.
+    pub async fn connect(
+        options: &NatsOptions,
+        scheme: SubjectScheme,
+        config: PublisherConfig,
+    ) -> Result<Publisher, BusError> {
+        let connection = connect(options).await?;
+        Ok(Publisher::start(connection, scheme, config))
+    }
+
+    fn start(connection: Connection, scheme: SubjectScheme, config: PublisherConfig) -> Publisher {
+        let (queue, rx) = mpsc::channel(config.max_buffered_events.max(1));
+        let stats = Arc::new(PublisherStats::default());
+        let buffered_bytes = Arc::new(AtomicUsize::new(0));
+        let forwarder = tokio::spawn(forward(
+            connection.client.clone(),
+            connection.monitor.connected(),
+            rx,
+            stats.clone(),
+            buffered_bytes.clone(),
+            config.clone(),
+        ));
+        let reporter = tokio::spawn(report(connection.client, stats.clone(), config.clone()));
+        Publisher {
+            queue,
+            buffered_bytes,
+            max_buffered_bytes: config.max_buffered_bytes,
+            stats,
+            subjects: EventKind::ALL.iter().map(|k| Subject::from(scheme.subject(*k))).collect(),
+            forwarder,
+            reporter: AbortOnDrop(reporter),
+        }
+    }
+
+    /// Encodes and enqueues an event on its kind's subject. `false` if it was dropped.
+    pub fn publish_event(&self, event: &Event) -> bool {
+        match EventKind::of(event) {
+            Some(kind) => self.publish_encoded(kind, Bytes::from(event.encode_to_vec())),
+            None => {
+                self.stats.offered.fetch_add(1, Ordering::Relaxed);
+                self.stats.dropped_unroutable.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("dropped an event with no content (empty oneof): nothing to route by");
+                false
+            }
+        }
+    }
+
+    /// Enqueues an already encoded `event.Event` of `kind`. `false` if it was dropped.
+    pub fn publish_encoded(&self, kind: EventKind, payload: Bytes) -> bool {
+        let index = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let subject = self.subjects[index].clone();
+        self.enqueue(Outgoing { subject, payload })
+    }
+
+    /// Enqueues a payload on an explicit subject (replay keeps recorded subjects).
+    pub fn publish_raw(&self, subject: &str, payload: Bytes) -> bool {
+        self.enqueue(Outgoing { subject: Subject::from(subject), payload })
+    }
+
+    fn enqueue(&self, item: Outgoing) -> bool {
+        self.stats.offered.fetch_add(1, Ordering::Relaxed);
+        let len = item.payload.len();
+        let before = self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
+        let accepted = before + len <= self.max_buffered_bytes && self.queue.try_send(item).is_ok();
+        if !accepted {
+            self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.stats.dropped_buffer_full.fetch_add(1, Ordering::Relaxed);
+        }
+        accepted
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<PublisherStats> {
+        self.stats.clone()
+    }
+
+    /// Sends what is buffered (waiting at most `timeout`), then stops. Whatever NATS did not
+    /// take in time is counted in `dropped_at_shutdown`. Returns the final counters.
+    pub async fn close(self, timeout: Duration) -> StatsSnapshot {
+        let Publisher { queue, stats, forwarder, reporter, .. } = self;
+        drop(queue);
+        let abort = forwarder.abort_handle();
+        if tokio::time::timeout(timeout, forwarder).await.is_err() {
+            abort.abort();
+            let s = stats.snapshot();
+            let unsent = s.offered.saturating_sub(s.sent + s.dropped());
+            stats.dropped_at_shutdown.fetch_add(unsent, Ordering::Relaxed);
+            tracing::warn!(unsent, "NATS did not take all buffered events before shutdown; counted as dropped");
+        }
+        drop(reporter);
+        let s = stats.snapshot();
+        log_drops(&s, &StatsSnapshot::default(), "publisher closed");
+        s
+    }
+}
+
+/// Stops a background task when its owner goes away.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The forwarding task: batches out of the queue, each confirmed or re-sent.
+async fn forward(
+    client: Client,
+    mut connected: watch::Receiver<bool>,
+    mut rx: mpsc::Receiver<Outgoing>,
+    stats: Arc<PublisherStats>,
+    buffered_bytes: Arc<AtomicUsize>,
+    config: PublisherConfig,
+) {
+    let confirm_subject = format!("_peerlab.confirm.{}", client.new_inbox().replace("_INBOX.", ""));
+    let mut batch = Vec::with_capacity(config.max_batch);
+    while rx.recv_many(&mut batch, config.max_batch).await > 0 {
+        let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
+        let delivered = deliver(&client, &mut connected, &batch, &confirm_subject, &stats, &config).await;
+        stats.sent.fetch_add(delivered, Ordering::Relaxed);
+        buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        batch.clear();
+    }
+}
+
+/// Sends one batch until the server confirms it; returns how many events it took.
+async fn deliver(
+    client: &Client,
+    connected: &mut watch::Receiver<bool>,
+    batch: &[Outgoing],
+    confirm_subject: &str,
+    stats: &PublisherStats,
+    config: &PublisherConfig,
+) -> u64 {
+    let mut first_try = true;
+    loop {
+        if !first_try {
+            stats.resent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // Wait for the reconnect (bounded, then check again: the watch may lag the client).
+            let _ = tokio::time::timeout(config.confirm_timeout, connected.wait_for(|up| *up)).await;
+        }
+        first_try = false;
+        let mut too_large = 0u64;
+        let mut failed = false;
+        for item in batch {
+            match client.publish(item.subject.clone(), item.payload.clone()).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                    too_large += 1;
+                    tracing::warn!(subject = %item.subject, bytes = item.payload.len(),
+                        "event larger than the NATS server's max_payload: dropped (raise max_payload)");
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "publish failed; batch will be re-sent");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            continue;
+        }
+        let confirm = client.request(confirm_subject.to_string(), Bytes::new());
+        match tokio::time::timeout(config.confirm_timeout, confirm).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "batch not confirmed; re-sending after reconnect");
+                continue;
+            }
+            Err(_) => {
+                tracing::debug!("batch confirmation timed out; re-sending after reconnect");
+                continue;
+            }
+        }
+        stats.dropped_too_large.fetch_add(too_large, Ordering::Relaxed);
+        return batch.len() as u64 - too_large;
+    }
+}
+
+/// Logs drops each period (only when there are new ones) and publishes the stats snapshot.
+async fn report(client: Client, stats: Arc<PublisherStats>, config: PublisherConfig) {
+    let mut previous = StatsSnapshot::default();
+    let mut ticker = tokio::time::interval(config.report_period);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let now = stats.snapshot();
+        log_drops(&now, &previous, "in the last period");
+        if let Some(subject) = &config.stats_subject {
+            if let Ok(json) = serde_json::to_vec(&now) {
+                let _ = client.publish(subject.clone(), Bytes::from(json)).await;
+            }
+        }
+        previous = now;
+    }
+}
+
+fn log_drops(now: &StatsSnapshot, before: &StatsSnapshot, when: &str) {
+    let new = now.dropped() - before.dropped();
+    if new > 0 {
+        tracing::warn!(
+            dropped = new,
+            total_dropped = now.dropped(),
+            buffer_full = now.dropped_buffer_full,
+            too_large = now.dropped_too_large,
+            unroutable = now.dropped_unroutable,
+            at_shutdown = now.dropped_at_shutdown,
+            sent = now.sent,
+            "events dropped {when} (the outgoing buffer fills while NATS is unreachable or slow)"
+        );
+    }
+}

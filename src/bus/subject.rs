@@ -1,0 +1,117 @@
+//! Subject naming: peer-observer's flat subjects, or `<prefix>.<node>.<subject>` for fleets.
+
+use crate::event::EventKind;
+
+/// Command-line options choosing the subject scheme.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SubjectSchemeArgs {
+    /// Prefix subjects as `<prefix>.<node>.<subject>` (for fleets); default: flat
+    /// peer-observer subjects (`netmsg`, `mempool`, ...).
+    #[arg(long = "subject-prefix", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+    /// This node's name in prefixed subjects (default: the host name). For subscribers,
+    /// `*` means every node.
+    #[arg(long = "node", value_name = "NAME", requires = "prefix")]
+    pub node: Option<String>,
+}
+
+impl SubjectSchemeArgs {
+    /// The scheme these options describe.
+    pub fn scheme(&self) -> SubjectScheme {
+        match &self.prefix {
+            None => SubjectScheme::Flat,
+            Some(prefix) => SubjectScheme::Prefixed {
+                prefix: prefix.clone(),
+                node: self.node.clone().unwrap_or_else(default_node_name),
+            },
+        }
+    }
+}
+
+/// How event kinds map to NATS subjects.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SubjectScheme {
+    /// `netmsg`, `netconn`, ...: what peer-observer's tools subscribe to (`*`).
+    #[default]
+    Flat,
+    /// `<prefix>.<node>.<subject>`; `node` may be `*` when subscribing to a whole fleet.
+    Prefixed {
+        /// First token(s), e.g. `peerlab`.
+        prefix: String,
+        /// Node name token.
+        node: String,
+    },
+}
+
+impl SubjectScheme {
+    /// The subject an event of `kind` is published on.
+    pub fn subject(&self, kind: EventKind) -> String {
+        match self {
+            SubjectScheme::Flat => kind.subject().to_string(),
+            SubjectScheme::Prefixed { prefix, node } => {
+                format!("{prefix}.{node}.{}", kind.subject())
+            }
+        }
+    }
+
+    /// The wildcard pattern matching every event subject of this scheme.
+    pub fn wildcard(&self) -> String {
+        match self {
+            SubjectScheme::Flat => "*".to_string(),
+            SubjectScheme::Prefixed { prefix, node } => format!("{prefix}.{node}.*"),
+        }
+    }
+
+    /// Splits a received subject into (node, kind); `None` for subjects outside the scheme.
+    pub fn parse(&self, subject: &str) -> Option<(Option<String>, EventKind)> {
+        match self {
+            SubjectScheme::Flat => subject.parse().ok().map(|k| (None, k)),
+            SubjectScheme::Prefixed { prefix, .. } => {
+                let rest = subject.strip_prefix(prefix.as_str())?.strip_prefix('.')?;
+                let (node, kind) = rest.split_once('.')?;
+                Some((Some(node.to_string()), kind.parse().ok()?))
+            }
+        }
+    }
+
+    /// A short description for logs and recording metadata.
+    pub fn describe(&self) -> String {
+        match self {
+            SubjectScheme::Flat => "flat".to_string(),
+            SubjectScheme::Prefixed { prefix, node } => format!("{prefix}.{node}.<subject>"),
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().replace('.', "-"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_subjects_are_peer_observers() {
+        let s = SubjectScheme::Flat;
+        assert_eq!(s.subject(EventKind::NetMsg), "netmsg");
+        assert_eq!(s.subject(EventKind::P2pExtractor), "p2p-extractor");
+        assert_eq!(s.wildcard(), "*");
+        assert_eq!(s.parse("log-extractor"), Some((None, EventKind::LogExtractor)));
+        assert_eq!(s.parse("peerlab.stats"), None);
+    }
+
+    #[test]
+    fn prefixed_subjects_carry_the_node() {
+        let s = SubjectScheme::Prefixed { prefix: "fleet".into(), node: "n1".into() };
+        assert_eq!(s.subject(EventKind::Mempool), "fleet.n1.mempool");
+        assert_eq!(s.wildcard(), "fleet.n1.*");
+        assert_eq!(s.parse("fleet.n2.validation"), Some((Some("n2".into()), EventKind::Validation)));
+        assert_eq!(s.parse("other.n2.validation"), None);
+        assert_eq!(s.parse("fleet.n2.bogus"), None);
+    }
+}

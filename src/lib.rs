@@ -1,0 +1,9 @@
+//! peerlab: peer-observer's honeynode observer stack plus a record-and-replay testbed.
+pub mod bus;
+pub mod commands;
+pub mod event;
+pub mod harness;
+pub mod logging;
+pub mod node;
+pub mod tools;
+pub mod usdt;

@@ -1,0 +1,115 @@
+//! The `peerlab` binary: parses arguments and calls the library. Nothing else lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use peerlab::bus::{NatsArgs, SubjectSchemeArgs};
+use peerlab::event::EventKind;
+use peerlab::tools::logger::LogFormat;
+
+/// peerlab: a Bitcoin honeynode observer stack (bitcoind -> extractors -> NATS -> tools)
+/// with a record-and-replay testbed around it. Speaks peer-observer's wire format.
+#[derive(Parser)]
+#[command(name = "peerlab", version, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing syntax), e.g. `debug` or `peerlab=debug,async_nats=warn`.
+    #[arg(long, global = true, env = "PEERLAB_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Provision this machine: Debian packages and a traceable bitcoind (built once, cached).
+    ///
+    /// Idempotent: a second run checks and reuses the cache in seconds. As root it installs
+    /// missing packages with apt-get; otherwise it names them.
+    Setup {
+        /// Use this bitcoind instead of building one (checked for the 16 tracepoints).
+        #[arg(long, env = "BITCOIND_EXE", value_name = "PATH")]
+        bitcoind: Option<PathBuf>,
+        /// bitcoin-cli to go with --bitcoind (default: next to it, or on PATH).
+        #[arg(long, value_name = "PATH")]
+        bitcoin_cli: Option<PathBuf>,
+        /// Never run apt-get; fail naming the missing packages instead.
+        #[arg(long)]
+        no_install: bool,
+        /// Discard the cached bitcoind and build it again.
+        #[arg(long)]
+        rebuild: bool,
+        /// Parallel compile jobs (default: number of CPUs).
+        #[arg(long, short = 'j', default_value_t = 0)]
+        jobs: usize,
+        /// Print `{"bitcoind": ..., "bitcoin_cli": ..., "nats_server": ...}` on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the live pipeline on the embedded default: a private nats-server and a regtest
+    /// bitcoind, exercised with blocks and transactions, watched over the bus.
+    Run {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+        /// Seconds between regtest activity rounds (a block and a transaction each).
+        #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+        interval: u64,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+    /// Tools that consume events from NATS.
+    Tools {
+        #[command(subcommand)]
+        tool: Tool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Tool {
+    /// Print events from NATS: readable lines, or JSON lines with --json.
+    Logger {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+        /// One JSON object per line instead of readable text.
+        #[arg(long)]
+        json: bool,
+        /// Only these event kinds (netmsg, netconn, mempool, validation, addrman, rpc,
+        /// p2p-extractor, log-extractor); comma-separated or repeated.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<EventKind>,
+        /// Stop after printing this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    peerlab::logging::init(&cli.log);
+    let result = match cli.command {
+        Command::Setup { bitcoind, bitcoin_cli, no_install, rebuild, jobs, json } => {
+            let options = peerlab::node::SetupOptions { bitcoind, bitcoin_cli, no_install, rebuild, jobs };
+            peerlab::commands::setup::run(&options, json)
+        }
+        Command::Run { duration, interval, subjects } => peerlab::commands::run::run(
+            duration.map(Duration::from_secs),
+            Duration::from_secs(interval.max(1)),
+            subjects.scheme(),
+        ),
+        Command::Tools { tool: Tool::Logger { nats, subjects, json, kind, count } } => {
+            let format = if json { LogFormat::Json } else { LogFormat::Text };
+            peerlab::commands::logger::run(&nats.to_options(), subjects.scheme(), format, &kind, count)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

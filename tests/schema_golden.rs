@@ -1,0 +1,357 @@
+//! Golden encodings of representative events, worked out by hand from the protobuf encoding
+//! rules and NOT produced by prost. A renumbered field changes a tag byte, a retyped field
+//! changes the value bytes (varint vs zigzag vs fixed64, sign extension), so either fails here.
+//!
+//! Rules used in the comments:
+//! - tag byte(s) = varint((field_number << 3) | wire_type); wire types: 0 varint, 1 fixed64,
+//!   2 length-delimited (LEN);
+//! - varint: 7 bits per byte, least significant group first, high bit set on all but the last;
+//! - int32/int64 negatives are sign-extended to 64 bits, so they always take 10 bytes;
+//! - sint32/sint64 are zigzag-mapped first: n >= 0 -> 2n, n < 0 -> -2n - 1;
+//! - fixed64 is 8 bytes little-endian.
+//!
+//! Field order: prost 0.14 sorts a message's fields by tag before generating `encode`, placing
+//! a oneof at its LOWEST tag whatever arm is set (prost-derive `lib.rs`, "Sort the fields by
+//! tag number"); the struct declaration order does not matter. prost-build declares
+//! `Event.timestamp` (tag 10) before the oneof (tags 1..4), yet the oneof arm is written
+//! first. In this schema that order equals plain field-number order (no oneof arm has a tag
+//! above a later regular field: `Address.unknown` = 8 < `services` = 9). The goldens follow
+//! it; a test below checks that another order (timestamp first) decodes to the same value.
+
+use peerlab::event::proto::bitcoin_primitives::{address, Address, ConnType};
+use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+use peerlab::event::proto::ebpf_extractor::mempool::{mempool_event, Added, MempoolEvent};
+use peerlab::event::proto::ebpf_extractor::message::{
+    message_event::Msg, FeeFilter, MessageEvent, Metadata, Ping, Version,
+};
+use peerlab::event::proto::ebpf_extractor::validation::{
+    validation_event, BlockConnected, ValidationEvent,
+};
+use peerlab::event::proto::ebpf_extractor::Ebpf;
+use peerlab::event::proto::event::event::PeerObserverEvent;
+use peerlab::event::proto::p2p_extractor::{p2p::P2pEvent, P2p};
+use peerlab::event::proto::rpc_extractor::{rpc::RpcEvent, Rpc};
+use peerlab::event::Event;
+use prost::Message;
+
+/// `Event.timestamp` used by every golden: 1_700_000_000_000 ms (2023-11-14).
+const TIMESTAMP_MS: u64 = 1_700_000_000_000;
+
+/// `Event.timestamp` on the wire: tag (10 << 3) | 0 = 0x50, then the varint of
+/// 1_700_000_000_000 = 0x18B_CFE5_6800, whose 7-bit groups (low first) are
+/// 0x00 0x50 0x15 0x7F 0x3C 0x31.
+const TIMESTAMP_FIELD: [u8; 7] = [0x50, 0x80, 0xD0, 0x95, 0xFF, 0xBC, 0x31];
+
+/// The peer address used by the netmsg goldens (12 bytes of ASCII).
+const PEER_ADDR: &str = "1.2.3.4:8333";
+
+/// Asserts prost encodes `value` to exactly `golden`, and decodes `golden` back to `value`.
+fn assert_golden<M: Message + Default + PartialEq + std::fmt::Debug>(value: &M, golden: &[u8]) {
+    let encoded = value.encode_to_vec();
+    assert_eq!(
+        hex::encode(&encoded),
+        hex::encode(golden),
+        "prost encoding (left) differs from the hand-computed golden (right)"
+    );
+    let decoded = M::decode(golden).expect("golden bytes decode");
+    assert_eq!(&decoded, value, "golden bytes decode to a different value");
+}
+
+/// Concatenates golden fragments; lets each field's bytes sit on its own commented line.
+fn bytes(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+fn ebpf_event(event: EbpfEvent) -> Event {
+    Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::EbpfExtractor(Ebpf {
+            ebpf_event: Some(event),
+        })),
+    }
+}
+
+fn netmsg_event(meta: Metadata, msg: Msg) -> Event {
+    ebpf_event(EbpfEvent::Message(MessageEvent {
+        meta,
+        msg: Some(msg),
+    }))
+}
+
+fn metadata(conn_type: ConnType, command: &str, inbound: bool, size: u64) -> Metadata {
+    Metadata {
+        peer_id: 7,
+        addr: PEER_ADDR.to_string(),
+        conn_type: conn_type as i32,
+        command: command.to_string(),
+        inbound,
+        size,
+    }
+}
+
+#[test]
+fn validation_block_connected() {
+    let hash: Vec<u8> = (0x00..0x20).collect();
+    let event = ebpf_event(EbpfEvent::Validation(ValidationEvent {
+        event: Some(validation_event::Event::BlockConnected(BlockConnected {
+            hash: hash.clone(),
+            height: 840_000,
+            transactions: 3_050,
+            inputs: 7_000,
+            sigops: 20_000,
+            connection_time: 123_456_789,
+        })),
+    }));
+    let golden = bytes(&[
+        &[0x0A, 0x39],                   // Event.ebpf_extractor: field 1 LEN, 57 bytes
+        &[0x2A, 0x37], // ebpf.validation: field 5 LEN (5 << 3 | 2 = 0x2A), 55 bytes
+        &[0x0A, 0x35], // ValidationEvent.block_connected: field 1 LEN, 53 bytes
+        &[0x0A, 0x20], // BlockConnected.hash: field 1 LEN, 32 bytes ...
+        &hash,         // ... 0x00..=0x1F, copied verbatim (internal byte order)
+        &[0x10, 0xC0, 0xA2, 0x33], // height: field 2 varint; int32 840000 = 0xCD140 -> groups 0x40 0x22 0x33
+        &[0x18, 0xEA, 0x17],       // transactions: field 3 varint; int64 3050 = 0xBEA -> 0x6A 0x17
+        &[0x20, 0xD8, 0x36],       // inputs: field 4 varint; int32 7000 = 0x1B58 -> 0x58 0x36
+        &[0x28, 0xA0, 0x9C, 0x01], // sigops: field 5 varint; int64 20000 = 0x4E20 -> 0x20 0x1C 0x01
+        &[0x30, 0x95, 0x9A, 0xEF, 0x3A], // connection_time: field 6 varint; uint64 123456789 = 0x75BCD15
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+#[test]
+fn netmsg_ping() {
+    let event = netmsg_event(
+        metadata(ConnType::OutboundFullRelay, "ping", false, 8),
+        Msg::Ping(Ping {
+            value: 0x0123_4567_89AB_CDEF,
+        }),
+    );
+    let golden = bytes(&[
+        &[0x0A, 0x2B], // Event.ebpf_extractor: field 1 LEN, 43 bytes
+        &[0x0A, 0x29], // ebpf.message: field 1 LEN, 41 bytes
+        &[0x0A, 0x1C], // MessageEvent.meta: field 1 LEN, 28 bytes
+        &[0x08, 0x07], // Metadata.peer_id: field 1 varint, 7
+        &[0x12, 0x0C], // Metadata.addr: field 2 LEN, 12 bytes ...
+        PEER_ADDR.as_bytes(),
+        &[0x18, 0x02], // Metadata.conn_type: field 3 varint, enum OutboundFullRelay = 2
+        &[0x22, 0x04], // Metadata.command: field 4 LEN, 4 bytes ...
+        b"ping",
+        &[0x28, 0x00], // Metadata.inbound: field 5 varint, false (required: encoded although default)
+        &[0x30, 0x08], // Metadata.size: field 6 varint, 8
+        &[0x12, 0x09], // MessageEvent.ping: field 2 LEN, 9 bytes
+        &[0x09],       // Ping.value: field 1, wire type 1 (fixed64): 1 << 3 | 1 = 0x09 ...
+        &[0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01], // ... 0x0123456789ABCDEF little-endian
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+#[test]
+fn netmsg_feefilter_zigzag() {
+    let event = netmsg_event(
+        metadata(ConnType::Inbound, "feefilter", true, 8),
+        Msg::Feefilter(FeeFilter { fee: 1_000 }),
+    );
+    let golden = bytes(&[
+        &[0x0A, 0x2A], // Event.ebpf_extractor: field 1 LEN, 42 bytes
+        &[0x0A, 0x28], // ebpf.message: field 1 LEN, 40 bytes
+        &[0x0A, 0x21], // MessageEvent.meta: field 1 LEN, 33 bytes
+        &[0x08, 0x07], // Metadata.peer_id: 7
+        &[0x12, 0x0C], // Metadata.addr: 12 bytes ...
+        PEER_ADDR.as_bytes(),
+        &[0x18, 0x01], // Metadata.conn_type: enum Inbound = 1
+        &[0x22, 0x09], // Metadata.command: 9 bytes ...
+        b"feefilter",
+        &[0x28, 0x01], // Metadata.inbound: true
+        &[0x30, 0x08], // Metadata.size: 8
+        &[0x52, 0x03], // MessageEvent.feefilter: field 10 LEN (10 << 3 | 2 = 0x52), 3 bytes
+        // FeeFilter.fee: field 1 varint; sint64 1000 zigzags to 2000 = 0x7D0 -> 0x50 0x0F.
+        // (As int64 it would be 0xE8 0x07, so a sint64 -> int64 retype fails here.)
+        &[0x08, 0xD0, 0x0F],
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+#[test]
+fn p2p_feefilter_announcement_negative_zigzag() {
+    let event = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::P2pExtractor(P2p {
+            p2p_event: Some(P2pEvent::FeefilterAnnouncement(-1_000)),
+        })),
+    };
+    let golden = bytes(&[
+        &[0x1A, 0x03], // Event.p2p_extractor: field 3 LEN (3 << 3 | 2 = 0x1A), 3 bytes
+        // p2p.feefilter_announcement: field 4 varint (0x20); sint64 -1000 zigzags to
+        // 2 * 1000 - 1 = 1999 = 0x7CF -> 0x4F 0x0F. As int64 it would take 10 bytes.
+        &[0x20, 0xCF, 0x0F],
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+#[test]
+fn netmsg_version_with_addresses() {
+    let receiver = Address {
+        timestamp: 0, // the version message's addresses carry no time
+        services: 1,
+        port: 8333,
+        address: Some(address::Address::Ipv4("1.2.3.4".to_string())),
+    };
+    let sender = Address {
+        timestamp: 1_700_000_000,
+        services: 0xC09,
+        port: 18_444,
+        address: Some(address::Address::Ipv4("10.0.0.1".to_string())),
+    };
+    let event = netmsg_event(
+        metadata(ConnType::Inbound, "version", true, 102),
+        Msg::Version(Version {
+            version: 70_016,
+            services: 0xC09,
+            timestamp: 1_700_000_000,
+            receiver,
+            sender,
+            nonce: 0xDEAD_BEEF,
+            user_agent: "/Satoshi:27.0.0/".to_string(),
+            start_height: 840_000,
+            relay: true,
+        }),
+    );
+    let golden = bytes(&[
+        &[0x0A, 0x7B], // Event.ebpf_extractor: field 1 LEN, 123 bytes
+        &[0x0A, 0x79], // ebpf.message: field 1 LEN, 121 bytes
+        &[0x0A, 0x1F], // MessageEvent.meta: field 1 LEN, 31 bytes
+        &[0x08, 0x07], // Metadata.peer_id: 7
+        &[0x12, 0x0C], // Metadata.addr: 12 bytes ...
+        PEER_ADDR.as_bytes(),
+        &[0x18, 0x01], // Metadata.conn_type: enum Inbound = 1
+        &[0x22, 0x07], // Metadata.command: 7 bytes ...
+        b"version",
+        &[0x28, 0x01],             // Metadata.inbound: true
+        &[0x30, 0x66],             // Metadata.size: 102
+        &[0x6A, 0x56], // MessageEvent.version: field 13 LEN (13 << 3 | 2 = 0x6A), 86 bytes
+        &[0x08, 0x80, 0xA3, 0x04], // Version.version: field 1 varint; uint32 70016 = 0x11180
+        &[0x10, 0x89, 0x18], // Version.services: field 2 varint; uint64 0xC09 -> 0x09 0x18
+        // Version.timestamp: field 3 varint; sint64 1_700_000_000 zigzags to 3_400_000_000
+        // = 0xCAA7_E200 -> groups 0x00 0x44 0x1F 0x55 0x0C.
+        &[0x18, 0x80, 0xC4, 0x9F, 0xD5, 0x0C],
+        &[0x22, 0x10], // Version.receiver: field 4 LEN, 16 bytes
+        &[0x08, 0x00], //   Address.timestamp: field 1 varint, 0 (required: encoded although default)
+        &[0x12, 0x07], //   Address.ipv4 (oneof, at tag 2 between timestamp and services): 7 bytes ...
+        b"1.2.3.4",
+        &[0x48, 0x01],       //   Address.services: field 9 varint (9 << 3 = 0x48), 1
+        &[0x50, 0x8D, 0x41], // Address.port: field 10 varint (0x50); 8333 = 0x208D -> 0x0D 0x41
+        &[0x2A, 0x17],       // Version.sender: field 5 LEN, 23 bytes
+        &[0x08, 0x80, 0xE2, 0xCF, 0xAA, 0x06], // Address.timestamp: uint32 1_700_000_000 = 0x6553F100
+        &[0x12, 0x08],                         //   Address.ipv4: field 2 LEN, 8 bytes ...
+        b"10.0.0.1",
+        &[0x48, 0x89, 0x18],                   // Address.services: 0xC09
+        &[0x50, 0x8C, 0x90, 0x01],             // Address.port: 18444 = 0x480C -> 0x0C 0x20 0x01
+        &[0x30, 0xEF, 0xFD, 0xB6, 0xF5, 0x0D], // Version.nonce: field 6 varint; uint64 0xDEADBEEF
+        &[0x3A, 0x10],                         // Version.user_agent: field 7 LEN, 16 bytes ...
+        b"/Satoshi:27.0.0/",
+        // Version.start_height: field 8 varint (0x40); sint32 840000 zigzags to 1_680_000
+        // = 0x19A280 -> groups 0x00 0x45 0x66.
+        &[0x40, 0x80, 0xC5, 0x66],
+        &[0x48, 0x01],    // Version.relay: field 9 varint, true
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+#[test]
+fn mempool_added() {
+    let txid: Vec<u8> = (0xE0..=0xFF).collect();
+    let event = ebpf_event(EbpfEvent::Mempool(MempoolEvent {
+        event: Some(mempool_event::Event::Added(Added {
+            txid: txid.clone(),
+            vsize: 141,
+            fee: 2_820,
+        })),
+    }));
+    let golden = bytes(&[
+        &[0x0A, 0x2C], // Event.ebpf_extractor: field 1 LEN, 44 bytes
+        &[0x22, 0x2A], // ebpf.mempool: field 4 LEN (4 << 3 | 2 = 0x22), 42 bytes
+        &[0x0A, 0x28], // MempoolEvent.added: field 1 LEN, 40 bytes
+        &[0x0A, 0x20], // Added.txid: field 1 LEN, 32 bytes ...
+        &txid,
+        &[0x10, 0x8D, 0x01], // Added.vsize: field 2 varint; int32 141 = 0x8D -> 0x0D 0x01
+        &[0x18, 0x84, 0x16], // Added.fee: field 3 varint; int64 2820 = 0xB04 -> 0x04 0x16
+        &TIMESTAMP_FIELD,    // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// Negative int32/int64 are sign-extended to 64 bits: always 10 bytes, never 5, and never
+/// zigzag. Encoders in other languages that get this wrong break interop.
+#[test]
+fn mempool_added_negative_int32_is_sign_extended() {
+    let added = Added {
+        txid: vec![0xAB],
+        vsize: -1,
+        fee: -2,
+    };
+    let golden = bytes(&[
+        &[0x0A, 0x01, 0xAB], // Added.txid: field 1 LEN, 1 byte
+        // Added.vsize: field 2 varint; int32 -1 = 0xFFFF_FFFF_FFFF_FFFF as 64 bits.
+        &[
+            0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ],
+        // Added.fee: field 3 varint; int64 -2 = 0xFFFF_FFFF_FFFF_FFFE.
+        &[
+            0x18, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ],
+    ]);
+    assert_golden(&added, &golden);
+}
+
+#[test]
+fn rpc_uptime() {
+    let event = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+            rpc_event: Some(RpcEvent::Uptime(86_400)),
+        })),
+    };
+    let golden = bytes(&[
+        &[0x12, 0x04], // Event.rpc_extractor: field 2 LEN, 4 bytes
+        // rpc.uptime: field 3 varint (0x18); uint32 86400 = 0x15180 -> groups 0x00 0x23 0x05.
+        &[0x18, 0x80, 0xA3, 0x05],
+        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// Decoders must accept fields in any order: an encoder that follows prost-build's struct
+/// declaration order (or any other) may write `timestamp` before the oneof arm.
+#[test]
+fn timestamp_first_order_decodes_like_prost_order() {
+    let timestamp_first = bytes(&[
+        &TIMESTAMP_FIELD,
+        &[0x12, 0x04, 0x18, 0x80, 0xA3, 0x05], // rpc_extractor { uptime: 86400 }
+    ]);
+    let expected = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+            rpc_event: Some(RpcEvent::Uptime(86_400)),
+        })),
+    };
+    assert_eq!(Event::decode(timestamp_first.as_slice()).unwrap(), expected);
+}
+
+/// prost writes a proto2 `required` scalar even when it holds the default value (unlike a
+/// proto3 implicit-presence field), which strict decoders in other languages rely on.
+#[test]
+fn prost_encodes_default_valued_required_fields() {
+    let golden = [
+        0x08, 0x00, // peer_id: 0
+        0x12, 0x00, // addr: "" (LEN 0)
+        0x18, 0x00, // conn_type: Unknown = 0
+        0x22, 0x00, // command: ""
+        0x28, 0x00, // inbound: false
+        0x30, 0x00, // size: 0
+    ];
+    assert_golden(&Metadata::default(), &golden);
+}

@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
     let descriptors = protox::compile([PROTO_ENTRY], [PROTO_ROOT])?;
-    std::fs::write(out_dir.join("descriptor_set.bin"), descriptors.encode_to_vec())?;
+    std::fs::write(
+        out_dir.join("descriptor_set.bin"),
+        descriptors.encode_to_vec(),
+    )?;
 
     let mut config = prost_build::Config::new();
     // One include file builds the module tree (`event`, `ebpf_extractor::message`, ...).
@@ -44,7 +47,10 @@ fn write_registry(
         }
     }
     let mut code = String::new();
-    writeln!(code, "/// Every message full name in the schema, in file order.")?;
+    writeln!(
+        code,
+        "/// Every message full name in the schema, in file order."
+    )?;
     writeln!(code, "pub const MESSAGE_NAMES: &[&str] = &[")?;
     for (package, name) in &names {
         writeln!(code, "    \"{package}.{name}\",")?;
@@ -109,7 +115,10 @@ fn upper_camel(name: &str) -> String {
         .map(|w| {
             let mut cs = w.chars();
             match cs.next() {
-                Some(f) => f.to_uppercase().chain(cs.flat_map(|c| c.to_lowercase())).collect(),
+                Some(f) => f
+                    .to_uppercase()
+                    .chain(cs.flat_map(|c| c.to_lowercase()))
+                    .collect(),
                 None => String::new(),
             }
         })

@@ -15,12 +15,19 @@ use peerlab::tools::logger::LogFormat;
 #[command(name = "peerlab", version, propagate_version = true)]
 struct Cli {
     /// Log filter (tracing syntax), e.g. `debug` or `peerlab=debug,async_nats=warn`.
-    #[arg(long, global = true, env = "PEERLAB_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "PEERLAB_LOG",
+        default_value = "info,async_nats=warn"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Provision this machine: Debian packages and a traceable bitcoind (built once, cached).
@@ -66,6 +73,7 @@ enum Command {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Tool {
     /// Print events from NATS: readable lines, or JSON lines with --json.
@@ -91,18 +99,54 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     peerlab::logging::init(&cli.log);
     let result = match cli.command {
-        Command::Setup { bitcoind, bitcoin_cli, no_install, rebuild, jobs, json } => {
-            let options = peerlab::node::SetupOptions { bitcoind, bitcoin_cli, no_install, rebuild, jobs };
+        Command::Setup {
+            bitcoind,
+            bitcoin_cli,
+            no_install,
+            rebuild,
+            jobs,
+            json,
+        } => {
+            let options = peerlab::node::SetupOptions {
+                bitcoind,
+                bitcoin_cli,
+                no_install,
+                rebuild,
+                jobs,
+            };
             peerlab::commands::setup::run(&options, json)
         }
-        Command::Run { duration, interval, subjects } => peerlab::commands::run::run(
+        Command::Run {
+            duration,
+            interval,
+            subjects,
+        } => peerlab::commands::run::run(
             duration.map(Duration::from_secs),
             Duration::from_secs(interval.max(1)),
             subjects.scheme(),
         ),
-        Command::Tools { tool: Tool::Logger { nats, subjects, json, kind, count } } => {
-            let format = if json { LogFormat::Json } else { LogFormat::Text };
-            peerlab::commands::logger::run(&nats.to_options(), subjects.scheme(), format, &kind, count)
+        Command::Tools {
+            tool:
+                Tool::Logger {
+                    nats,
+                    subjects,
+                    json,
+                    kind,
+                    count,
+                },
+        } => {
+            let format = if json {
+                LogFormat::Json
+            } else {
+                LogFormat::Text
+            };
+            peerlab::commands::logger::run(
+                &nats.to_options(),
+                subjects.scheme(),
+                format,
+                &kind,
+                count,
+            )
         }
     };
     match result {

@@ -103,16 +103,21 @@ fn validation_block_connected() {
         })),
     }));
     let golden = bytes(&[
-        &[0x0A, 0x39],                   // Event.ebpf_extractor: field 1 LEN, 57 bytes
+        &[0x0A, 0x39], // Event.ebpf_extractor: field 1 LEN, 57 bytes
         &[0x2A, 0x37], // ebpf.validation: field 5 LEN (5 << 3 | 2 = 0x2A), 55 bytes
         &[0x0A, 0x35], // ValidationEvent.block_connected: field 1 LEN, 53 bytes
         &[0x0A, 0x20], // BlockConnected.hash: field 1 LEN, 32 bytes ...
-        &hash,         // ... 0x00..=0x1F, copied verbatim (internal byte order)
-        &[0x10, 0xC0, 0xA2, 0x33], // height: field 2 varint; int32 840000 = 0xCD140 -> groups 0x40 0x22 0x33
-        &[0x18, 0xEA, 0x17],       // transactions: field 3 varint; int64 3050 = 0xBEA -> 0x6A 0x17
-        &[0x20, 0xD8, 0x36],       // inputs: field 4 varint; int32 7000 = 0x1B58 -> 0x58 0x36
-        &[0x28, 0xA0, 0x9C, 0x01], // sigops: field 5 varint; int64 20000 = 0x4E20 -> 0x20 0x1C 0x01
-        &[0x30, 0x95, 0x9A, 0xEF, 0x3A], // connection_time: field 6 varint; uint64 123456789 = 0x75BCD15
+        &hash,         // ... 0x00..=0x1F verbatim (internal byte order)
+        // height: field 2 varint; int32 840000 = 0xCD140 -> 7-bit groups 0x40 0x22 0x33
+        &[0x10, 0xC0, 0xA2, 0x33],
+        // transactions: field 3 varint; int64 3050 = 0xBEA -> 0x6A 0x17
+        &[0x18, 0xEA, 0x17],
+        // inputs: field 4 varint; int32 7000 = 0x1B58 -> 0x58 0x36
+        &[0x20, 0xD8, 0x36],
+        // sigops: field 5 varint; int64 20000 = 0x4E20 -> 0x20 0x1C 0x01
+        &[0x28, 0xA0, 0x9C, 0x01],
+        // connection_time: field 6 varint; uint64 123456789 = 0x75BCD15 -> 0x15 0x1A 0x6F 0x3A
+        &[0x30, 0x95, 0x9A, 0xEF, 0x3A],
         &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
     ]);
     assert_golden(&event, &golden);
@@ -136,12 +141,12 @@ fn netmsg_ping() {
         &[0x18, 0x02], // Metadata.conn_type: field 3 varint, enum OutboundFullRelay = 2
         &[0x22, 0x04], // Metadata.command: field 4 LEN, 4 bytes ...
         b"ping",
-        &[0x28, 0x00], // Metadata.inbound: field 5 varint, false (required: encoded although default)
+        &[0x28, 0x00], // Metadata.inbound: field 5 varint, false (required: written anyway)
         &[0x30, 0x08], // Metadata.size: field 6 varint, 8
         &[0x12, 0x09], // MessageEvent.ping: field 2 LEN, 9 bytes
         &[0x09],       // Ping.value: field 1, wire type 1 (fixed64): 1 << 3 | 1 = 0x09 ...
-        &[0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01], // ... 0x0123456789ABCDEF little-endian
-        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &[0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01], // ... 0x0123456789ABCDEF, LE
+        &TIMESTAMP_FIELD, // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }
@@ -168,7 +173,7 @@ fn netmsg_feefilter_zigzag() {
         // FeeFilter.fee: field 1 varint; sint64 1000 zigzags to 2000 = 0x7D0 -> 0x50 0x0F.
         // (As int64 it would be 0xE8 0x07, so a sint64 -> int64 retype fails here.)
         &[0x08, 0xD0, 0x0F],
-        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &TIMESTAMP_FIELD, // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }
@@ -186,7 +191,7 @@ fn p2p_feefilter_announcement_negative_zigzag() {
         // p2p.feefilter_announcement: field 4 varint (0x20); sint64 -1000 zigzags to
         // 2 * 1000 - 1 = 1999 = 0x7CF -> 0x4F 0x0F. As int64 it would take 10 bytes.
         &[0x20, 0xCF, 0x0F],
-        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &TIMESTAMP_FIELD, // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }
@@ -229,34 +234,41 @@ fn netmsg_version_with_addresses() {
         &[0x18, 0x01], // Metadata.conn_type: enum Inbound = 1
         &[0x22, 0x07], // Metadata.command: 7 bytes ...
         b"version",
-        &[0x28, 0x01],             // Metadata.inbound: true
-        &[0x30, 0x66],             // Metadata.size: 102
+        &[0x28, 0x01], // Metadata.inbound: true
+        &[0x30, 0x66], // Metadata.size: 102
         &[0x6A, 0x56], // MessageEvent.version: field 13 LEN (13 << 3 | 2 = 0x6A), 86 bytes
-        &[0x08, 0x80, 0xA3, 0x04], // Version.version: field 1 varint; uint32 70016 = 0x11180
-        &[0x10, 0x89, 0x18], // Version.services: field 2 varint; uint64 0xC09 -> 0x09 0x18
+        // Version.version: field 1 varint; uint32 70016 = 0x11180 -> 0x00 0x23 0x04
+        &[0x08, 0x80, 0xA3, 0x04],
+        // Version.services: field 2 varint; uint64 0xC09 -> 0x09 0x18
+        &[0x10, 0x89, 0x18],
         // Version.timestamp: field 3 varint; sint64 1_700_000_000 zigzags to 3_400_000_000
-        // = 0xCAA7_E200 -> groups 0x00 0x44 0x1F 0x55 0x0C.
+        // = 0xCAA7_E200 -> 0x00 0x44 0x1F 0x55 0x0C
         &[0x18, 0x80, 0xC4, 0x9F, 0xD5, 0x0C],
-        &[0x22, 0x10], // Version.receiver: field 4 LEN, 16 bytes
-        &[0x08, 0x00], //   Address.timestamp: field 1 varint, 0 (required: encoded although default)
-        &[0x12, 0x07], //   Address.ipv4 (oneof, at tag 2 between timestamp and services): 7 bytes ...
+        // Version.receiver: field 4 LEN, 16 bytes. Address's oneof sits at its lowest tag (2),
+        // between timestamp (1) and services (9).
+        &[0x22, 0x10],
+        &[0x08, 0x00], // Address.timestamp: field 1 varint, 0 (required: written anyway)
+        &[0x12, 0x07], // Address.ipv4: field 2 LEN, 7 bytes ...
         b"1.2.3.4",
-        &[0x48, 0x01],       //   Address.services: field 9 varint (9 << 3 = 0x48), 1
+        &[0x48, 0x01],       // Address.services: field 9 varint (9 << 3 = 0x48), 1
         &[0x50, 0x8D, 0x41], // Address.port: field 10 varint (0x50); 8333 = 0x208D -> 0x0D 0x41
-        &[0x2A, 0x17],       // Version.sender: field 5 LEN, 23 bytes
-        &[0x08, 0x80, 0xE2, 0xCF, 0xAA, 0x06], // Address.timestamp: uint32 1_700_000_000 = 0x6553F100
-        &[0x12, 0x08],                         //   Address.ipv4: field 2 LEN, 8 bytes ...
+        // Version.sender: field 5 LEN, 23 bytes
+        &[0x2A, 0x17],
+        &[0x08, 0x80, 0xE2, 0xCF, 0xAA, 0x06], // Address.timestamp: uint32 0x6553F100
+        &[0x12, 0x08],                         // Address.ipv4: field 2 LEN, 8 bytes ...
         b"10.0.0.1",
-        &[0x48, 0x89, 0x18],                   // Address.services: 0xC09
-        &[0x50, 0x8C, 0x90, 0x01],             // Address.port: 18444 = 0x480C -> 0x0C 0x20 0x01
-        &[0x30, 0xEF, 0xFD, 0xB6, 0xF5, 0x0D], // Version.nonce: field 6 varint; uint64 0xDEADBEEF
-        &[0x3A, 0x10],                         // Version.user_agent: field 7 LEN, 16 bytes ...
+        &[0x48, 0x89, 0x18],       // Address.services: 0xC09
+        &[0x50, 0x8C, 0x90, 0x01], // Address.port: 18444 = 0x480C -> 0x0C 0x20 0x01
+        // Version.nonce: field 6 varint; uint64 0xDEADBEEF -> 0x6F 0x7D 0x36 0x75 0x0D
+        &[0x30, 0xEF, 0xFD, 0xB6, 0xF5, 0x0D],
+        // Version.user_agent: field 7 LEN, 16 bytes ...
+        &[0x3A, 0x10],
         b"/Satoshi:27.0.0/",
         // Version.start_height: field 8 varint (0x40); sint32 840000 zigzags to 1_680_000
-        // = 0x19A280 -> groups 0x00 0x45 0x66.
+        // = 0x19A280 -> 0x00 0x45 0x66
         &[0x40, 0x80, 0xC5, 0x66],
         &[0x48, 0x01],    // Version.relay: field 9 varint, true
-        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &TIMESTAMP_FIELD, // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }
@@ -272,14 +284,14 @@ fn mempool_added() {
         })),
     }));
     let golden = bytes(&[
-        &[0x0A, 0x2C], // Event.ebpf_extractor: field 1 LEN, 44 bytes
-        &[0x22, 0x2A], // ebpf.mempool: field 4 LEN (4 << 3 | 2 = 0x22), 42 bytes
-        &[0x0A, 0x28], // MempoolEvent.added: field 1 LEN, 40 bytes
-        &[0x0A, 0x20], // Added.txid: field 1 LEN, 32 bytes ...
-        &txid,
+        &[0x0A, 0x2C],       // Event.ebpf_extractor: field 1 LEN, 44 bytes
+        &[0x22, 0x2A],       // ebpf.mempool: field 4 LEN (4 << 3 | 2 = 0x22), 42 bytes
+        &[0x0A, 0x28],       // MempoolEvent.added: field 1 LEN, 40 bytes
+        &[0x0A, 0x20],       // Added.txid: field 1 LEN, 32 bytes ...
+        &txid,               // ... 0xE0..=0xFF verbatim
         &[0x10, 0x8D, 0x01], // Added.vsize: field 2 varint; int32 141 = 0x8D -> 0x0D 0x01
         &[0x18, 0x84, 0x16], // Added.fee: field 3 varint; int64 2820 = 0xB04 -> 0x04 0x16
-        &TIMESTAMP_FIELD,    // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &TIMESTAMP_FIELD,    // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }
@@ -295,14 +307,12 @@ fn mempool_added_negative_int32_is_sign_extended() {
     };
     let golden = bytes(&[
         &[0x0A, 0x01, 0xAB], // Added.txid: field 1 LEN, 1 byte
-        // Added.vsize: field 2 varint; int32 -1 = 0xFFFF_FFFF_FFFF_FFFF as 64 bits.
-        &[
-            0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
-        ],
-        // Added.fee: field 3 varint; int64 -2 = 0xFFFF_FFFF_FFFF_FFFE.
-        &[
-            0x18, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
-        ],
+        // Added.vsize: field 2 varint; int32 -1 = 0xFFFF_FFFF_FFFF_FFFF as 64 bits
+        &[0x10],
+        &[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
+        // Added.fee: field 3 varint; int64 -2 = 0xFFFF_FFFF_FFFF_FFFE
+        &[0x18],
+        &[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01],
     ]);
     assert_golden(&added, &golden);
 }
@@ -317,9 +327,9 @@ fn rpc_uptime() {
     };
     let golden = bytes(&[
         &[0x12, 0x04], // Event.rpc_extractor: field 2 LEN, 4 bytes
-        // rpc.uptime: field 3 varint (0x18); uint32 86400 = 0x15180 -> groups 0x00 0x23 0x05.
+        // rpc.uptime: field 3 varint (0x18); uint32 86400 = 0x15180 -> 0x00 0x23 0x05
         &[0x18, 0x80, 0xA3, 0x05],
-        &TIMESTAMP_FIELD, // Event.timestamp last: tag 10 sorts after the oneof (tags 1..4)
+        &TIMESTAMP_FIELD, // Event.timestamp
     ]);
     assert_golden(&event, &golden);
 }

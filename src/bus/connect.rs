@@ -45,17 +45,24 @@ impl ConnectionMonitor {
     fn on_event(&self, event: Event) {
         match event {
             Event::Connected => {
-                tracing::info!("NATS connection re-established");
+                if self.disconnects.load(Ordering::Relaxed) > 0 {
+                    tracing::info!("NATS connection re-established");
+                }
                 self.connected.send_replace(true);
             }
             Event::Disconnected => {
                 self.disconnects.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("NATS connection lost; reconnecting (events are buffered meanwhile)");
+                tracing::warn!(
+                    "NATS connection lost; reconnecting (events are buffered meanwhile)"
+                );
                 self.connected.send_replace(false);
             }
             Event::SlowConsumer(sid) => {
                 self.slow_consumer_events.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(sid, "NATS slow consumer: messages for this subscription were dropped");
+                tracing::warn!(
+                    sid,
+                    "NATS slow consumer: messages for this subscription were dropped"
+                );
             }
             Event::Closed => {
                 self.connected.send_replace(false);

@@ -1,6 +1,6 @@
 //! NATS connection options, as a deployment needs them, and their command-line form.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::{ConnectOptions, ServerAddr};
@@ -11,17 +11,31 @@ use super::BusError;
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server address; repeat for a cluster (tried in order, reconnects to any).
-    #[arg(short = 'a', long = "nats-address", value_name = "URL", env = "PEERLAB_NATS_ADDRESS",
-          default_value = "nats://127.0.0.1:4222", value_delimiter = ',')]
+    #[arg(
+        short = 'a',
+        long = "nats-address",
+        value_name = "URL",
+        env = "PEERLAB_NATS_ADDRESS",
+        default_value = "nats://127.0.0.1:4222",
+        value_delimiter = ','
+    )]
     pub addresses: Vec<String>,
     /// User name for user/password authentication.
     #[arg(long = "nats-user", value_name = "USER", requires = "password_source")]
     pub user: Option<String>,
     /// Password for user/password authentication (prefer --nats-password-file).
-    #[arg(long = "nats-password", value_name = "PASSWORD", group = "password_source")]
+    #[arg(
+        long = "nats-password",
+        value_name = "PASSWORD",
+        group = "password_source"
+    )]
     pub password: Option<String>,
     /// File whose first line is the password.
-    #[arg(long = "nats-password-file", value_name = "FILE", group = "password_source")]
+    #[arg(
+        long = "nats-password-file",
+        value_name = "FILE",
+        group = "password_source"
+    )]
     pub password_file: Option<PathBuf>,
     /// NATS credentials file (`.creds`: user JWT and nkey seed).
     #[arg(long = "nats-creds", value_name = "FILE", conflicts_with_all = ["user", "nkey_file"])]
@@ -91,6 +105,8 @@ pub struct NatsOptions {
     pub log_period: Duration,
     /// Connection name shown by the server (`connz`).
     pub name: String,
+    /// Lower bound of the pause between reconnect attempts after a lost connection.
+    pub min_reconnect_delay: Duration,
     /// Upper bound of the pause between reconnect attempts after a lost connection.
     pub max_reconnect_delay: Duration,
 }
@@ -111,6 +127,7 @@ impl Default for NatsOptions {
             retry_interval: Duration::from_millis(250),
             log_period: Duration::from_secs(5),
             name: "peerlab".to_string(),
+            min_reconnect_delay: Duration::ZERO,
             max_reconnect_delay: Duration::from_secs(2),
         }
     }
@@ -119,13 +136,18 @@ impl Default for NatsOptions {
 impl NatsOptions {
     /// Options for a single local server, as the embedded harness starts it.
     pub fn local(url: impl Into<String>) -> Self {
-        NatsOptions { addresses: vec![url.into()], ..NatsOptions::default() }
+        NatsOptions {
+            addresses: vec![url.into()],
+            ..NatsOptions::default()
+        }
     }
 
     /// Parses the addresses, with a message naming the bad one.
     pub fn server_addrs(&self) -> Result<Vec<ServerAddr>, BusError> {
         if self.addresses.is_empty() {
-            return Err(BusError::InvalidOption("no NATS address given (-a/--nats-address)".into()));
+            return Err(BusError::InvalidOption(
+                "no NATS address given (-a/--nats-address)".into(),
+            ));
         }
         self.addresses
             .iter()
@@ -139,9 +161,16 @@ impl NatsOptions {
     /// Builds async-nats options: credentials, TLS, reconnect forever with bounded backoff.
     pub(crate) async fn connect_options(&self) -> Result<ConnectOptions, BusError> {
         let mut opts = match (&self.creds_file, &self.nkey_file) {
-            (Some(creds), _) => ConnectOptions::with_credentials_file(creds).await.map_err(|e| {
-                BusError::InvalidOption(format!("cannot read credentials file {}: {e}", creds.display()))
-            })?,
+            (Some(creds), _) => {
+                ConnectOptions::with_credentials_file(creds)
+                    .await
+                    .map_err(|e| {
+                        BusError::InvalidOption(format!(
+                            "cannot read credentials file {}: {e}",
+                            creds.display()
+                        ))
+                    })?
+            }
             (None, Some(nkey)) => ConnectOptions::with_nkey(read_secret(nkey, "nkey seed")?),
             (None, None) => ConnectOptions::new(),
         };
@@ -164,9 +193,11 @@ impl NatsOptions {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             require_file(cert, "TLS client certificate")?;
             require_file(key, "TLS client key")?;
-            opts = opts.add_client_certificate(cert.clone(), key.clone()).require_tls(true);
+            opts = opts
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
         }
-        let max_delay = self.max_reconnect_delay;
+        let (min_delay, max_delay) = (self.min_reconnect_delay, self.max_reconnect_delay);
         Ok(opts
             .name(&self.name)
             .max_reconnects(None)
@@ -175,26 +206,32 @@ impl NatsOptions {
             // bounded backoff so a long outage costs little.
             .reconnect_delay_callback(move |attempt| {
                 let step = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(8)));
-                step.min(max_delay)
+                step.min(max_delay).max(min_delay)
             }))
     }
 }
 
-fn read_secret(path: &PathBuf, what: &str) -> Result<String, BusError> {
+fn read_secret(path: &Path, what: &str) -> Result<String, BusError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         BusError::InvalidOption(format!("cannot read {what} file {}: {e}", path.display()))
     })?;
     let first = text.lines().next().unwrap_or("").trim().to_string();
     if first.is_empty() {
-        return Err(BusError::InvalidOption(format!("{what} file {} is empty", path.display())));
+        return Err(BusError::InvalidOption(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
     }
     Ok(first)
 }
 
-fn require_file(path: &PathBuf, what: &str) -> Result<(), BusError> {
+fn require_file(path: &Path, what: &str) -> Result<(), BusError> {
     if path.is_file() {
         Ok(())
     } else {
-        Err(BusError::InvalidOption(format!("{what} {} does not exist", path.display())))
+        Err(BusError::InvalidOption(format!(
+            "{what} {} does not exist",
+            path.display()
+        )))
     }
 }

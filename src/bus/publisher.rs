@@ -162,7 +162,10 @@ impl Publisher {
             buffered_bytes,
             max_buffered_bytes: config.max_buffered_bytes,
             stats,
-            subjects: EventKind::ALL.iter().map(|k| Subject::from(scheme.subject(*k))).collect(),
+            subjects: EventKind::ALL
+                .iter()
+                .map(|k| Subject::from(scheme.subject(*k)))
+                .collect(),
             forwarder,
             reporter: AbortOnDrop(reporter),
         }
@@ -174,8 +177,12 @@ impl Publisher {
             Some(kind) => self.publish_encoded(kind, Bytes::from(event.encode_to_vec())),
             None => {
                 self.stats.offered.fetch_add(1, Ordering::Relaxed);
-                self.stats.dropped_unroutable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("dropped an event with no content (empty oneof): nothing to route by");
+                self.stats
+                    .dropped_unroutable
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "dropped an event with no content (empty oneof): nothing to route by"
+                );
                 false
             }
         }
@@ -190,7 +197,10 @@ impl Publisher {
 
     /// Enqueues a payload on an explicit subject (replay keeps recorded subjects).
     pub fn publish_raw(&self, subject: &str, payload: Bytes) -> bool {
-        self.enqueue(Outgoing { subject: Subject::from(subject), payload })
+        self.enqueue(Outgoing {
+            subject: Subject::from(subject),
+            payload,
+        })
     }
 
     fn enqueue(&self, item: Outgoing) -> bool {
@@ -200,7 +210,9 @@ impl Publisher {
         let accepted = before + len <= self.max_buffered_bytes && self.queue.try_send(item).is_ok();
         if !accepted {
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.stats.dropped_buffer_full.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .dropped_buffer_full
+                .fetch_add(1, Ordering::Relaxed);
         }
         accepted
     }
@@ -213,15 +225,26 @@ impl Publisher {
     /// Sends what is buffered (waiting at most `timeout`), then stops. Whatever NATS did not
     /// take in time is counted in `dropped_at_shutdown`. Returns the final counters.
     pub async fn close(self, timeout: Duration) -> StatsSnapshot {
-        let Publisher { queue, stats, forwarder, reporter, .. } = self;
+        let Publisher {
+            queue,
+            stats,
+            forwarder,
+            reporter,
+            ..
+        } = self;
         drop(queue);
         let abort = forwarder.abort_handle();
         if tokio::time::timeout(timeout, forwarder).await.is_err() {
             abort.abort();
             let s = stats.snapshot();
             let unsent = s.offered.saturating_sub(s.sent + s.dropped());
-            stats.dropped_at_shutdown.fetch_add(unsent, Ordering::Relaxed);
-            tracing::warn!(unsent, "NATS did not take all buffered events before shutdown; counted as dropped");
+            stats
+                .dropped_at_shutdown
+                .fetch_add(unsent, Ordering::Relaxed);
+            tracing::warn!(
+                unsent,
+                "NATS did not take all buffered events before shutdown; counted as dropped"
+            );
         }
         drop(reporter);
         let s = stats.snapshot();
@@ -248,11 +271,22 @@ async fn forward(
     buffered_bytes: Arc<AtomicUsize>,
     config: PublisherConfig,
 ) {
-    let confirm_subject = format!("_peerlab.confirm.{}", client.new_inbox().replace("_INBOX.", ""));
+    let confirm_subject = format!(
+        "_peerlab.confirm.{}",
+        client.new_inbox().replace("_INBOX.", "")
+    );
     let mut batch = Vec::with_capacity(config.max_batch);
     while rx.recv_many(&mut batch, config.max_batch).await > 0 {
         let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
-        let delivered = deliver(&client, &mut connected, &batch, &confirm_subject, &stats, &config).await;
+        let delivered = deliver(
+            &client,
+            &mut connected,
+            &batch,
+            &confirm_subject,
+            &stats,
+            &config,
+        )
+        .await;
         stats.sent.fetch_add(delivered, Ordering::Relaxed);
         buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
         batch.clear();
@@ -271,15 +305,25 @@ async fn deliver(
     let mut first_try = true;
     loop {
         if !first_try {
-            stats.resent.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            // Wait for the reconnect (bounded, then check again: the watch may lag the client).
-            let _ = tokio::time::timeout(config.confirm_timeout, connected.wait_for(|up| *up)).await;
+            stats
+                .resent
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
         }
         first_try = false;
+        // Hold the batch while disconnected, so the outage shows up as a full buffer (counted
+        // drops) instead of events piling up unseen inside the client. Bounded wait, then check
+        // again: the watch may lag the client's own state.
+        while !*connected.borrow() {
+            let _ =
+                tokio::time::timeout(config.confirm_timeout, connected.wait_for(|up| *up)).await;
+        }
         let mut too_large = 0u64;
         let mut failed = false;
         for item in batch {
-            match client.publish(item.subject.clone(), item.payload.clone()).await {
+            match client
+                .publish(item.subject.clone(), item.payload.clone())
+                .await
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     too_large += 1;
@@ -309,7 +353,9 @@ async fn deliver(
                 continue;
             }
         }
-        stats.dropped_too_large.fetch_add(too_large, Ordering::Relaxed);
+        stats
+            .dropped_too_large
+            .fetch_add(too_large, Ordering::Relaxed);
         return batch.len() as u64 - too_large;
     }
 }

@@ -101,16 +101,25 @@ mod tests {
         assert_eq!(s.subject(EventKind::NetMsg), "netmsg");
         assert_eq!(s.subject(EventKind::P2pExtractor), "p2p-extractor");
         assert_eq!(s.wildcard(), "*");
-        assert_eq!(s.parse("log-extractor"), Some((None, EventKind::LogExtractor)));
+        assert_eq!(
+            s.parse("log-extractor"),
+            Some((None, EventKind::LogExtractor))
+        );
         assert_eq!(s.parse("peerlab.stats"), None);
     }
 
     #[test]
     fn prefixed_subjects_carry_the_node() {
-        let s = SubjectScheme::Prefixed { prefix: "fleet".into(), node: "n1".into() };
+        let s = SubjectScheme::Prefixed {
+            prefix: "fleet".into(),
+            node: "n1".into(),
+        };
         assert_eq!(s.subject(EventKind::Mempool), "fleet.n1.mempool");
         assert_eq!(s.wildcard(), "fleet.n1.*");
-        assert_eq!(s.parse("fleet.n2.validation"), Some((Some("n2".into()), EventKind::Validation)));
+        assert_eq!(
+            s.parse("fleet.n2.validation"),
+            Some((Some("n2".into()), EventKind::Validation))
+        );
         assert_eq!(s.parse("other.n2.validation"), None);
         assert_eq!(s.parse("fleet.n2.bogus"), None);
     }

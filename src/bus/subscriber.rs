@@ -59,13 +59,19 @@ impl Subscriber {
             .client
             .subscribe(pattern.clone())
             .await
-            .map_err(|e| BusError::Subscribe { subject: pattern.clone(), reason: e.to_string() })?;
+            .map_err(|e| BusError::Subscribe {
+                subject: pattern.clone(),
+                reason: e.to_string(),
+            })?;
         // Make sure the server has the subscription before the caller starts publishing.
         connection
             .client
             .flush()
             .await
-            .map_err(|e| BusError::Subscribe { subject: pattern, reason: e.to_string() })?;
+            .map_err(|e| BusError::Subscribe {
+                subject: pattern,
+                reason: e.to_string(),
+            })?;
         Ok(Subscriber {
             inner,
             scheme,
@@ -84,7 +90,12 @@ impl Subscriber {
             Some((node, kind)) => (node, Some(kind)),
             None => (None, None),
         };
-        Some(BusMessage { subject, node, kind, payload: message.payload })
+        Some(BusMessage {
+            subject,
+            node,
+            kind,
+            payload: message.payload,
+        })
     }
 
     /// Counters of this subscriber.

@@ -20,7 +20,9 @@ pub fn run(
         let mut printed = 0u64;
         let stdout = std::io::stdout();
         while count.is_none_or(|c| printed < c) {
-            let Some(message) = subscriber.next().await else { break };
+            let Some(message) = subscriber.next().await else {
+                break;
+            };
             if let Some(line) = format_message(&message, format, kinds) {
                 let mut out = stdout.lock();
                 if writeln!(out, "{line}").is_err() {

@@ -14,10 +14,16 @@ use crate::tools::logger::{format_message, LogFormat};
 
 /// Starts nats-server and a regtest bitcoind, drives regtest activity, and prints what the
 /// bus carries, until `duration` passes or Ctrl-C.
-pub fn run(duration: Option<Duration>, interval: Duration, scheme: SubjectScheme) -> anyhow::Result<()> {
-    let installation = setup(&SetupOptions::default()).context("provisioning the embedded stack")?;
+pub fn run(
+    duration: Option<Duration>,
+    interval: Duration,
+    scheme: SubjectScheme,
+) -> anyhow::Result<()> {
+    let installation =
+        setup(&SetupOptions::default()).context("provisioning the embedded stack")?;
     let nats = NatsServer::start(&installation.nats_server).context("starting nats-server")?;
-    let node = RegtestNode::start(&RegtestConfig::new(&installation.bitcoind)).context("starting regtest bitcoind")?;
+    let node = RegtestNode::start(&RegtestConfig::new(&installation.bitcoind))
+        .context("starting regtest bitcoind")?;
     tracing::info!(
         nats = %nats.url(),
         rpc = %node.rpc_addr(),
@@ -57,10 +63,16 @@ pub fn run(duration: Option<Duration>, interval: Duration, scheme: SubjectScheme
     let activity = drive_activity(&node, interval, &stop, deadline);
 
     logger.abort();
-    node.stop(Duration::from_secs(30)).context("stopping bitcoind")?;
+    node.stop(Duration::from_secs(30))
+        .context("stopping bitcoind")?;
     drop(nats);
     let (blocks, txs) = activity?;
-    tracing::info!(blocks, transactions = txs, events_seen = printed.load(Ordering::Relaxed), "embedded run finished");
+    tracing::info!(
+        blocks,
+        transactions = txs,
+        events_seen = printed.load(Ordering::Relaxed),
+        "embedded run finished"
+    );
     Ok(())
 }
 

@@ -87,7 +87,10 @@ impl FromStr for EventKind {
             .find(|k| k.subject() == s)
             .ok_or_else(|| {
                 let known: Vec<_> = EventKind::ALL.iter().map(|k| k.subject()).collect();
-                format!("unknown event kind `{s}`; expected one of {}", known.join(", "))
+                format!(
+                    "unknown event kind `{s}`; expected one of {}",
+                    known.join(", ")
+                )
             })
     }
 }

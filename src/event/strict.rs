@@ -5,7 +5,9 @@
 //! written in another language rejects the event. This check walks the descriptor instead:
 //! every `required` field of every present (sub)message must be on the wire.
 
-use prost_reflect::{Cardinality, DynamicMessage, Kind, MapKey, MessageDescriptor, ReflectMessage, Value};
+use prost_reflect::{
+    Cardinality, DynamicMessage, Kind, MapKey, MessageDescriptor, ReflectMessage, Value,
+};
 
 use super::descriptor_pool;
 
@@ -57,6 +59,18 @@ fn collect_missing(message: &DynamicMessage, path: &str, missing: &mut Vec<Strin
         let field_path = join(path, field.name());
         if field.cardinality() == Cardinality::Required && !message.has_field(&field) {
             missing.push(field_path);
+            continue;
+        }
+        // proto2 enums are closed: C++ and Python decoders move an undefined value to the
+        // unknown fields, so a required enum holding one counts as missing for them.
+        if let (Cardinality::Required, Kind::Enum(enum_descriptor)) =
+            (field.cardinality(), field.kind())
+        {
+            if let Value::EnumNumber(number) = message.get_field(&field).as_ref() {
+                if enum_descriptor.get_value(*number).is_none() {
+                    missing.push(format!("{field_path} (undefined enum value {number})"));
+                }
+            }
             continue;
         }
         if !message.has_field(&field) || !matches!(field.kind(), Kind::Message(_)) {

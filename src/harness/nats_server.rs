@@ -28,8 +28,14 @@ impl NatsServer {
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port().map_err(|e| start_error(format!("no free port: {e}")))?;
-            let dir = tempfile::tempdir().map_err(|e| start_error(format!("no temporary directory: {e}")))?;
-            let mut server = NatsServer { exe: exe.to_path_buf(), port, dir, child: None };
+            let dir = tempfile::tempdir()
+                .map_err(|e| start_error(format!("no temporary directory: {e}")))?;
+            let mut server = NatsServer {
+                exe: exe.to_path_buf(),
+                port,
+                dir,
+                child: None,
+            };
             match server.launch() {
                 Ok(()) => return Ok(server),
                 // Most likely another process took the port between probe and bind: retry.
@@ -53,6 +59,18 @@ impl NatsServer {
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Asks the server to shut down (SIGTERM, as `systemctl stop` would) and waits for it.
+    pub fn stop_gracefully(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+            let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) } == 0;
+            if !sent {
+                let _ = child.kill();
+            }
             let _ = child.wait();
         }
     }
@@ -84,7 +102,12 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| start_error(format!("cannot run {}: {e} (run `peerlab setup`)", self.exe.display())))?;
+            .map_err(|e| {
+                start_error(format!(
+                    "cannot run {}: {e} (run `peerlab setup`)",
+                    self.exe.display()
+                ))
+            })?;
         self.child = Some(child);
         self.wait_ready(&log)
     }
@@ -108,7 +131,10 @@ impl NatsServer {
             }
             if Instant::now() >= deadline {
                 self.stop();
-                return Err(start_error(format!("no INFO greeting on port {} within {READY_TIMEOUT:?}", self.port)));
+                return Err(start_error(format!(
+                    "no INFO greeting on port {} within {READY_TIMEOUT:?}",
+                    self.port
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -116,7 +142,9 @@ impl NatsServer {
 }
 
 fn greets(port: u16) -> bool {
-    let Ok(stream) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+    let Ok(stream) =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
@@ -125,7 +153,10 @@ fn greets(port: u16) -> bool {
 }
 
 fn start_error(reason: String) -> HarnessError {
-    HarnessError::Start { what: "nats-server".into(), reason }
+    HarnessError::Start {
+        what: "nats-server".into(),
+        reason,
+    }
 }
 
 impl Drop for NatsServer {

@@ -52,7 +52,10 @@ pub fn cache_root() -> PathBuf {
 /// The entry key: crate, version and a hash of the options, so a change of either rebuilds.
 pub fn build_key() -> String {
     let digest = Sha256::digest(CMAKE_OPTIONS.join("\n").as_bytes());
-    format!("{CORE_CRATE}-{CORE_CRATE_VERSION}-{}", &hex::encode(digest)[..12])
+    format!(
+        "{CORE_CRATE}-{CORE_CRATE_VERSION}-{}",
+        &hex::encode(digest)[..12]
+    )
 }
 
 /// What a finished build recorded about itself.
@@ -92,7 +95,9 @@ pub struct CacheEntry {
 impl CacheEntry {
     /// The entry for this version of peerlab's build options under `root`.
     pub fn current(root: &Path) -> CacheEntry {
-        CacheEntry { dir: root.join("bitcoind").join(build_key()) }
+        CacheEntry {
+            dir: root.join("bitcoind").join(build_key()),
+        }
     }
 
     /// The entry directory.
@@ -125,7 +130,12 @@ impl CacheEntry {
         };
         let manifest: Manifest = match serde_json::from_str(&text) {
             Ok(m) => m,
-            Err(e) => return EntryState::Corrupt(format!("{} is not a valid manifest: {e}", path.display())),
+            Err(e) => {
+                return EntryState::Corrupt(format!(
+                    "{} is not a valid manifest: {e}",
+                    path.display()
+                ))
+            }
         };
         for (binary, expected) in [
             (self.bitcoind(), &manifest.bitcoind_sha256),
@@ -134,9 +144,14 @@ impl CacheEntry {
             match sha256_file(&binary) {
                 Ok(actual) if &actual == expected => {}
                 Ok(_) => {
-                    return EntryState::Corrupt(format!("{} does not match its recorded checksum", binary.display()))
+                    return EntryState::Corrupt(format!(
+                        "{} does not match its recorded checksum",
+                        binary.display()
+                    ))
                 }
-                Err(e) => return EntryState::Corrupt(format!("cannot read {}: {e}", binary.display())),
+                Err(e) => {
+                    return EntryState::Corrupt(format!("cannot read {}: {e}", binary.display()))
+                }
             }
         }
         EntryState::Valid(manifest)
@@ -188,6 +203,8 @@ mod tests {
         assert!(matches!(entry.inspect(), EntryState::Missing));
         std::fs::create_dir_all(entry.dir()).expect("mkdir");
         std::fs::write(entry.dir().join("manifest.json"), "{not json").expect("write");
-        assert!(matches!(entry.inspect(), EntryState::Corrupt(r) if r.contains("not a valid manifest")));
+        assert!(
+            matches!(entry.inspect(), EntryState::Corrupt(r) if r.contains("not a valid manifest"))
+        );
     }
 }

@@ -6,10 +6,13 @@
 use bitcoin::absolute::LockTime;
 use bitcoin::blockdata::opcodes::OP_TRUE;
 use bitcoin::transaction::Version;
-use bitcoin::{Address, Amount, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness};
+use bitcoin::{
+    Address, Amount, Network, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Witness,
+};
 
 /// The regtest address of P2WSH(OP_TRUE).
-pub const KEYLESS_ADDRESS: &str = "bcrt1qft5p2uhsdcdc3l2ua4ap5qqfg4pjaqlp250x7us7a8qqhrxrxfsqseac85";
+pub const KEYLESS_ADDRESS: &str =
+    "bcrt1qft5p2uhsdcdc3l2ua4ap5qqfg4pjaqlp250x7us7a8qqhrxrxfsqseac85";
 
 /// A spendable output locked to P2WSH(OP_TRUE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +52,17 @@ impl KeylessCoin {
         Some(Transaction {
             version: Version::TWO,
             lock_time: LockTime::ZERO,
-            input: vec![TxIn { previous_output: self.outpoint, script_sig: ScriptBuf::new(), sequence, witness }],
+            input: vec![TxIn {
+                previous_output: self.outpoint,
+                script_sig: ScriptBuf::new(),
+                sequence,
+                witness,
+            }],
             output: (0..outputs)
-                .map(|_| TxOut { value: Amount::from_sat(each), script_pubkey: Self::script_pubkey() })
+                .map(|_| TxOut {
+                    value: Amount::from_sat(each),
+                    script_pubkey: Self::script_pubkey(),
+                })
                 .collect(),
         })
     }
@@ -63,7 +74,13 @@ impl KeylessCoin {
             .iter()
             .enumerate()
             .filter(|(_, out)| out.script_pubkey == Self::script_pubkey())
-            .map(|(vout, out)| KeylessCoin { outpoint: OutPoint { txid, vout: vout as u32 }, value: out.value })
+            .map(|(vout, out)| KeylessCoin {
+                outpoint: OutPoint {
+                    txid,
+                    vout: vout as u32,
+                },
+                value: out.value,
+            })
             .collect()
     }
 }
@@ -79,11 +96,21 @@ mod tests {
 
     #[test]
     fn spend_pays_fee_and_reveals_script() {
-        let coin = KeylessCoin { outpoint: OutPoint::null(), value: Amount::from_sat(50_000) };
-        let tx = coin.spend(Amount::from_sat(1_000), 2, Sequence::MAX).expect("enough value");
+        let coin = KeylessCoin {
+            outpoint: OutPoint::null(),
+            value: Amount::from_sat(50_000),
+        };
+        let tx = coin
+            .spend(Amount::from_sat(1_000), 2, Sequence::MAX)
+            .expect("enough value");
         assert_eq!(tx.output.len(), 2);
-        assert_eq!(tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>(), 49_000);
+        assert_eq!(
+            tx.output.iter().map(|o| o.value.to_sat()).sum::<u64>(),
+            49_000
+        );
         assert_eq!(tx.input[0].witness.to_vec(), vec![vec![0x51]]);
-        assert!(coin.spend(Amount::from_sat(49_500), 1, Sequence::MAX).is_none());
+        assert!(coin
+            .spend(Amount::from_sat(49_500), 1, Sequence::MAX)
+            .is_none());
     }
 }

@@ -17,8 +17,13 @@ use super::NodeError;
 
 /// Finds (fetching if needed) the Bitcoin Core source tree shipped in the pinned crate.
 pub fn fetch_core_source() -> Result<PathBuf, NodeError> {
-    let dir = cache_root().join("core-source").join(format!("{CORE_CRATE}-{CORE_CRATE_VERSION}"));
-    let io = |e: std::io::Error| NodeError::Tool { tool: "filesystem".into(), reason: format!("{}: {e}", dir.display()) };
+    let dir = cache_root()
+        .join("core-source")
+        .join(format!("{CORE_CRATE}-{CORE_CRATE_VERSION}"));
+    let io = |e: std::io::Error| NodeError::Tool {
+        tool: "filesystem".into(),
+        reason: format!("{}: {e}", dir.display()),
+    };
     std::fs::create_dir_all(dir.join("src")).map_err(io)?;
     std::fs::write(
         dir.join("Cargo.toml"),
@@ -31,12 +36,17 @@ pub fn fetch_core_source() -> Result<PathBuf, NodeError> {
     std::fs::write(dir.join("src").join("lib.rs"), "").map_err(io)?;
     let manifest = dir.join("Cargo.toml");
 
-    tracing::info!("fetching the Bitcoin Core source ({CORE_CRATE} {CORE_CRATE_VERSION}) with cargo");
+    tracing::info!(
+        "fetching the Bitcoin Core source ({CORE_CRATE} {CORE_CRATE_VERSION}) with cargo"
+    );
     let status = Command::new(cargo())
         .args(["fetch", "--quiet", "--manifest-path"])
         .arg(&manifest)
         .status()
-        .map_err(|e| NodeError::Tool { tool: "cargo".into(), reason: e.to_string() })?;
+        .map_err(|e| NodeError::Tool {
+            tool: "cargo".into(),
+            reason: e.to_string(),
+        })?;
     if !status.success() {
         return Err(NodeError::Tool {
             tool: "cargo fetch".into(),
@@ -44,14 +54,27 @@ pub fn fetch_core_source() -> Result<PathBuf, NodeError> {
         });
     }
     let output = Command::new(cargo())
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
-        .map_err(|e| NodeError::Tool { tool: "cargo".into(), reason: e.to_string() })?;
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| NodeError::Tool {
-        tool: "cargo metadata".into(),
-        reason: format!("unreadable output ({e}): {}", String::from_utf8_lossy(&output.stderr).trim()),
-    })?;
+        .map_err(|e| NodeError::Tool {
+            tool: "cargo".into(),
+            reason: e.to_string(),
+        })?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| NodeError::Tool {
+            tool: "cargo metadata".into(),
+            reason: format!(
+                "unreadable output ({e}): {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        })?;
     let crate_manifest = metadata["packages"]
         .as_array()
         .into_iter()
@@ -80,10 +103,17 @@ pub fn build_core(source: &Path, entry: &CacheEntry, jobs: usize) -> Result<(), 
     let progress = Progress::new();
     progress.message("configuring (cmake)");
     let mut configure = Command::new("cmake");
-    configure.arg("-S").arg(source).arg("-B").arg(&build_dir).args(CMAKE_OPTIONS);
+    configure
+        .arg("-S")
+        .arg(source)
+        .arg("-B")
+        .arg(&build_dir)
+        .args(CMAKE_OPTIONS);
     run_streaming(configure, "cmake configure", &progress)?;
 
-    progress.message(&format!("compiling with {jobs} jobs (10-15 minutes on 2 cores the first time)"));
+    progress.message(&format!(
+        "compiling with {jobs} jobs (10-15 minutes on 2 cores the first time)"
+    ));
     let mut build = Command::new("cmake");
     build
         .arg("--build")
@@ -94,7 +124,10 @@ pub fn build_core(source: &Path, entry: &CacheEntry, jobs: usize) -> Result<(), 
     progress.finish();
 
     let bin = entry.dir().join("bin");
-    let io = |e: std::io::Error| NodeError::Tool { tool: "filesystem".into(), reason: format!("{}: {e}", bin.display()) };
+    let io = |e: std::io::Error| NodeError::Tool {
+        tool: "filesystem".into(),
+        reason: format!("{}: {e}", bin.display()),
+    };
     std::fs::create_dir_all(&bin).map_err(io)?;
     for name in ["bitcoind", "bitcoin-cli"] {
         let built = build_dir.join("bin").join(name);
@@ -112,7 +145,10 @@ fn run_streaming(mut command: Command, step: &str, progress: &Progress) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| NodeError::Tool { tool: step.into(), reason: format!("cannot start: {e} (is cmake installed?)") })?;
+        .map_err(|e| NodeError::Tool {
+            tool: step.into(),
+            reason: format!("cannot start: {e} (is cmake installed?)"),
+        })?;
     // Merge stderr into the tail on a helper thread so neither pipe can fill and block the child.
     let stderr = child.stderr.take();
     let err_thread = std::thread::spawn(move || {
@@ -133,13 +169,19 @@ fn run_streaming(mut command: Command, step: &str, progress: &Progress) -> Resul
             push_bounded(&mut tail, line);
         }
     }
-    let status = child.wait().map_err(|e| NodeError::Tool { tool: step.into(), reason: e.to_string() })?;
+    let status = child.wait().map_err(|e| NodeError::Tool {
+        tool: step.into(),
+        reason: e.to_string(),
+    })?;
     let err_tail = err_thread.join().unwrap_or_default();
     if status.success() {
         return Ok(());
     }
     tail.extend(err_tail);
-    Err(NodeError::Build { step: step.into(), output_tail: Vec::from(tail).join("\n") })
+    Err(NodeError::Build {
+        step: step.into(),
+        output_tail: Vec::from(tail).join("\n"),
+    })
 }
 
 fn push_bounded(lines: &mut VecDeque<String>, line: String) {
@@ -157,7 +199,9 @@ fn parse_percent(line: &str) -> Option<u64> {
 }
 
 fn cargo() -> PathBuf {
-    std::env::var_os("CARGO").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("cargo"))
+    std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("cargo"))
 }
 
 /// A progress bar on a terminal; a log line every 10% otherwise (CI logs).
@@ -170,11 +214,16 @@ impl Progress {
     fn new() -> Progress {
         let bar = ProgressBar::new(100);
         bar.set_style(
-            ProgressStyle::with_template("building bitcoind [{bar:40}] {pos:>3}% {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "building bitcoind [{bar:40}] {pos:>3}% {elapsed_precise} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
-        Progress { bar, last_logged: std::cell::Cell::new(0) }
+        Progress {
+            bar,
+            last_logged: std::cell::Cell::new(0),
+        }
     }
 
     fn message(&self, msg: &str) {
@@ -203,7 +252,10 @@ mod tests {
 
     #[test]
     fn percent_markers() {
-        assert_eq!(parse_percent("[ 48%] Building CXX object src/x.o"), Some(48));
+        assert_eq!(
+            parse_percent("[ 48%] Building CXX object src/x.o"),
+            Some(48)
+        );
         assert_eq!(parse_percent("[100%] Built target bitcoind"), Some(100));
         assert_eq!(parse_percent("-- Configuring done"), None);
     }

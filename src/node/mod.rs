@@ -19,8 +19,8 @@ pub use coins::{KeylessCoin, KEYLESS_ADDRESS};
 pub use packages::{can_install, ensure_packages, missing_packages};
 pub use regtest::{RegtestConfig, RegtestNode};
 pub use setup::{
-    cached_installation, find_on_path, setup, BitcoindOrigin, Installation, SetupOptions, BUILD_PACKAGES,
-    RUNTIME_PACKAGES,
+    cached_installation, find_on_path, setup, BitcoindOrigin, Installation, SetupOptions,
+    BUILD_PACKAGES, RUNTIME_PACKAGES,
 };
 pub use tracepoints::{verify_tracepoints, BITCOIN_CORE_TRACEPOINTS};
 

@@ -4,7 +4,6 @@ use std::process::{Command, Stdio};
 
 use super::NodeError;
 
-
 /// The subset of `packages` that dpkg does not report as installed.
 pub fn missing_packages(packages: &[&str]) -> Result<Vec<String>, NodeError> {
     let mut missing = Vec::new();
@@ -13,7 +12,10 @@ pub fn missing_packages(packages: &[&str]) -> Result<Vec<String>, NodeError> {
             .args(["-W", "-f=${db:Status-Abbrev}", package])
             .stderr(Stdio::null())
             .output()
-            .map_err(|e| NodeError::Tool { tool: "dpkg-query".into(), reason: e.to_string() })?;
+            .map_err(|e| NodeError::Tool {
+                tool: "dpkg-query".into(),
+                reason: e.to_string(),
+            })?;
         // "ii " = installed; anything else (or unknown package) counts as missing.
         if !String::from_utf8_lossy(&output.stdout).starts_with("ii") {
             missing.push(package.to_string());
@@ -25,7 +27,9 @@ pub fn missing_packages(packages: &[&str]) -> Result<Vec<String>, NodeError> {
 /// Whether this process may install packages (root).
 pub fn can_install() -> bool {
     use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// Installs what is missing, or says exactly what to install when we may not.
@@ -37,7 +41,9 @@ pub fn ensure_packages(packages: &[&str], allow_install: bool) -> Result<Vec<Str
         return Ok(missing);
     }
     if !allow_install {
-        return Err(NodeError::MissingPackages { packages: missing.join(" ") });
+        return Err(NodeError::MissingPackages {
+            packages: missing.join(" "),
+        });
     }
     tracing::info!(packages = %missing.join(" "), "installing missing Debian packages");
     if !apt_install(&missing)? {
@@ -46,7 +52,10 @@ pub fn ensure_packages(packages: &[&str], allow_install: bool) -> Result<Vec<Str
         if !apt_install(&missing)? {
             return Err(NodeError::Tool {
                 tool: "apt-get".into(),
-                reason: format!("could not install {}; see apt-get's output above", missing.join(" ")),
+                reason: format!(
+                    "could not install {}; see apt-get's output above",
+                    missing.join(" ")
+                ),
             });
         }
     }
@@ -65,6 +74,9 @@ fn run_apt(args: &[&str]) -> Result<bool, NodeError> {
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdout(Stdio::null())
         .status()
-        .map_err(|e| NodeError::Tool { tool: "apt-get".into(), reason: e.to_string() })?;
+        .map_err(|e| NodeError::Tool {
+            tool: "apt-get".into(),
+            reason: e.to_string(),
+        })?;
     Ok(status.success())
 }

@@ -45,7 +45,11 @@ pub struct RegtestConfig {
 impl RegtestConfig {
     /// Defaults for `bitcoind`.
     pub fn new(bitcoind: impl Into<PathBuf>) -> RegtestConfig {
-        RegtestConfig { bitcoind: bitcoind.into(), extra_args: Vec::new(), view_stdout: false }
+        RegtestConfig {
+            bitcoind: bitcoind.into(),
+            extra_args: Vec::new(),
+            view_stdout: false,
+        }
     }
 }
 
@@ -67,7 +71,10 @@ impl RegtestNode {
         conf.view_stdout = config.view_stdout;
         conf.attempts = 3;
         let inner = bitcoind::BitcoinD::with_conf(&config.bitcoind, &conf).map_err(|e| {
-            NodeError::Regtest(format!("could not start {}: {e:#}", config.bitcoind.display()))
+            NodeError::Regtest(format!(
+                "could not start {}: {e:#}",
+                config.bitcoind.display()
+            ))
         })?;
         let p2p = inner
             .params
@@ -81,7 +88,10 @@ impl RegtestNode {
         self.inner
             .client
             .call::<T>(method, params)
-            .map_err(|e| NodeError::Rpc { method: method.into(), reason: e.to_string() })
+            .map_err(|e| NodeError::Rpc {
+                method: method.into(),
+                reason: e.to_string(),
+            })
     }
 
     /// The P2P listening address (127.0.0.1).
@@ -110,7 +120,9 @@ impl RegtestNode {
         std::fs::read_to_string(&path)
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| NodeError::Regtest(format!("no readable pid file at {}", path.display())))
+            .ok_or_else(|| {
+                NodeError::Regtest(format!("no readable pid file at {}", path.display()))
+            })
     }
 
     /// Current block height.
@@ -120,10 +132,18 @@ impl RegtestNode {
 
     /// Mines `blocks` blocks to the keyless address; returns their hashes.
     pub fn mine(&self, blocks: u64) -> Result<Vec<BlockHash>, NodeError> {
-        let hashes: Vec<String> = self.rpc("generatetoaddress", &[json!(blocks), json!(KEYLESS_ADDRESS)])?;
+        let hashes: Vec<String> = self.rpc(
+            "generatetoaddress",
+            &[json!(blocks), json!(KEYLESS_ADDRESS)],
+        )?;
         hashes
             .iter()
-            .map(|h| h.parse().map_err(|e| NodeError::Rpc { method: "generatetoaddress".into(), reason: format!("bad hash {h}: {e}") }))
+            .map(|h| {
+                h.parse().map_err(|e| NodeError::Rpc {
+                    method: "generatetoaddress".into(),
+                    reason: format!("bad hash {h}: {e}"),
+                })
+            })
             .collect()
     }
 
@@ -135,7 +155,10 @@ impl RegtestNode {
         let txid: Txid = coinbase["txid"]
             .as_str()
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| NodeError::Rpc { method: "getblock".into(), reason: "no coinbase txid".into() })?;
+            .ok_or_else(|| NodeError::Rpc {
+                method: "getblock".into(),
+                reason: "no coinbase txid".into(),
+            })?;
         let (vout, value) = coinbase["vout"]
             .as_array()
             .into_iter()
@@ -146,23 +169,43 @@ impl RegtestNode {
                 method: "getblock".into(),
                 reason: format!("block {height} does not pay the keyless address"),
             })?;
-        let value = Amount::from_btc(value)
-            .map_err(|e| NodeError::Rpc { method: "getblock".into(), reason: e.to_string() })?;
-        Ok(KeylessCoin { outpoint: OutPoint { txid, vout: vout as u32 }, value })
+        let value = Amount::from_btc(value).map_err(|e| NodeError::Rpc {
+            method: "getblock".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(KeylessCoin {
+            outpoint: OutPoint {
+                txid,
+                vout: vout as u32,
+            },
+            value,
+        })
     }
 
     /// Builds a transaction spending `coin` to one keyless output (optionally signalling RBF).
-    pub fn spend(&self, coin: &KeylessCoin, fee: Amount, rbf: bool) -> Result<Transaction, NodeError> {
-        let sequence = if rbf { Sequence::ENABLE_RBF_NO_LOCKTIME } else { Sequence::MAX };
-        coin.spend(fee, 1, sequence)
-            .ok_or_else(|| NodeError::Regtest(format!("coin of {} cannot pay a fee of {fee}", coin.value)))
+    pub fn spend(
+        &self,
+        coin: &KeylessCoin,
+        fee: Amount,
+        rbf: bool,
+    ) -> Result<Transaction, NodeError> {
+        let sequence = if rbf {
+            Sequence::ENABLE_RBF_NO_LOCKTIME
+        } else {
+            Sequence::MAX
+        };
+        coin.spend(fee, 1, sequence).ok_or_else(|| {
+            NodeError::Regtest(format!("coin of {} cannot pay a fee of {fee}", coin.value))
+        })
     }
 
     /// Broadcasts a transaction with `sendrawtransaction`.
     pub fn send(&self, tx: &Transaction) -> Result<Txid, NodeError> {
         let txid: String = self.rpc("sendrawtransaction", &[json!(serialize_hex(tx))])?;
-        txid.parse()
-            .map_err(|e| NodeError::Rpc { method: "sendrawtransaction".into(), reason: format!("bad txid {txid}: {e}") })
+        txid.parse().map_err(|e| NodeError::Rpc {
+            method: "sendrawtransaction".into(),
+            reason: format!("bad txid {txid}: {e}"),
+        })
     }
 
     /// Txids in the mempool.
@@ -196,7 +239,9 @@ impl RegtestNode {
 pub(crate) fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state letter follows the parenthesised command name.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::cache::{cache_root, CacheEntry, EntryState, Manifest, CMAKE_OPTIONS, CORE_CRATE, CORE_CRATE_VERSION};
+use super::cache::{
+    cache_root, CacheEntry, EntryState, Manifest, CMAKE_OPTIONS, CORE_CRATE, CORE_CRATE_VERSION,
+};
 use super::core_build::{build_core, fetch_core_source};
 use super::packages::{can_install, ensure_packages};
 use super::tracepoints::verify_tracepoints;
@@ -17,8 +19,15 @@ use super::NodeError;
 /// Debian packages needed to run the stack and to build peerlab's eBPF programs.
 pub const RUNTIME_PACKAGES: [&str; 3] = ["nats-server", "clang", "libbpf-dev"];
 /// Debian packages needed only to build bitcoind.
-pub const BUILD_PACKAGES: [&str; 7] =
-    ["systemtap-sdt-dev", "cmake", "pkg-config", "libboost-dev", "libevent-dev", "g++", "make"];
+pub const BUILD_PACKAGES: [&str; 7] = [
+    "systemtap-sdt-dev",
+    "cmake",
+    "pkg-config",
+    "libboost-dev",
+    "libevent-dev",
+    "g++",
+    "make",
+];
 
 /// What `setup` should do.
 #[derive(Debug, Clone, Default)]
@@ -99,7 +108,12 @@ pub fn setup(options: &SetupOptions) -> Result<Installation, NodeError> {
             (entry.bitcoind(), Some(entry.bitcoin_cli()), origin)
         }
     };
-    Ok(Installation { bitcoind, bitcoin_cli, nats_server, origin })
+    Ok(Installation {
+        bitcoind,
+        bitcoin_cli,
+        nats_server,
+        origin,
+    })
 }
 
 /// The cached build if it is valid, otherwise a fresh build.
@@ -117,12 +131,19 @@ fn cached_or_built(options: &SetupOptions) -> Result<(CacheEntry, BitcoindOrigin
             return Ok((entry, BitcoindOrigin::Cached));
         }
         EntryState::Corrupt(reason) => {
-            return Err(NodeError::CorruptCache { dir: entry.dir().to_path_buf(), reason });
+            return Err(NodeError::CorruptCache {
+                dir: entry.dir().to_path_buf(),
+                reason,
+            });
         }
         EntryState::Missing => {}
     }
     let source = fetch_core_source()?;
-    let jobs = if options.jobs > 0 { options.jobs } else { std::thread::available_parallelism().map_or(2, |n| n.get()) };
+    let jobs = if options.jobs > 0 {
+        options.jobs
+    } else {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    };
     tracing::info!(dir = %entry.dir().display(), "building a traceable bitcoind into the cache");
     build_core(&source, &entry, jobs)?;
     let notes = verify_tracepoints(&entry.bitcoind())?;
@@ -133,12 +154,15 @@ fn cached_or_built(options: &SetupOptions) -> Result<(CacheEntry, BitcoindOrigin
         crate_name: CORE_CRATE.into(),
         crate_version: CORE_CRATE_VERSION.into(),
         cmake_options: CMAKE_OPTIONS.iter().map(|s| s.to_string()).collect(),
-        bitcoind_sha256: super::cache::sha256_file(&entry.bitcoind()).map_err(|e| io_error(&entry.bitcoind(), e))?,
+        bitcoind_sha256: super::cache::sha256_file(&entry.bitcoind())
+            .map_err(|e| io_error(&entry.bitcoind(), e))?,
         bitcoin_cli_sha256: super::cache::sha256_file(&entry.bitcoin_cli())
             .map_err(|e| io_error(&entry.bitcoin_cli(), e))?,
         tracepoints,
     };
-    entry.write_manifest(&manifest).map_err(|e| io_error(entry.dir(), e))?;
+    entry
+        .write_manifest(&manifest)
+        .map_err(|e| io_error(entry.dir(), e))?;
     tracing::info!(bitcoind = %entry.bitcoind().display(), "built a traceable bitcoind (16 tracepoints verified)");
     Ok((entry, BitcoindOrigin::Built))
 }
@@ -149,7 +173,10 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
     let nats_server = std::env::var_os("NATS_SERVER_EXE")
         .map(PathBuf::from)
         .or_else(|| find_on_path("nats-server"))
-        .ok_or_else(|| NodeError::NotFound { what: "nats-server".into(), hint: "run `peerlab setup`".into() })?;
+        .ok_or_else(|| NodeError::NotFound {
+            what: "nats-server".into(),
+            hint: "run `peerlab setup`".into(),
+        })?;
     if let Some(exe) = std::env::var_os("BITCOIND_EXE") {
         let bitcoind = absolute(Path::new(&exe))?;
         let cli = bitcoind.with_file_name("bitcoin-cli");
@@ -171,7 +198,10 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
             what: "a traceable bitcoind".into(),
             hint: "run `peerlab setup` (builds one into the cache) or set BITCOIND_EXE".into(),
         }),
-        EntryState::Corrupt(reason) => Err(NodeError::CorruptCache { dir: entry.dir().to_path_buf(), reason }),
+        EntryState::Corrupt(reason) => Err(NodeError::CorruptCache {
+            dir: entry.dir().to_path_buf(),
+            reason,
+        }),
     }
 }
 
@@ -191,5 +221,8 @@ fn absolute(path: &Path) -> Result<PathBuf, NodeError> {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> NodeError {
-    NodeError::Tool { tool: "filesystem".into(), reason: format!("{}: {e}", path.display()) }
+    NodeError::Tool {
+        tool: "filesystem".into(),
+        reason: format!("{}: {e}", path.display()),
+    }
 }

@@ -34,8 +34,11 @@ pub fn verify_tracepoints(bitcoind: &Path) -> Result<Vec<ProbeNote>, NodeError> 
         reason: e.to_string(),
     })?;
     let found: BTreeSet<String> = notes.iter().map(ProbeNote::full_name).collect();
-    let missing: Vec<&str> =
-        BITCOIN_CORE_TRACEPOINTS.iter().copied().filter(|t| !found.contains(*t)).collect();
+    let missing: Vec<&str> = BITCOIN_CORE_TRACEPOINTS
+        .iter()
+        .copied()
+        .filter(|t| !found.contains(*t))
+        .collect();
     if missing.len() == BITCOIN_CORE_TRACEPOINTS.len() {
         return Err(NodeError::NotTraceable {
             path: bitcoind.into(),
@@ -53,7 +56,10 @@ pub fn verify_tracepoints(bitcoind: &Path) -> Result<Vec<ProbeNote>, NodeError> 
     if let Some(n) = notes.iter().find(|n| n.semaphore.is_none()) {
         return Err(NodeError::NotTraceable {
             path: bitcoind.into(),
-            reason: format!("tracepoint {} has no semaphore; peerlab needs Bitcoin Core's TRACEPOINT macro", n.full_name()),
+            reason: format!(
+                "tracepoint {} has no semaphore; peerlab needs Bitcoin Core's TRACEPOINT macro",
+                n.full_name()
+            ),
         });
     }
     Ok(notes)

@@ -16,7 +16,11 @@ pub enum LogFormat {
 }
 
 /// Formats one bus message; `None` when its kind is filtered out.
-pub fn format_message(message: &BusMessage, format: LogFormat, kinds: &[EventKind]) -> Option<String> {
+pub fn format_message(
+    message: &BusMessage,
+    format: LogFormat,
+    kinds: &[EventKind],
+) -> Option<String> {
     if !kinds.is_empty() && !message.kind.is_some_and(|k| kinds.contains(&k)) {
         return None;
     }
@@ -31,7 +35,11 @@ pub fn format_message(message: &BusMessage, format: LogFormat, kinds: &[EventKin
                 subject: &'a str,
                 event: serde_json::Value,
             }
-            serde_json::to_string(&Line { subject: &message.subject, event }).unwrap_or_default()
+            serde_json::to_string(&Line {
+                subject: &message.subject,
+                event,
+            })
+            .unwrap_or_default()
         }
         LogFormat::Text => format!("{:<14} {}", message.subject, event),
     })
@@ -44,7 +52,9 @@ pub fn decode_json(payload: &[u8]) -> Result<serde_json::Value, String> {
         .get_message_by_name(EVENT_MESSAGE_NAME)
         .ok_or_else(|| "schema lacks event.Event".to_string())?;
     let message = DynamicMessage::decode(descriptor, payload).map_err(|e| e.to_string())?;
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false);
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .stringify_64_bit_integers(false);
     message
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| e.to_string())

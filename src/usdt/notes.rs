@@ -75,10 +75,20 @@ const NOTE_TYPE: u32 = 3;
 
 /// Reads every SDT probe note of an ELF file. An ELF without the section yields no notes.
 pub fn read_probe_notes(path: &Path) -> Result<Vec<ProbeNote>, UsdtError> {
-    let data = std::fs::read(path).map_err(|source| UsdtError::Read { path: path.into(), source })?;
+    let data = std::fs::read(path).map_err(|source| UsdtError::Read {
+        path: path.into(),
+        source,
+    })?;
     parse_probe_notes(&data).map_err(|(index, reason)| match index {
-        None => UsdtError::NotElf { path: path.into(), reason },
-        Some(index) => UsdtError::Malformed { path: path.into(), index, reason },
+        None => UsdtError::NotElf {
+            path: path.into(),
+            reason,
+        },
+        Some(index) => UsdtError::Malformed {
+            path: path.into(),
+            index,
+            reason,
+        },
     })
 }
 
@@ -103,7 +113,11 @@ fn parse_probe_notes(data: &[u8]) -> Result<Vec<ProbeNote>, ParseError> {
     while offset + 12 <= bytes.len() {
         let read_u32 = |at: usize| -> u32 {
             let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-            if little { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+            if little {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
         };
         let name_size = read_u32(offset) as usize;
         let desc_size = read_u32(offset + 4) as usize;
@@ -112,12 +126,19 @@ fn parse_probe_notes(data: &[u8]) -> Result<Vec<ProbeNote>, ParseError> {
         let desc_start = name_start + align4(name_size);
         let next = desc_start + align4(desc_size);
         if next > bytes.len() {
-            return Err((Some(index), format!("note extends past the section ({next} > {})", bytes.len())));
+            return Err((
+                Some(index),
+                format!("note extends past the section ({next} > {})", bytes.len()),
+            ));
         }
-        let owner = bytes[name_start..name_start + name_size].strip_suffix(&[0]).unwrap_or(&[]);
+        let owner = bytes[name_start..name_start + name_size]
+            .strip_suffix(&[0])
+            .unwrap_or(&[]);
         if owner == OWNER && note_type == NOTE_TYPE {
             let desc = &bytes[desc_start..desc_start + desc_size];
-            notes.push(parse_desc(desc, little, actual_base, &segments).map_err(|r| (Some(index), r))?);
+            notes.push(
+                parse_desc(desc, little, actual_base, &segments).map_err(|r| (Some(index), r))?,
+            );
         }
         offset = next;
         index += 1;
@@ -132,12 +153,19 @@ fn parse_desc(
     segments: &[(u64, u64, u64)],
 ) -> Result<ProbeNote, String> {
     if desc.len() < 24 {
-        return Err(format!("descriptor is {} bytes, need at least 24", desc.len()));
+        return Err(format!(
+            "descriptor is {} bytes, need at least 24",
+            desc.len()
+        ));
     }
     let read_u64 = |at: usize| -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&desc[at..at + 8]);
-        if little { u64::from_le_bytes(b) } else { u64::from_be_bytes(b) }
+        if little {
+            u64::from_le_bytes(b)
+        } else {
+            u64::from_be_bytes(b)
+        }
     };
     let (mut pc, recorded_base, mut semaphore) = (read_u64(0), read_u64(8), read_u64(16));
     if let Some(actual) = actual_base {
@@ -159,8 +187,8 @@ fn parse_desc(
     if provider.is_empty() || name.is_empty() {
         return Err("empty provider or probe name".to_string());
     }
-    let pc_file_offset =
-        file_offset(pc, segments).ok_or_else(|| format!("probe address {pc:#x} is in no segment"))?;
+    let pc_file_offset = file_offset(pc, segments)
+        .ok_or_else(|| format!("probe address {pc:#x} is in no segment"))?;
     let (semaphore, semaphore_file_offset) = if semaphore == 0 {
         (None, None)
     } else {
@@ -168,7 +196,15 @@ fn parse_desc(
             .ok_or_else(|| format!("semaphore address {semaphore:#x} is in no segment"))?;
         (Some(semaphore), Some(off))
     };
-    Ok(ProbeNote { provider, name, pc, pc_file_offset, semaphore, semaphore_file_offset, args })
+    Ok(ProbeNote {
+        provider,
+        name,
+        pc,
+        pc_file_offset,
+        semaphore,
+        semaphore_file_offset,
+        args,
+    })
 }
 
 /// Virtual address -> file offset through the program header that maps it.
@@ -189,7 +225,10 @@ mod tests {
 
     #[test]
     fn garbage_is_not_elf() {
-        assert!(matches!(parse_probe_notes(b"definitely not an elf"), Err((None, _))));
+        assert!(matches!(
+            parse_probe_notes(b"definitely not an elf"),
+            Err((None, _))
+        ));
     }
 
     #[test]

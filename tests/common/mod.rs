@@ -1,0 +1,30 @@
+//! Shared helpers for integration tests: where the real programs are.
+//!
+//! Tests run against the real bitcoind and nats-server that `peerlab setup` provisions (the
+//! quickstart runs it first). Missing programs fail the test with the fix, never skip it.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use peerlab::node::{cached_installation, Installation};
+
+/// The provisioned programs, or a panic that says to run `peerlab setup`.
+pub fn installation() -> Installation {
+    cached_installation()
+        .unwrap_or_else(|e| panic!("{e}\n(integration tests need `peerlab setup` first)"))
+}
+
+/// Path of the bitcoind under test.
+pub fn bitcoind() -> PathBuf {
+    installation().bitcoind
+}
+
+/// Path of nats-server.
+pub fn nats_server() -> PathBuf {
+    installation().nats_server
+}
+
+/// Upper bound for anything a test waits on.
+pub const TIMEOUT: Duration = Duration::from_secs(30);

@@ -1,0 +1,159 @@
+//! The binary's set-up path and its errors: each bad input gives one actionable line.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use peerlab::node::{build_key, ensure_packages, NodeError};
+
+fn peerlab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_peerlab"))
+}
+
+/// The final `error: ...` line, asserting there is exactly one and the command failed.
+fn error_line(output: &Output) -> String {
+    assert!(!output.status.success(), "command should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "exactly one error line expected, stderr was:\n{stderr}"
+    );
+    errors[0].to_string()
+}
+
+#[test]
+fn second_setup_reuses_the_cache_and_prints_absolute_paths() {
+    let started = Instant::now();
+    let output = peerlab()
+        .args(["setup", "--json"])
+        .env_remove("BITCOIND_EXE")
+        .output()
+        .expect("run setup");
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "setup failed:\n{stderr}");
+    // Not a timing assertion (timings belong in benchmarks); printed for the CI log.
+    eprintln!(
+        "peerlab setup with a warm cache took {:.2}s",
+        elapsed.as_secs_f64()
+    );
+    assert!(
+        stderr.contains("reused the cached bitcoind"),
+        "stderr:\n{stderr}"
+    );
+
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("stdout is JSON");
+    for key in ["bitcoind", "bitcoin_cli", "nats_server"] {
+        let path = json[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key} missing in {json}"));
+        assert!(path.starts_with('/'), "{key} is not absolute: {path}");
+        assert!(
+            std::path::Path::new(path).is_file(),
+            "{key} does not exist: {path}"
+        );
+    }
+}
+
+#[test]
+fn bitcoind_without_tracepoints_is_refused() {
+    let output = peerlab()
+        .args(["setup", "--bitcoind", "/bin/true"])
+        .output()
+        .expect("run setup");
+    let line = error_line(&output);
+    assert!(
+        line.contains("/usr/bin/true") || line.contains("/bin/true"),
+        "{line}"
+    );
+    assert!(line.contains("no USDT tracepoints"), "{line}");
+    assert!(
+        line.contains("-DWITH_USDT=ON"),
+        "says how to get one: {line}"
+    );
+}
+
+#[test]
+fn corrupt_cache_entry_is_reported_with_the_fix() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let entry = cache.path().join("bitcoind").join(build_key());
+    std::fs::create_dir_all(entry.join("bin")).expect("mkdir");
+    std::fs::write(entry.join("bin/bitcoind"), b"truncated").expect("write");
+    std::fs::write(entry.join("bin/bitcoin-cli"), b"truncated").expect("write");
+    let manifest = serde_json::json!({
+        "crate_name": "libbitcoinkernel-sys", "crate_version": "0.4.1", "cmake_options": [],
+        "bitcoind_sha256": "00", "bitcoin_cli_sha256": "00", "tracepoints": []
+    });
+    std::fs::write(entry.join("manifest.json"), manifest.to_string()).expect("write");
+
+    let output = peerlab()
+        .arg("setup")
+        .env("PEERLAB_CACHE_DIR", cache.path())
+        .env_remove("BITCOIND_EXE")
+        .output()
+        .expect("run setup");
+    let line = error_line(&output);
+    assert!(line.contains("corrupt"), "{line}");
+    assert!(
+        line.contains(&entry.display().to_string()),
+        "names the entry: {line}"
+    );
+    assert!(
+        line.contains("peerlab setup --rebuild"),
+        "says what to do: {line}"
+    );
+}
+
+#[test]
+fn missing_package_without_permission_names_the_install_command() {
+    // A real dpkg query for a package that cannot be installed; installing is not allowed.
+    let error =
+        ensure_packages(&["peerlab-no-such-package", "coreutils"], false).expect_err("missing");
+    assert!(matches!(error, NodeError::MissingPackages { .. }));
+    let text = error.to_string();
+    assert!(!text.contains('\n'), "{text}");
+    assert!(
+        text.contains("apt-get install -y peerlab-no-such-package"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("coreutils"),
+        "installed packages are not listed: {text}"
+    );
+}
+
+#[test]
+fn unreachable_nats_retries_visibly_then_fails_with_one_line() {
+    let port = peerlab::harness::free_port().expect("port");
+    let output = peerlab()
+        .args([
+            "tools",
+            "logger",
+            "-a",
+            &format!("nats://127.0.0.1:{port}"),
+            "--nats-wait",
+            "2",
+        ])
+        .output()
+        .expect("run logger");
+    let line = error_line(&output);
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("start nats-server"), "{line}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("not reachable yet"),
+        "a retry line is logged while waiting:\n{stderr}"
+    );
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let output = peerlab().arg("--help").output().expect("help");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for command in ["setup", "run", "tools"] {
+        assert!(text.contains(command), "--help lacks {command}:\n{text}");
+    }
+}

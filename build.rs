@@ -3,7 +3,10 @@
 //! 1. `proto/*.proto` (peer-observer's wire format) are parsed with protox (no `protoc` on the
 //!    machine), turned into Rust types by prost-build, and the encoded `FileDescriptorSet` is
 //!    written to `OUT_DIR/descriptor_set.bin` so the binary can embed it (recordings carry it).
-//! 2. A dispatch table `OUT_DIR/message_registry.rs` maps every message's full name to its
+//! 2. `bpf/peerlab.bpf.c` is compiled with clang (`$BPF_CLANG`, else the first of clang,
+//!    clang-19, clang-16, clang-14 on PATH) into `OUT_DIR/peerlab.bpf.o`, which the extractor
+//!    embeds and loads with aya.
+//! 3. A dispatch table `OUT_DIR/message_registry.rs` maps every message's full name to its
 //!    prost type, so tests and tools can decode any message by name through generated code.
 
 use std::fmt::Write as _;
@@ -30,7 +33,63 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.compile_fds(descriptors.clone())?;
 
     write_registry(&descriptors, &out_dir.join("message_registry.rs"))?;
+    compile_bpf(&out_dir)?;
     Ok(())
+}
+
+/// Compiles the eBPF programs; a missing clang is an error that says what to install.
+fn compile_bpf(out_dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=bpf");
+    println!("cargo:rerun-if-env-changed=BPF_CLANG");
+    println!("cargo:rerun-if-env-changed=BPF_INCLUDE");
+    let clang = find_clang().ok_or(
+        "no clang found for the eBPF programs: install Debian's `clang` and `libbpf-dev` \
+         (./quickstart.sh does), or set BPF_CLANG",
+    )?;
+    let object = out_dir.join("peerlab.bpf.o");
+    let mut command = std::process::Command::new(&clang);
+    command
+        .args([
+            "-O2",
+            "-g",
+            "-target",
+            "bpf",
+            "-D__TARGET_ARCH_x86",
+            "-Wall",
+            "-Werror",
+        ])
+        .arg("-I/usr/include/x86_64-linux-gnu");
+    if let Ok(include) = std::env::var("BPF_INCLUDE") {
+        command.arg(format!("-I{include}"));
+    }
+    let status = command
+        .arg("-c")
+        .arg("bpf/peerlab.bpf.c")
+        .arg("-o")
+        .arg(&object)
+        .status()?;
+    if !status.success() {
+        return Err(format!(
+            "{} failed to compile bpf/peerlab.bpf.c ({status})",
+            clang.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+fn find_clang() -> Option<PathBuf> {
+    if let Some(clang) = std::env::var_os("BPF_CLANG") {
+        return Some(PathBuf::from(clang));
+    }
+    let path = std::env::var_os("PATH")?;
+    ["clang", "clang-19", "clang-16", "clang-14"]
+        .iter()
+        .find_map(|name| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
 }
 
 /// Emits `fn reencode(full_name, bytes)`: decode with the prost type of that name, encode again.

@@ -2,8 +2,10 @@
 pub mod bus;
 pub mod commands;
 pub mod event;
+pub mod extractor;
 pub mod harness;
 pub mod logging;
 pub mod node;
+pub mod peer;
 pub mod tools;
 pub mod usdt;

@@ -8,6 +8,7 @@ mod cache;
 mod coins;
 mod core_build;
 mod packages;
+mod process;
 mod regtest;
 mod setup;
 mod tracepoints;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 pub use cache::{build_key, cache_root, CacheEntry, EntryState, Manifest, CMAKE_OPTIONS};
 pub use coins::{KeylessCoin, KEYLESS_ADDRESS};
 pub use packages::{can_install, ensure_packages, missing_packages};
+pub use process::{pid_from_file, process_alive, processes_of};
 pub use regtest::{RegtestConfig, RegtestNode};
 pub use setup::{
     cached_installation, find_on_path, setup, BitcoindOrigin, Installation, SetupOptions,

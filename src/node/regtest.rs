@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use super::coins::{KeylessCoin, KEYLESS_ADDRESS};
+use super::process::process_alive;
 use super::NodeError;
 
 /// Flags every harness node gets (see the module docs).
@@ -232,16 +233,5 @@ impl RegtestNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
-    }
-}
-
-/// Whether a process exists and has not exited (a zombie has exited).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
-        Err(_) => false,
     }
 }

@@ -56,6 +56,24 @@ pub enum UsdtError {
         /// The parser's explanation.
         reason: String,
     },
+    /// An argument specification cannot be read.
+    #[error("cannot read USDT argument spec `{spec}`: {reason}")]
+    ArgSpec {
+        /// The whole argument string.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Attaching to a probe failed.
+    #[error("cannot attach to {probe} in {path}: {reason}")]
+    Attach {
+        /// `provider:name`.
+        probe: String,
+        /// The binary.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
     /// A note is malformed.
     #[error("{path}: malformed .note.stapsdt entry at note {index}: {reason}")]
     Malformed {

@@ -1,0 +1,414 @@
+//! The eBPF extractor: Bitcoin Core's USDT tracepoints -> `event.Event`s on the bus.
+//!
+//! Data path: BPF programs (`bpf/peerlab.bpf.c`) copy each tracepoint's arguments into one of
+//! three ring buffers ([`tracer`]); this module drains them when woken (batched: the kernel
+//! side wakes us only once 64 KiB are pending) and on a 50 ms timer, puts the records of all
+//! rings back in the order they were taken (they carry a monotonic timestamp), converts them
+//! ([`convert`]) and hands them to the [`Publisher`].
+//!
+//! Invariants:
+//! - nothing is lost silently: the BPF side counts per probe what it emitted and what it
+//!   dropped (ring full); we log drops each period and expose every counter in
+//!   [`ExtractorStats`]; malformed records are counted too;
+//! - the attachment is to the binary, filtered to one process id in a BPF map, so a bitcoind
+//!   restart only needs the new pid: we watch the process and switch within 200 ms.
+
+mod convert;
+mod records;
+mod tracer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use convert::{conn_type, to_event};
+pub use records::{ProbeId, Record, RecordError};
+pub use tracer::{ProbeCounter, RingSizes, Tracer};
+
+use crate::bus::Publisher;
+use crate::node::{pid_from_file, process_alive, processes_of};
+
+/// What can go wrong running the eBPF extractor.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractorError {
+    /// Probe notes or attachment.
+    #[error(transparent)]
+    Usdt(#[from] crate::usdt::UsdtError),
+    /// Loading the BPF object or using its maps.
+    #[error("eBPF: {0}")]
+    Load(String),
+    /// Which bitcoind to trace is unclear.
+    #[error("{0}")]
+    Target(String),
+    /// Registering a ring buffer with the runtime.
+    #[error("ring buffer: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Which bitcoind process to trace.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// This pid (after it exits: the single process of the binary, as with `Auto`).
+    Pid(u32),
+    /// The pid in this file (re-read after a restart).
+    PidFile(PathBuf),
+    /// The single running process of the binary.
+    Auto,
+}
+
+/// Tracepoint groups to enable.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeGroups {
+    /// `net:*` (messages and connections).
+    pub net: bool,
+    /// `mempool:*`.
+    pub mempool: bool,
+    /// `validation:block_connected`.
+    pub validation: bool,
+    /// `utxocache:*` (high volume; the wire format has no message for it yet, so its records
+    /// are counted but not published).
+    pub utxocache: bool,
+}
+
+impl Default for ProbeGroups {
+    fn default() -> Self {
+        ProbeGroups {
+            net: true,
+            mempool: true,
+            validation: true,
+            utxocache: false,
+        }
+    }
+}
+
+impl ProbeGroups {
+    /// The probes of the enabled groups.
+    pub fn probes(&self) -> Vec<ProbeId> {
+        ProbeId::ALL
+            .into_iter()
+            .filter(
+                |p| match p.tracepoint().split_once(':').map(|(provider, _)| provider) {
+                    Some("net") => self.net,
+                    Some("mempool") => self.mempool,
+                    Some("validation") => self.validation,
+                    Some("utxocache") => self.utxocache,
+                    _ => false,
+                },
+            )
+            .collect()
+    }
+}
+
+/// How to run the extractor.
+#[derive(Debug, Clone)]
+pub struct EbpfConfig {
+    /// The bitcoind binary to attach to.
+    pub bitcoind: PathBuf,
+    /// Which of its processes to trace.
+    pub target: Target,
+    /// Enabled tracepoint groups.
+    pub groups: ProbeGroups,
+    /// Ring-buffer sizes.
+    pub rings: RingSizes,
+    /// Pending bytes that wake the reader.
+    pub wakeup_bytes: u64,
+    /// Drain the rings at least this often.
+    pub drain_interval: Duration,
+    /// How often the traced process is checked (restart detection).
+    pub process_check_interval: Duration,
+    /// How often counters are read and drops logged.
+    pub report_period: Duration,
+}
+
+impl EbpfConfig {
+    /// Defaults for tracing `bitcoind`.
+    pub fn new(bitcoind: impl Into<PathBuf>, target: Target) -> EbpfConfig {
+        EbpfConfig {
+            bitcoind: bitcoind.into(),
+            target,
+            groups: ProbeGroups::default(),
+            rings: RingSizes::default(),
+            wakeup_bytes: 64 << 10,
+            drain_interval: Duration::from_millis(50),
+            process_check_interval: Duration::from_millis(200),
+            report_period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Live counters of a running extractor.
+#[derive(Debug, Default)]
+pub struct ExtractorStats {
+    /// Records read from the rings.
+    pub records: AtomicU64,
+    /// Records that could not be parsed.
+    pub malformed: AtomicU64,
+    /// Records with no wire-format message (utxocache).
+    pub unpublished: AtomicU64,
+    /// Events handed to the publisher.
+    pub published: AtomicU64,
+    /// Events the publisher refused (its buffer was full).
+    pub publish_dropped: AtomicU64,
+    /// Per probe: records the BPF side emitted (as of the last counter read).
+    pub probe_emitted: [AtomicU64; 16],
+    /// Per probe: records the BPF side dropped (as of the last counter read).
+    pub probe_dropped: [AtomicU64; 16],
+    /// The pid being traced (0 while waiting for bitcoind).
+    pub traced_pid: AtomicU32,
+    /// Times the traced process changed after start (restarts followed).
+    pub retargets: AtomicU64,
+}
+
+impl ExtractorStats {
+    /// All records dropped in BPF so far.
+    pub fn dropped_in_kernel(&self) -> u64 {
+        self.probe_dropped
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A running extractor; stop it with [`EbpfExtractor::stop`].
+pub struct EbpfExtractor {
+    stats: Arc<ExtractorStats>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ExtractorError>>,
+}
+
+impl EbpfExtractor {
+    /// Loads and attaches (errors surface here), then runs in the background.
+    pub fn start(
+        config: EbpfConfig,
+        publisher: Arc<Publisher>,
+    ) -> Result<EbpfExtractor, ExtractorError> {
+        let probes = config.groups.probes();
+        let tracer = Tracer::attach(&config.bitcoind, &probes, config.rings, config.wakeup_bytes)?;
+        let attached: Vec<String> = tracer
+            .sites
+            .iter()
+            .map(|(p, n)| format!("{}x{n}", p.tracepoint()))
+            .collect();
+        tracing::info!(binary = %config.bitcoind.display(), probes = %attached.join(" "), "attached to tracepoints");
+        let stats = Arc::new(ExtractorStats::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(run(tracer, config, publisher, stats.clone(), stop_rx));
+        Ok(EbpfExtractor { stats, stop, task })
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<ExtractorStats> {
+        self.stats.clone()
+    }
+
+    /// Drains what is left, detaches, and returns the final counters.
+    pub async fn stop(self) -> Result<Arc<ExtractorStats>, ExtractorError> {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(result) => result?,
+            Err(e) => return Err(ExtractorError::Load(format!("extractor task failed: {e}"))),
+        }
+        Ok(self.stats)
+    }
+}
+
+async fn run(
+    mut tracer: Tracer,
+    config: EbpfConfig,
+    publisher: Arc<Publisher>,
+    stats: Arc<ExtractorStats>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), ExtractorError> {
+    tracer.set_target(None)?;
+    let mut rings = Vec::new();
+    for ring in std::mem::take(&mut tracer.rings) {
+        // SAFETY: the RingBuf owns its fd and is moved into the AsyncFd, which deregisters it
+        // before dropping it; nothing else closes that fd.
+        rings.push(unsafe { AsyncFd::register(ring) }.map_err(|e| ExtractorError::Io(e.into()))?);
+    }
+    let [mut events, mut messages, mut big] =
+        match <[AsyncFd<RingBuf<MapData>>; 3]>::try_from(rings) {
+            Ok(rings) => rings,
+            Err(_) => return Err(ExtractorError::Load("expected three ring buffers".into())),
+        };
+    let mut watcher = ProcessWatcher::new(config.target.clone(), config.bitcoind.clone());
+    watcher.check(&mut tracer, &stats)?;
+
+    let mut drain = tokio::time::interval(config.drain_interval);
+    let mut check = tokio::time::interval(config.process_check_interval);
+    let mut report = tokio::time::interval(config.report_period);
+    drain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reported = vec![ProbeCounter::default(); 16];
+    let mut batch = Vec::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            guard = events.readable_mut() => guard?.clear_ready(),
+            guard = messages.readable_mut() => guard?.clear_ready(),
+            guard = big.readable_mut() => guard?.clear_ready(),
+            _ = drain.tick() => {}
+            _ = check.tick() => watcher.check(&mut tracer, &stats)?,
+            _ = report.tick() => report_counters(&tracer, &stats, &mut reported)?,
+        }
+        drain_rings(
+            [events.get_mut(), messages.get_mut(), big.get_mut()],
+            &mut batch,
+            &stats,
+        );
+        publish(&mut batch, &publisher, &stats);
+    }
+    drain_rings(
+        [events.get_mut(), messages.get_mut(), big.get_mut()],
+        &mut batch,
+        &stats,
+    );
+    publish(&mut batch, &publisher, &stats);
+    report_counters(&tracer, &stats, &mut reported)?;
+    Ok(())
+}
+
+/// Reads every pending record of every ring into `batch`, ordered by when it was taken.
+fn drain_rings(
+    rings: [&mut RingBuf<MapData>; 3],
+    batch: &mut Vec<(u64, ProbeId, Record)>,
+    stats: &ExtractorStats,
+) {
+    for ring in rings {
+        while let Some(item) = ring.next() {
+            stats.records.fetch_add(1, Ordering::Relaxed);
+            match Record::parse(&item) {
+                Ok(parsed) => batch.push(parsed),
+                Err(e) => {
+                    stats.malformed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, "malformed ring-buffer record (counted)");
+                }
+            }
+        }
+    }
+    batch.sort_by_key(|(ktime, _, _)| *ktime);
+}
+
+fn publish(batch: &mut Vec<(u64, ProbeId, Record)>, publisher: &Publisher, stats: &ExtractorStats) {
+    for (_, probe, record) in batch.drain(..) {
+        match convert::to_event(probe, record) {
+            Some(event) => {
+                stats.published.fetch_add(1, Ordering::Relaxed);
+                if !publisher.publish_event(&event) {
+                    stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => {
+                stats.unpublished.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Copies the BPF counters into `stats` and logs probes that dropped since the last report.
+fn report_counters(
+    tracer: &Tracer,
+    stats: &ExtractorStats,
+    last: &mut [ProbeCounter],
+) -> Result<(), ExtractorError> {
+    for (probe, counter) in tracer.counters()? {
+        let i = probe as usize;
+        stats.probe_emitted[i].store(counter.emitted, Ordering::Relaxed);
+        stats.probe_dropped[i].store(counter.dropped, Ordering::Relaxed);
+        let new_drops = counter.dropped.saturating_sub(last[i].dropped);
+        if new_drops > 0 {
+            tracing::warn!(
+                tracepoint = probe.tracepoint(),
+                dropped = new_drops,
+                total_dropped = counter.dropped,
+                emitted = counter.emitted,
+                "tracepoint records dropped in the kernel (ring buffer full); consider larger rings"
+            );
+        }
+        last[i] = counter;
+    }
+    Ok(())
+}
+
+/// Follows the traced bitcoind across restarts.
+struct ProcessWatcher {
+    target: Target,
+    binary: PathBuf,
+    current: Option<u32>,
+    started: bool,
+    last_wait_log: Option<Instant>,
+}
+
+impl ProcessWatcher {
+    fn new(target: Target, binary: PathBuf) -> ProcessWatcher {
+        ProcessWatcher {
+            target,
+            binary,
+            current: None,
+            started: false,
+            last_wait_log: None,
+        }
+    }
+
+    fn check(&mut self, tracer: &mut Tracer, stats: &ExtractorStats) -> Result<(), ExtractorError> {
+        if let Some(pid) = self.current {
+            if process_alive(pid) {
+                return Ok(());
+            }
+            tracing::warn!(pid, "traced bitcoind exited; waiting for it to come back");
+            tracer.set_target(None)?;
+            stats.traced_pid.store(0, Ordering::Relaxed);
+            self.current = None;
+        }
+        match self.resolve() {
+            Ok(Some(pid)) => {
+                tracer.set_target(Some(pid))?;
+                stats.traced_pid.store(pid, Ordering::Relaxed);
+                if self.started {
+                    stats.retargets.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(pid, "bitcoind is back: tracing the new process");
+                } else {
+                    tracing::info!(pid, "tracing bitcoind");
+                }
+                self.started = true;
+                self.current = Some(pid);
+            }
+            Ok(None) => self.log_waiting("no running bitcoind of this binary yet"),
+            Err(reason) => self.log_waiting(&reason),
+        }
+        Ok(())
+    }
+
+    fn resolve(&self) -> Result<Option<u32>, String> {
+        match &self.target {
+            Target::Pid(pid) if !self.started => Ok(process_alive(*pid).then_some(*pid)),
+            Target::PidFile(file) => Ok(pid_from_file(file).filter(|pid| process_alive(*pid))),
+            _ => {
+                let pids = processes_of(&self.binary);
+                match pids.as_slice() {
+                    [] => Ok(None),
+                    [pid] => Ok(Some(*pid)),
+                    many => Err(format!(
+                        "several processes run {} (pids {many:?}); choose one with --pid or --pid-file",
+                        self.binary.display()
+                    )),
+                }
+            }
+        }
+    }
+
+    fn log_waiting(&mut self, reason: &str) {
+        if self
+            .last_wait_log
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
+            self.last_wait_log = Some(Instant::now());
+            tracing::warn!(binary = %self.binary.display(), "waiting for bitcoind: {reason}");
+        }
+    }
+}

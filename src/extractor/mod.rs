@@ -1,0 +1,8 @@
+//! Extractors: turning what a node does into `event.Event`s on the bus.
+//!
+//! This module owns everything between bitcoind and the [`crate::bus::Publisher`]: the eBPF
+//! extractor ([`ebpf`]) and the decoding of P2P payloads into wire-format messages
+//! ([`p2p_decode`]). Extractors only publish; they never read the bus.
+
+pub mod ebpf;
+pub mod p2p_decode;

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,13 +12,18 @@ use bitcoin::Amount;
 use peerlab::bus::{
     BusMessage, NatsOptions, Publisher, PublisherConfig, SubjectScheme, Subscriber,
 };
+use peerlab::event::proto::bitcoin_primitives::ConnType;
+use peerlab::event::proto::ebpf_extractor::connection::connection_event;
 use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+use peerlab::event::proto::ebpf_extractor::mempool::mempool_event;
+use peerlab::event::proto::ebpf_extractor::message::{message_event::Msg, MessageEvent};
 use peerlab::event::proto::ebpf_extractor::validation::validation_event;
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
 use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use peerlab::harness::NatsServer;
 use peerlab::node::{RegtestConfig, RegtestNode};
+use peerlab::peer::{addr_message, Peer, PeerConfig};
 use prost::Message as _;
 
 /// nats-server, a regtest node, an extractor tracing it, and a subscriber on every subject.
@@ -48,7 +54,7 @@ impl Stack {
         .expect("extractor attaches");
         let stats = extractor.stats();
         tokio::time::timeout(common::TIMEOUT, async {
-            while stats.traced_pid.load(std::sync::atomic::Ordering::Relaxed) != pid {
+            while stats.traced_pid.load(Ordering::Relaxed) != pid {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
@@ -111,17 +117,309 @@ async fn mined_blocks_arrive_as_block_connected_with_rpc_heights_and_hashes() {
         );
         assert_eq!(block.transactions, 1);
     }
-    let stats = stack
-        .extractor
-        .take()
-        .expect("running")
-        .stop()
-        .await
-        .expect("stops");
-    assert_eq!(stats.dropped_in_kernel(), 0);
+    stack.assert_nothing_lost().await;
+}
+
+fn mempool(event: &Event) -> Option<&mempool_event::Event> {
+    match ebpf(event)? {
+        EbpfEvent::Mempool(m) => m.event.as_ref(),
+        _ => None,
+    }
+}
+
+fn connection(event: &Event) -> Option<&connection_event::Event> {
+    match ebpf(event)? {
+        EbpfEvent::Connection(c) => c.event.as_ref(),
+        _ => None,
+    }
+}
+
+fn message(event: &Event) -> Option<&MessageEvent> {
+    match ebpf(event)? {
+        EbpfEvent::Message(m) => Some(m),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_arrive_as_added_replaced_and_rejected() {
+    let mut stack = Stack::start().await;
+    let node = &stack.node;
+    let (first, replacement, immature_spend) = tokio::task::block_in_place(|| {
+        node.mine(101).expect("mine");
+        let coin = node.coinbase_coin(1).expect("mature coin");
+        let first = node
+            .spend(&coin, Amount::from_sat(1_000), true)
+            .expect("spend");
+        node.send(&first).expect("send first");
+        let replacement = node
+            .spend(&coin, Amount::from_sat(5_000), true)
+            .expect("spend");
+        node.send(&replacement).expect("send replacement");
+        // Block 101's coinbase has one confirmation: spending it is invalid.
+        let immature = node.coinbase_coin(101).expect("immature coin");
+        let immature_spend = node
+            .spend(&immature, Amount::from_sat(1_000), false)
+            .expect("spend");
+        (first, replacement, immature_spend)
+    });
+    let rejection =
+        tokio::task::block_in_place(|| stack.node.send(&immature_spend)).expect_err("rejected");
+    let entry: serde_json::Value = tokio::task::block_in_place(|| {
+        stack.node.rpc(
+            "getmempoolentry",
+            &[serde_json::json!(replacement.compute_txid().to_string())],
+        )
+    })
+    .expect("entry");
+    let first_id = first.compute_txid().to_byte_array().to_vec();
+    let replacement_id = replacement.compute_txid().to_byte_array().to_vec();
+
+    let added = stack
+        .next_where(|e| matches!(mempool(e), Some(mempool_event::Event::Added(_))))
+        .await;
+    let Some(mempool_event::Event::Added(added)) = mempool(&added) else {
+        unreachable!()
+    };
+    assert_eq!(added.txid, first_id, "txid in internal byte order");
+    assert_eq!(added.fee, 1_000);
+    assert_eq!(added.vsize as u64, first.vsize() as u64);
+
+    let replaced = stack
+        .next_where(|e| matches!(mempool(e), Some(mempool_event::Event::Replaced(_))))
+        .await;
+    let Some(mempool_event::Event::Replaced(replaced)) = mempool(&replaced) else {
+        unreachable!()
+    };
+    assert_eq!(replaced.replaced_txid, first_id);
+    assert_eq!(replaced.replacement_id, replacement_id);
     assert_eq!(
-        stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
-        0
+        (replaced.replaced_fee, replaced.replacement_fee),
+        (1_000, 5_000)
     );
-    let _ = Amount::ZERO;
+    assert!(replaced.replaced_by_transaction);
+
+    let added = stack
+        .next_where(|e| matches!(mempool(e), Some(mempool_event::Event::Added(_))))
+        .await;
+    let Some(mempool_event::Event::Added(added)) = mempool(&added) else {
+        unreachable!()
+    };
+    assert_eq!(added.txid, replacement_id);
+    assert_eq!(added.fee, 5_000);
+    assert_eq!(
+        Some(added.vsize as u64),
+        entry["vsize"].as_u64(),
+        "vsize equals RPC's"
+    );
+    assert_eq!(
+        entry["fees"]["base"].as_f64(),
+        Some(0.00005),
+        "fee equals RPC's"
+    );
+
+    let rejected = stack
+        .next_where(|e| matches!(mempool(e), Some(mempool_event::Event::Rejected(_))))
+        .await;
+    let Some(mempool_event::Event::Rejected(rejected)) = mempool(&rejected) else {
+        unreachable!()
+    };
+    assert_eq!(
+        rejected.txid,
+        immature_spend.compute_txid().to_byte_array().to_vec()
+    );
+    assert!(!rejected.reason.is_empty());
+    assert!(
+        rejection.to_string().contains(&rejected.reason),
+        "RPC said {rejection}, tracepoint said {}",
+        rejected.reason
+    );
+    stack.assert_nothing_lost().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_is_seen_connecting_handshaking_misbehaving_and_leaving() {
+    let mut stack = Stack::start().await;
+    let config = PeerConfig {
+        user_agent: "/peerlab-test:1.2.3/".into(),
+        start_height: 7,
+        ..PeerConfig::default()
+    };
+    let mut peer = Peer::connect(stack.node.p2p_addr().into(), config)
+        .await
+        .expect("connect");
+    let their_version = peer.handshake().await.expect("handshake");
+    let our_nonce = peer.nonce();
+    let our_addr = peer.local_addr().to_string();
+
+    let inbound = stack
+        .next_where(|e| matches!(connection(e), Some(connection_event::Event::Inbound(_))))
+        .await;
+    let Some(connection_event::Event::Inbound(inbound)) = connection(&inbound) else {
+        unreachable!()
+    };
+    assert_eq!(inbound.conn.addr, our_addr);
+    assert_eq!(inbound.conn.conn_type, ConnType::Inbound as i32);
+    assert_eq!(inbound.existing_connections, 1);
+    let peer_id = inbound.conn.peer_id;
+
+    // Our VERSION as the node received it.
+    let ours = stack
+        .next_where(|e| message(e).is_some_and(|m| m.meta.inbound && m.meta.command == "version"))
+        .await;
+    let m = message(&ours).expect("message");
+    assert_eq!(m.meta.peer_id, peer_id);
+    let Some(Msg::Version(v)) = &m.msg else {
+        panic!("version not decoded: {:?}", m.msg)
+    };
+    assert_eq!(
+        (v.version, v.nonce, v.user_agent.as_str(), v.start_height),
+        (70016, our_nonce, "/peerlab-test:1.2.3/", 7)
+    );
+    assert_eq!(v.services, PeerConfig::default().services);
+
+    // The node's VERSION as it sent it: equal to what our peer decoded.
+    let theirs = stack
+        .next_where(|e| message(e).is_some_and(|m| !m.meta.inbound && m.meta.command == "version"))
+        .await;
+    let Some(Msg::Version(v)) = &message(&theirs).expect("message").msg else {
+        panic!("version not decoded")
+    };
+    assert_eq!(v.version, their_version.version);
+    assert_eq!(v.nonce, their_version.nonce);
+    assert_eq!(v.user_agent, their_version.user_agent);
+    assert_eq!(v.services, their_version.services.to_u64());
+
+    // More than 1000 addresses: misbehaving, then disconnected.
+    peer.send(addr_message(1001, 42)).await.expect("send addr");
+    let addr = stack
+        .next_where(|e| message(e).is_some_and(|m| m.meta.inbound && m.meta.command == "addr"))
+        .await;
+    let Some(Msg::Addr(a)) = &message(&addr).expect("message").msg else {
+        panic!("addr not decoded")
+    };
+    assert_eq!(a.addresses.len(), 1001);
+    let misbehaving = stack
+        .next_where(|e| matches!(connection(e), Some(connection_event::Event::Misbehaving(_))))
+        .await;
+    let Some(connection_event::Event::Misbehaving(mb)) = connection(&misbehaving) else {
+        unreachable!()
+    };
+    assert_eq!(mb.id, peer_id);
+    assert_eq!(mb.message, "addr message size = 1001");
+    let closed = stack
+        .next_where(|e| matches!(connection(e), Some(connection_event::Event::Closed(_))))
+        .await;
+    let Some(connection_event::Event::Closed(closed)) = connection(&closed) else {
+        unreachable!()
+    };
+    assert_eq!(closed.conn.peer_id, peer_id);
+    assert_eq!(closed.conn.addr, our_addr);
+    peer.wait_closed(Duration::from_secs(10))
+        .await
+        .expect("the node hung up");
+    stack.assert_nothing_lost().await;
+}
+
+impl Stack {
+    /// Stops the extractor and checks that nothing was dropped anywhere on the way.
+    async fn assert_nothing_lost(&mut self) {
+        let stats = self
+            .extractor
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("stops");
+        assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
+        assert_eq!(
+            stats.malformed.load(Ordering::Relaxed),
+            0,
+            "malformed records"
+        );
+        assert_eq!(
+            stats.publish_dropped.load(Ordering::Relaxed),
+            0,
+            "publisher drops"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_flow_again_after_bitcoind_is_killed_and_restarted() {
+    let datadir = tempfile::tempdir().expect("datadir");
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let mut subscriber = Subscriber::connect(&options, SubjectScheme::Flat, &[])
+        .await
+        .expect("subscribe");
+    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
+        .await
+        .expect("pub");
+    let config = RegtestConfig {
+        datadir: Some(datadir.path().to_path_buf()),
+        ..RegtestConfig::new(common::bitcoind())
+    };
+    let mut node = RegtestNode::start(&config).expect("node");
+    let pid_file = datadir.path().join("regtest").join("bitcoind.pid");
+    let extractor = EbpfExtractor::start(
+        EbpfConfig::new(common::bitcoind(), Target::PidFile(pid_file)),
+        Arc::new(publisher),
+    )
+    .expect("extractor");
+    let stats = extractor.stats();
+    let wait_traced = |pid: u32| {
+        let stats = stats.clone();
+        async move {
+            let started = std::time::Instant::now();
+            tokio::time::timeout(common::TIMEOUT, async {
+                while stats.traced_pid.load(Ordering::Relaxed) != pid {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("the extractor follows the process");
+            started.elapsed()
+        }
+    };
+    wait_traced(node.pid().expect("pid")).await;
+
+    let first = tokio::task::block_in_place(|| node.mine(1)).expect("mine");
+    assert_eq!(
+        next_block(&mut subscriber).await,
+        (1, first[0].to_byte_array().to_vec())
+    );
+
+    tokio::task::block_in_place(|| node.restart()).expect("restart");
+    let new_pid = node.pid().expect("pid");
+    let took = wait_traced(new_pid).await;
+    eprintln!("extractor switched to the restarted bitcoind {took:?} after it was up");
+    let second = tokio::task::block_in_place(|| node.mine(1)).expect("mine after restart");
+    // A killed node may lose its unflushed tip, so take the height from RPC.
+    let height = tokio::task::block_in_place(|| node.height()).expect("height") as i32;
+    assert_eq!(
+        next_block(&mut subscriber).await,
+        (height, second[0].to_byte_array().to_vec())
+    );
+    assert_eq!(stats.retargets.load(Ordering::Relaxed), 1);
+    extractor.stop().await.expect("stops");
+}
+
+/// The next block_connected on the bus, as (height, hash).
+async fn next_block(subscriber: &mut Subscriber) -> (i32, Vec<u8>) {
+    tokio::time::timeout(common::TIMEOUT, async {
+        loop {
+            let message = subscriber.next().await.expect("open");
+            let Ok(event) = Event::decode(message.payload.as_ref()) else {
+                continue;
+            };
+            if let Some(EbpfEvent::Validation(v)) = ebpf(&event) {
+                if let Some(validation_event::Event::BlockConnected(b)) = &v.event {
+                    return (b.height, b.hash.clone());
+                }
+            }
+        }
+    })
+    .await
+    .expect("block_connected within the timeout")
 }

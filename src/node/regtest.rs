@@ -41,6 +41,9 @@ pub struct RegtestConfig {
     pub extra_args: Vec<String>,
     /// Show bitcoind's stdout.
     pub view_stdout: bool,
+    /// A datadir that outlives the node (needed for [`RegtestNode::restart`]); default: a
+    /// temporary one removed on drop.
+    pub datadir: Option<PathBuf>,
 }
 
 impl RegtestConfig {
@@ -50,6 +53,7 @@ impl RegtestConfig {
             bitcoind: bitcoind.into(),
             extra_args: Vec::new(),
             view_stdout: false,
+            datadir: None,
         }
     }
 }
@@ -58,6 +62,7 @@ impl RegtestConfig {
 pub struct RegtestNode {
     inner: bitcoind::BitcoinD,
     p2p: SocketAddrV4,
+    config: RegtestConfig,
 }
 
 impl RegtestNode {
@@ -71,6 +76,7 @@ impl RegtestNode {
         conf.wallet = None; // The traceable build has no wallet.
         conf.view_stdout = config.view_stdout;
         conf.attempts = 3;
+        conf.staticdir = config.datadir.clone();
         let inner = bitcoind::BitcoinD::with_conf(&config.bitcoind, &conf).map_err(|e| {
             NodeError::Regtest(format!(
                 "could not start {}: {e:#}",
@@ -81,7 +87,35 @@ impl RegtestNode {
             .params
             .p2p_socket
             .ok_or_else(|| NodeError::Regtest("started without a P2P port".into()))?;
-        Ok(RegtestNode { inner, p2p })
+        Ok(RegtestNode {
+            inner,
+            p2p,
+            config: config.clone(),
+        })
+    }
+
+    /// Kills the process (SIGKILL, as a crash would) and starts it again on the same datadir
+    /// (new ports). Needs [`RegtestConfig::datadir`].
+    pub fn restart(&mut self) -> Result<(), NodeError> {
+        if self.config.datadir.is_none() {
+            return Err(NodeError::Regtest(
+                "restart needs a persistent datadir (RegtestConfig::datadir)".into(),
+            ));
+        }
+        let pid = self.pid()?;
+        // SAFETY: kill(2) on the pid of our own child; no memory is involved.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A killed bitcoind leaves its cookie behind; the bitcoind crate would read the stale
+        // one and fail to authenticate against the new process.
+        let _ = std::fs::remove_file(self.cookie_file());
+        let fresh = RegtestNode::start(&self.config)?;
+        // Dropping the old handle reaps the killed process.
+        *self = fresh;
+        Ok(())
     }
 
     /// Calls an RPC method and decodes its result.

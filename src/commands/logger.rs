@@ -16,7 +16,9 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let pattern = scheme.wildcard();
         let mut subscriber = Subscriber::connect(nats, scheme, &[]).await?;
+        tracing::info!(subject = %pattern, "logger subscribed");
         let mut printed = 0u64;
         let stdout = std::io::stdout();
         while count.is_none_or(|c| printed < c) {

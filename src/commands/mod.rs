@@ -1,6 +1,7 @@
 //! Command implementations behind the binary's subcommands: the edge where library errors
 //! become `anyhow` errors with context for the person at the terminal.
 
+pub mod extract;
 pub mod logger;
 pub mod run;
 pub mod setup;

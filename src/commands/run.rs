@@ -1,19 +1,24 @@
 //! `peerlab run`: the live pipeline on the embedded default stack.
+//!
+//! nats-server and a regtest bitcoind are started privately; the eBPF extractor traces the
+//! node and publishes to the bus; a logger prints what the bus carries. Regtest activity
+//! (blocks, transactions, one idle P2P peer) makes every event category show up.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bitcoin::Amount;
 
-use crate::bus::{NatsOptions, SubjectScheme, Subscriber};
+use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme, Subscriber};
+use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use crate::harness::NatsServer;
 use crate::node::{setup, RegtestConfig, RegtestNode, SetupOptions};
+use crate::peer::{Peer, PeerConfig};
 use crate::tools::logger::{format_message, LogFormat};
 
-/// Starts nats-server and a regtest bitcoind, drives regtest activity, and prints what the
-/// bus carries, until `duration` passes or Ctrl-C.
+/// Runs the embedded stack until `duration` passes or Ctrl-C / SIGTERM.
 pub fn run(
     duration: Option<Duration>,
     interval: Duration,
@@ -22,8 +27,10 @@ pub fn run(
     let installation =
         setup(&SetupOptions::default()).context("provisioning the embedded stack")?;
     let nats = NatsServer::start(&installation.nats_server).context("starting nats-server")?;
-    let node = RegtestNode::start(&RegtestConfig::new(&installation.bitcoind))
-        .context("starting regtest bitcoind")?;
+    let node = Arc::new(
+        RegtestNode::start(&RegtestConfig::new(&installation.bitcoind))
+            .context("starting regtest bitcoind")?,
+    );
     tracing::info!(
         nats = %nats.url(),
         rpc = %node.rpc_addr(),
@@ -34,71 +41,110 @@ pub fn run(
 
     let runtime = tokio::runtime::Runtime::new()?;
     let printed = Arc::new(AtomicU64::new(0));
-    let nats_options = NatsOptions::local(nats.url());
-    let logger = {
-        let printed = printed.clone();
-        let scheme = scheme.clone();
-        runtime.spawn(async move {
-            let mut subscriber = Subscriber::connect(&nats_options, scheme, &[]).await?;
-            while let Some(message) = subscriber.next().await {
-                if let Some(line) = format_message(&message, LogFormat::Text, &[]) {
-                    println!("{line}");
-                    printed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            anyhow::Ok(())
-        })
-    };
-
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        runtime.spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("Ctrl-C: stopping");
-            stop.store(true, Ordering::Relaxed);
-        });
-    }
-    let deadline = duration.map(|d| std::time::Instant::now() + d);
-    let activity = drive_activity(&node, interval, &stop, deadline);
+    let result = runtime.block_on(async {
+        let nats_options = NatsOptions::local(nats.url());
+        let logger = tokio::spawn(print_events(
+            nats_options.clone(),
+            scheme.clone(),
+            printed.clone(),
+        ));
+        let publisher = Arc::new(
+            Publisher::connect(&nats_options, scheme, PublisherConfig::default())
+                .await
+                .context("connecting to NATS")?,
+        );
+        let config = EbpfConfig::new(&installation.bitcoind, Target::Pid(node.pid()?));
+        let extractor = EbpfExtractor::start(config, publisher.clone())
+            .context("starting the eBPF extractor")?;
 
-    logger.abort();
-    node.stop(Duration::from_secs(30))
-        .context("stopping bitcoind")?;
+        // One honest peer, so P2P messages and connections show up too.
+        let mut peer = Peer::connect(node.p2p_addr().into(), PeerConfig::default()).await?;
+        peer.handshake()
+            .await
+            .context("handshake with the regtest node")?;
+        let peer_task = tokio::spawn(async move {
+            // Keep answering pings; ends when the node goes away.
+            while peer.recv().await.is_ok() {}
+        });
+
+        let activity = {
+            let (node, stop) = (node.clone(), stop.clone());
+            let deadline = duration.map(|d| Instant::now() + d);
+            tokio::task::spawn_blocking(move || drive_activity(&node, interval, &stop, deadline))
+        };
+        let activity_done = async {
+            let _ = crate::commands::extract::wait_for_shutdown(duration).await;
+        };
+        activity_done.await;
+        stop.store(true, Ordering::Relaxed);
+        let (blocks, txs) = activity.await.context("activity task")??;
+        let stats = extractor.stop().await?;
+        peer_task.abort();
+        let publisher =
+            Arc::try_unwrap(publisher).map_err(|_| anyhow::anyhow!("publisher still in use"))?;
+        let bus = publisher.close(Duration::from_secs(5)).await;
+        // Let the logger print what is still in flight, then stop it.
+        let wait_until = Instant::now() + Duration::from_secs(2);
+        while printed.load(Ordering::Relaxed) < bus.sent && Instant::now() < wait_until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        logger.abort();
+        tracing::info!(
+            blocks,
+            transactions = txs,
+            events_published = bus.sent,
+            events_printed = printed.load(Ordering::Relaxed),
+            dropped_in_kernel = stats.dropped_in_kernel(),
+            dropped_by_publisher = bus.dropped(),
+            "embedded run finished"
+        );
+        anyhow::Ok(())
+    });
+    if let Ok(node) = Arc::try_unwrap(node) {
+        node.stop(Duration::from_secs(30))
+            .context("stopping bitcoind")?;
+    }
     drop(nats);
-    let (blocks, txs) = activity?;
-    tracing::info!(
-        blocks,
-        transactions = txs,
-        events_seen = printed.load(Ordering::Relaxed),
-        "embedded run finished"
-    );
+    result
+}
+
+async fn print_events(
+    options: NatsOptions,
+    scheme: SubjectScheme,
+    printed: Arc<AtomicU64>,
+) -> anyhow::Result<()> {
+    let mut subscriber = Subscriber::connect(&options, scheme, &[]).await?;
+    while let Some(message) = subscriber.next().await {
+        if let Some(line) = format_message(&message, LogFormat::Text, &[]) {
+            println!("{line}");
+            printed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     Ok(())
 }
 
-/// Mines 101 blocks (so coinbase coins mature), then each round mines a block and sends a
-/// transaction spending the oldest unspent coinbase. Returns (blocks, transactions).
+/// Mines 101 blocks (so coinbase coins mature), then each round sends a transaction spending
+/// the oldest unspent coinbase and mines a block. Returns (blocks, transactions).
 fn drive_activity(
     node: &RegtestNode,
     interval: Duration,
     stop: &AtomicBool,
-    deadline: Option<std::time::Instant>,
+    deadline: Option<Instant>,
 ) -> anyhow::Result<(u64, u64)> {
     node.mine(101)?;
     let (mut blocks, mut txs) = (101u64, 0u64);
     let mut next_coin_height = 1u64;
     tracing::info!("mined 101 blocks to the keyless address; coinbase coins are spendable");
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         let coin = node.coinbase_coin(next_coin_height)?;
         next_coin_height += 1;
         let tx = node.spend(&coin, Amount::from_sat(2_000), true)?;
-        let txid = node.send(&tx)?;
+        node.send(&tx)?;
         txs += 1;
-        tracing::info!(%txid, "sent a transaction");
         std::thread::sleep(interval / 2);
-        let hash = node.mine(1)?;
+        node.mine(1)?;
         blocks += 1;
-        tracing::info!(height = blocks, hash = %hash[0], "mined a block");
         std::thread::sleep(interval / 2);
     }
     Ok((blocks, txs))

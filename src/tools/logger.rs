@@ -41,8 +41,94 @@ pub fn format_message(
             })
             .unwrap_or_default()
         }
-        LogFormat::Text => format!("{:<14} {}", message.subject, event),
+        LogFormat::Text => format!("{:<11} {}", message.subject, readable(&event)),
     })
+}
+
+/// Fields holding a hash or txid: shown as display-order hex in text output (the wire carries
+/// internal byte order; people and block explorers use the reverse).
+const HASH_FIELDS: [&str; 13] = [
+    "hash",
+    "txid",
+    "wtxid",
+    "replaced_txid",
+    "replacement_id",
+    "prev_blockhash",
+    "merkle_root",
+    "stop_hash",
+    "block_hash",
+    "transaction",
+    "block",
+    "wtx",
+    "witness_transaction",
+];
+
+/// `validation.block_connected height=1 hash=00ab.. ...`: the innermost event's path, then
+/// its fields, with hashes as display hex and the envelope's timestamp left out.
+fn readable(event: &serde_json::Value) -> String {
+    let mut path = Vec::new();
+    let mut node = event;
+    loop {
+        let Some(object) = node.as_object() else {
+            break;
+        };
+        let inner: Vec<_> = object
+            .iter()
+            .filter(|(k, _)| k.as_str() != "timestamp")
+            .collect();
+        match inner.as_slice() {
+            [(key, value)] if value.is_object() => {
+                if key.as_str() != "ebpf_extractor" {
+                    path.push(key.as_str());
+                }
+                node = value;
+            }
+            _ => break,
+        }
+    }
+    let fields = match node.as_object() {
+        Some(object) => object
+            .iter()
+            .map(|(k, v)| format!("{k}={}", render(k, v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => node.to_string(),
+    };
+    format!("{} {fields}", path.join("."))
+}
+
+fn render(key: &str, value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) if HASH_FIELDS.contains(&key) => {
+            display_hex(s).unwrap_or_else(|| s.clone())
+        }
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k}={}", render(k, v)))
+                .collect();
+            format!("{{{}}}", inner.join(" "))
+        }
+        serde_json::Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(|v| render(key, v)).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// base64 (protobuf JSON's bytes encoding) of a 32-byte hash -> reversed hex.
+fn display_hex(base64: &str) -> Option<String> {
+    use base64::Engine as _;
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()?;
+    if bytes.len() != 32 {
+        return None;
+    }
+    bytes.reverse();
+    Some(hex::encode(bytes))
 }
 
 /// Decodes an `event.Event` into JSON through the embedded descriptors (field names as in the
@@ -58,4 +144,30 @@ pub fn decode_json(payload: &[u8]) -> Result<serde_json::Value, String> {
     message
         .serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_shows_the_event_path_and_display_order_hashes() {
+        use base64::Engine as _;
+        let mut internal = [0u8; 32];
+        internal[0] = 0xab; // internal order: first byte is the last displayed
+        let event = serde_json::json!({
+            "timestamp": 1,
+            "ebpf_extractor": {"validation": {"block_connected": {
+                "height": 5,
+                "hash": base64::engine::general_purpose::STANDARD.encode(internal),
+            }}}
+        });
+        let line = readable(&event);
+        assert!(line.starts_with("validation.block_connected "), "{line}");
+        assert!(line.contains("height=5"), "{line}");
+        assert!(
+            line.contains(&format!("hash={}ab", "00".repeat(31))),
+            "{line}"
+        );
+    }
 }

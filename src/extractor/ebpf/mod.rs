@@ -114,6 +114,8 @@ pub struct EbpfConfig {
     pub target: Target,
     /// Enabled tracepoint groups.
     pub groups: ProbeGroups,
+    /// Exactly these probes instead of the groups (e.g. a benchmark's single probe).
+    pub only: Option<Vec<ProbeId>>,
     /// Ring-buffer sizes.
     pub rings: RingSizes,
     /// Pending bytes that wake the reader.
@@ -133,6 +135,7 @@ impl EbpfConfig {
             bitcoind: bitcoind.into(),
             target,
             groups: ProbeGroups::default(),
+            only: None,
             rings: RingSizes::default(),
             wakeup_bytes: 64 << 10,
             drain_interval: Duration::from_millis(50),
@@ -188,7 +191,10 @@ impl EbpfExtractor {
         config: EbpfConfig,
         publisher: Arc<Publisher>,
     ) -> Result<EbpfExtractor, ExtractorError> {
-        let probes = config.groups.probes();
+        let probes = config
+            .only
+            .clone()
+            .unwrap_or_else(|| config.groups.probes());
         let tracer = Tracer::attach(&config.bitcoind, &probes, config.rings, config.wakeup_bytes)?;
         let attached: Vec<String> = tracer
             .sites

@@ -65,6 +65,11 @@ impl ProbeId {
         ProbeId::UtxocacheUncache,
     ];
 
+    /// The probe named `provider:name`.
+    pub fn from_tracepoint(name: &str) -> Option<ProbeId> {
+        ProbeId::ALL.into_iter().find(|p| p.tracepoint() == name)
+    }
+
     /// The id with this number.
     pub fn from_u32(n: u32) -> Option<ProbeId> {
         ProbeId::ALL.get(n as usize).copied()

@@ -68,10 +68,7 @@ const HASH_FIELDS: [&str; 13] = [
 fn readable(event: &serde_json::Value) -> String {
     let mut path = Vec::new();
     let mut node = event;
-    loop {
-        let Some(object) = node.as_object() else {
-            break;
-        };
+    while let Some(object) = node.as_object() {
         let inner: Vec<_> = object
             .iter()
             .filter(|(k, _)| k.as_str() != "timestamp")

@@ -423,3 +423,66 @@ async fn next_block(subscriber: &mut Subscriber) -> (i32, Vec<u8>) {
     .await
     .expect("block_connected within the timeout")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utxocache_group_reports_the_coinbase_being_added() {
+    use peerlab::event::proto::peerlab::utxocache::utxocache_event;
+    use peerlab::extractor::ebpf::ProbeGroups;
+
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let mut subscriber =
+        Subscriber::connect(&options, SubjectScheme::Flat, &["utxocache".to_string()])
+            .await
+            .expect("subscribe");
+    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
+        .await
+        .expect("pub");
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let pid = node.pid().expect("pid");
+    let config = EbpfConfig {
+        groups: ProbeGroups {
+            net: false,
+            mempool: false,
+            validation: false,
+            utxocache: true,
+        },
+        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
+    };
+    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+    let stats = extractor.stats();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while stats.traced_pid.load(Ordering::Relaxed) != pid {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("traced");
+    tokio::task::block_in_place(|| node.mine(1)).expect("mine");
+    let coinbase = tokio::task::block_in_place(|| node.coinbase_coin(1)).expect("coinbase");
+
+    let found = tokio::time::timeout(common::TIMEOUT, async {
+        loop {
+            let message = subscriber.next().await.expect("open");
+            assert_eq!(message.subject, "utxocache");
+            strict::check_event(&message.payload).expect("strict");
+            let event = Event::decode(message.payload.as_ref()).expect("decodes");
+            let Some(EbpfEvent::Utxocache(u)) = ebpf(&event) else {
+                panic!("not a utxocache event")
+            };
+            if let Some(utxocache_event::Event::Add(coin)) = &u.event {
+                if coin.txid == coinbase.outpoint.txid.to_byte_array().to_vec() {
+                    return coin.clone();
+                }
+            }
+        }
+    })
+    .await
+    .expect("utxocache:add for the coinbase");
+    assert_eq!(
+        (found.vout, found.height, found.value, found.coinbase),
+        (coinbase.outpoint.vout, 1, 5_000_000_000, true)
+    );
+    let stats = extractor.stop().await.expect("stops");
+    assert_eq!(stats.dropped_in_kernel(), 0);
+}

@@ -20,6 +20,8 @@ pub enum EventKind {
     Validation,
     /// Address manager insertions (`ebpf.addrman`).
     Addrman,
+    /// UTXO cache activity (`ebpf.utxocache`, a peerlab extension; off by default).
+    Utxocache,
     /// RPC polling results.
     Rpc,
     /// Events of a P2P-connected extractor.
@@ -30,12 +32,13 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in subject order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::NetMsg,
         EventKind::NetConn,
         EventKind::Mempool,
         EventKind::Validation,
         EventKind::Addrman,
+        EventKind::Utxocache,
         EventKind::Rpc,
         EventKind::P2pExtractor,
         EventKind::LogExtractor,
@@ -49,6 +52,7 @@ impl EventKind {
             EventKind::Mempool => "mempool",
             EventKind::Validation => "validation",
             EventKind::Addrman => "addrman",
+            EventKind::Utxocache => "utxocache",
             EventKind::Rpc => "rpc",
             EventKind::P2pExtractor => "p2p-extractor",
             EventKind::LogExtractor => "log-extractor",
@@ -64,6 +68,7 @@ impl EventKind {
                 EbpfEvent::Addrman(_) => EventKind::Addrman,
                 EbpfEvent::Mempool(_) => EventKind::Mempool,
                 EbpfEvent::Validation(_) => EventKind::Validation,
+                EbpfEvent::Utxocache(_) => EventKind::Utxocache,
             },
             PeerObserverEvent::RpcExtractor(_) => EventKind::Rpc,
             PeerObserverEvent::P2pExtractor(_) => EventKind::P2pExtractor,

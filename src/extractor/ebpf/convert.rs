@@ -11,6 +11,7 @@ use crate::event::proto::ebpf_extractor::message::{
 };
 use crate::event::proto::ebpf_extractor::{connection, mempool, validation, Ebpf};
 use crate::event::proto::event::event::PeerObserverEvent;
+use crate::event::proto::peerlab::utxocache::{self, utxocache_event};
 use crate::event::{now_millis, Event};
 use crate::extractor::p2p_decode::decode_message;
 
@@ -28,7 +29,7 @@ pub fn conn_type(name: &str) -> ConnType {
     }
 }
 
-/// The event for a record; `None` for records the wire format has no message for (utxocache).
+/// The event for a record (`None` is reserved for records with no wire-format message).
 pub fn to_event(probe: ProbeId, record: Record) -> Option<Event> {
     let body = match record {
         Record::Message(m, payload) => {
@@ -138,7 +139,29 @@ pub fn to_event(probe: ProbeId, record: Record) -> Option<Event> {
                 },
             )),
         }),
-        Record::UtxocacheFlush(_) | Record::UtxocacheCoin(_) => return None,
+        Record::UtxocacheFlush(f) => {
+            utxocache_event(utxocache_event::Event::Flush(utxocache::Flush {
+                duration: f.duration_us,
+                mode: f.mode,
+                coins: f.coins,
+                bytes: f.bytes,
+                prune: f.prune != 0,
+            }))
+        }
+        Record::UtxocacheCoin(c) => {
+            let coin = utxocache::Coin {
+                txid: c.txid.to_vec(),
+                vout: c.vout,
+                height: c.height,
+                value: c.value,
+                coinbase: c.coinbase != 0,
+            };
+            utxocache_event(match probe {
+                ProbeId::UtxocacheAdd => utxocache_event::Event::Add(coin),
+                ProbeId::UtxocacheSpent => utxocache_event::Event::Spent(coin),
+                _ => utxocache_event::Event::Uncache(coin),
+            })
+        }
     };
     Some(Event {
         timestamp: now_millis(),
@@ -146,6 +169,10 @@ pub fn to_event(probe: ProbeId, record: Record) -> Option<Event> {
             ebpf_event: Some(body),
         })),
     })
+}
+
+fn utxocache_event(event: utxocache_event::Event) -> EbpfEvent {
+    EbpfEvent::Utxocache(utxocache::UtxocacheEvent { event: Some(event) })
 }
 
 fn mempool_event(event: mempool::mempool_event::Event) -> EbpfEvent {

@@ -71,8 +71,8 @@ pub struct ProbeGroups {
     pub mempool: bool,
     /// `validation:block_connected`.
     pub validation: bool,
-    /// `utxocache:*` (high volume; the wire format has no message for it yet, so its records
-    /// are counted but not published).
+    /// `utxocache:*` (high volume; published with peerlab's wire-format extension, arm 100 of
+    /// `ebpf_extractor.ebpf`, on subject `utxocache`).
     pub utxocache: bool,
 }
 

@@ -486,3 +486,107 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
     let stats = extractor.stop().await.expect("stops");
     assert_eq!(stats.dropped_in_kernel(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_are_published_for_tools_to_read() {
+    use peerlab::extractor::ebpf::STATS_SUBJECT;
+
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let mut stats_sub =
+        Subscriber::connect(&options, SubjectScheme::Flat, &[STATS_SUBJECT.to_string()])
+            .await
+            .expect("subscribe");
+    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
+        .await
+        .expect("pub");
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let pid = node.pid().expect("pid");
+    let config = EbpfConfig {
+        report_period: Duration::from_millis(200),
+        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
+    };
+    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+    tokio::task::block_in_place(|| node.mine(3)).expect("mine");
+    let snapshot = tokio::time::timeout(common::TIMEOUT, async {
+        loop {
+            let message = stats_sub.next().await.expect("open");
+            let json: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+            if json["probes"]["validation:block_connected"]["emitted"].as_u64() == Some(3) {
+                return json;
+            }
+        }
+    })
+    .await
+    .expect("a snapshot counting the 3 blocks");
+    assert_eq!(snapshot["traced_pid"].as_u64(), Some(u64::from(pid)));
+    assert_eq!(snapshot["dropped_in_kernel"].as_u64(), Some(0));
+    extractor.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ring_drops_are_counted_never_silent() {
+    use peerlab::extractor::ebpf::{ProbeGroups, ProbeId, RingSizes};
+
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let mut subscriber =
+        Subscriber::connect(&options, SubjectScheme::Flat, &["validation".to_string()])
+            .await
+            .expect("subscribe");
+    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
+        .await
+        .expect("pub");
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let pid = node.pid().expect("pid");
+    // One page of ring, no wake-ups and a slow drain: 100 blocks cannot all fit.
+    let config = EbpfConfig {
+        groups: ProbeGroups {
+            net: false,
+            mempool: false,
+            validation: true,
+            utxocache: false,
+        },
+        rings: RingSizes {
+            events: 4096,
+            ..RingSizes::default()
+        },
+        wakeup_bytes: 1 << 30,
+        drain_interval: Duration::from_secs(3600),
+        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
+    };
+    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+    let stats = extractor.stats();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while stats.traced_pid.load(Ordering::Relaxed) != pid {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("traced");
+    tokio::task::block_in_place(|| node.mine(100)).expect("mine");
+    let stats = extractor.stop().await.expect("stops");
+    let i = ProbeId::BlockConnected as usize;
+    let (emitted, dropped) = (
+        stats.probe_emitted[i].load(Ordering::Relaxed),
+        stats.probe_dropped[i].load(Ordering::Relaxed),
+    );
+    assert!(
+        dropped > 0,
+        "a 4 KiB ring must overflow: emitted {emitted}, dropped {dropped}"
+    );
+    assert_eq!(
+        emitted + dropped,
+        100,
+        "every probe hit is either emitted or counted as dropped"
+    );
+    let mut received = 0;
+    while received < emitted {
+        tokio::time::timeout(common::TIMEOUT, subscriber.next())
+            .await
+            .expect("emitted events arrive")
+            .expect("open");
+        received += 1;
+    }
+    assert_eq!(received, emitted);
+}

@@ -260,7 +260,10 @@ async fn run(
             guard = big.readable_mut() => guard?.clear_ready(),
             _ = drain.tick() => {}
             _ = check.tick() => watcher.check(&mut tracer, &stats)?,
-            _ = report.tick() => report_counters(&tracer, &stats, &mut reported)?,
+            _ = report.tick() => {
+                report_counters(&tracer, &stats, &mut reported)?;
+                publish_stats(&publisher, &stats);
+            }
         }
         drain_rings(
             [events.get_mut(), messages.get_mut(), big.get_mut()],
@@ -314,6 +317,35 @@ fn publish(batch: &mut Vec<(u64, ProbeId, Record)>, publisher: &Publisher, stats
             }
         }
     }
+}
+
+/// Subject of the extractor's periodic counter snapshot (JSON). It has three tokens, so
+/// peer-observer tools (subscribed to `*`) never see it; peerlab's recorder and tools can.
+pub const STATS_SUBJECT: &str = "peerlab.stats.ebpf-extractor";
+
+/// Publishes the counters as JSON on [`STATS_SUBJECT`].
+fn publish_stats(publisher: &Publisher, stats: &ExtractorStats) {
+    let per_probe: serde_json::Map<String, serde_json::Value> = ProbeId::ALL
+        .iter()
+        .map(|p| {
+            let i = *p as usize;
+            let counts = serde_json::json!({
+                "emitted": stats.probe_emitted[i].load(Ordering::Relaxed),
+                "dropped": stats.probe_dropped[i].load(Ordering::Relaxed),
+            });
+            (p.tracepoint().to_string(), counts)
+        })
+        .collect();
+    let snapshot = serde_json::json!({
+        "traced_pid": stats.traced_pid.load(Ordering::Relaxed),
+        "records": stats.records.load(Ordering::Relaxed),
+        "malformed": stats.malformed.load(Ordering::Relaxed),
+        "published": stats.published.load(Ordering::Relaxed),
+        "publish_dropped": stats.publish_dropped.load(Ordering::Relaxed),
+        "dropped_in_kernel": stats.dropped_in_kernel(),
+        "probes": per_probe,
+    });
+    publisher.publish_raw(STATS_SUBJECT, bytes::Bytes::from(snapshot.to_string()));
 }
 
 /// Copies the BPF counters into `stats` and logs probes that dropped since the last report.

@@ -1,4 +1,53 @@
-//! peerlab: peer-observer's honeynode observer stack plus a record-and-replay testbed.
+//! peerlab: the observer stack of a Bitcoin honeynode, plus a record-and-replay testbed.
+//!
+//! # A guided tour
+//!
+//! Data flows one way, and the modules follow it:
+//!
+//! ```text
+//!   node ──► extractor ──► bus ──► tools / recorder
+//!   (bitcoind)  (eBPF on USDT)  (NATS)   (logger, ...)
+//! ```
+//!
+//! 1. **[`event`]: the schema.** peer-observer's protobuf wire format, compiled at build time
+//!    from `proto/` into prost types, with the encoded descriptor set embedded (recordings
+//!    carry it) and a strict required-field check that mirrors what proto2 decoders in other
+//!    languages enforce. Everything on the bus is one `event.Event`.
+//!
+//! 2. **[`node`]: node control.** `peerlab setup` provisions a machine: Debian packages and a
+//!    bitcoind built with USDT tracepoints from the Bitcoin Core tree shipped in the
+//!    `libbitcoinkernel-sys` crate, cached outside the repository and checked by parsing its
+//!    `.note.stapsdt` notes. [`node::RegtestNode`] runs a private regtest node for tests, the
+//!    embedded stack and (later) attack scenarios; it mines to a keyless address so a
+//!    wallet-less node can still make and spend coins.
+//!
+//! 3. **[`usdt`]: tracepoints on top of aya.** aya loads BPF programs but knows nothing of
+//!    USDT. This module reads probe notes, parses argument specifications into the layout the
+//!    BPF side reads (`bpf/usdt.h`), and attaches through a perf event whose `ref_ctr_offset`
+//!    lets the kernel manage the probe's semaphore, without which Bitcoin Core's tracepoints
+//!    never fire.
+//!
+//! 4. **[`extractor`]: node -> events.** The eBPF extractor loads `bpf/peerlab.bpf.c` (one
+//!    program per tracepoint), drains its ring buffers in batches, restores the order the
+//!    records were taken in, decodes P2P payloads with rust-bitcoin ([`extractor::p2p_decode`])
+//!    and hands events to the bus. Kernel-side drops are counted per tracepoint.
+//!
+//! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
+//!    confirmed by a server round trip, re-sent after a reconnect, every overflow counted.
+//!    [`bus::Subscriber`] reads a subject scheme (peer-observer's flat subjects, or
+//!    `<prefix>.<node>.<subject>` for fleets).
+//!
+//! 6. **[`tools`]: consumers.** The logger prints events readably or as JSON lines.
+//!
+//! 7. **[`peer`]: a scriptable P2P peer**, for tests now and attack scenarios later: it enters
+//!    where real traffic does, the node's P2P port.
+//!
+//! 8. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
+//!    default stack that `peerlab run` starts.
+//!
+//! [`commands`] holds what each subcommand does, turning library errors into messages for a
+//! person; `main.rs` only parses arguments and calls it.
+
 pub mod bus;
 pub mod commands;
 pub mod event;

@@ -56,5 +56,6 @@ pub mod harness;
 pub mod logging;
 pub mod node;
 pub mod peer;
+pub mod record;
 pub mod tools;
 pub mod usdt;

@@ -71,6 +71,76 @@ enum Command {
         #[command(subcommand)]
         extractor: Extractor,
     },
+    /// Record events from NATS into an MCAP file (schema `event.Event`, protobuf).
+    ///
+    /// One channel per subject, zstd chunks with indexes and statistics (opens in Foxglove and
+    /// the `mcap` CLI). A chunk is flushed every second, so a killed recorder loses at most 1 s.
+    Record {
+        /// Output file (with rotation: FILE-0001.mcap, FILE-0002.mcap, ...).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        /// Only these subjects (NATS patterns allowed; repeatable). Default: every event subject.
+        #[arg(long = "subject", value_name = "SUBJECT")]
+        subjects: Vec<String>,
+        /// Only these event kinds (netmsg, netconn, mempool, validation, ...), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<EventKind>,
+        /// Start a new file after this many MiB of events.
+        #[arg(long, value_name = "MIB")]
+        rotate_mib: Option<u64>,
+        /// Start a new file after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        rotate_secs: Option<u64>,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects_scheme: SubjectSchemeArgs,
+    },
+    /// Publish recorded events to NATS at the recorded pacing (times --speed).
+    Replay {
+        /// Recordings, replayed one after another.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Pacing factor: 1 = as recorded, 2 = twice as fast, 0 = as fast as possible.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Skip the first SECONDS of the recording.
+        #[arg(long, value_name = "SECONDS")]
+        from: Option<f64>,
+        /// Stop at SECONDS after the recording's start.
+        #[arg(long, value_name = "SECONDS")]
+        to: Option<f64>,
+        /// Only these subjects (exact names; repeatable).
+        #[arg(long = "subject", value_name = "SUBJECT")]
+        subjects: Vec<String>,
+        /// Only these event kinds, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<EventKind>,
+        /// Start over at the end, until Ctrl-C.
+        #[arg(long = "loop")]
+        repeat: bool,
+        /// Shift every Event.timestamp so the replay looks like it happens now.
+        #[arg(long)]
+        retime: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Summarise a recording: time span, counts and rates per subject and kind, top peers.
+    Inspect {
+        /// The recording.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every event of a recording as a JSON line.
+    Cat {
+        /// The recording.
+        file: PathBuf,
+    },
     /// Tools that consume events from NATS.
     Tools {
         #[command(subcommand)]
@@ -226,6 +296,52 @@ fn main() -> ExitCode {
             };
             peerlab::commands::extract::run(&options, &nats.to_options(), subjects.scheme())
         }
+        Command::Record {
+            output,
+            subjects,
+            kind,
+            rotate_mib,
+            rotate_secs,
+            duration,
+            nats,
+            subjects_scheme,
+        } => {
+            let options = peerlab::record::recorder::RecordOptions {
+                output,
+                subjects,
+                kinds: kind,
+                rotate_bytes: rotate_mib.map(|m| m << 20),
+                rotate_after: rotate_secs.map(Duration::from_secs),
+                duration: duration.map(Duration::from_secs),
+                arguments: std::env::args().collect(),
+            };
+            peerlab::commands::record::run(&options, &nats.to_options(), subjects_scheme.scheme())
+        }
+        Command::Replay {
+            files,
+            speed,
+            from,
+            to,
+            subjects,
+            kind,
+            repeat,
+            retime,
+            nats,
+        } => {
+            let options = peerlab::record::replayer::ReplayOptions {
+                files,
+                speed,
+                from: from.map(Duration::from_secs_f64),
+                to: to.map(Duration::from_secs_f64),
+                subjects,
+                kinds: kind,
+                repeat,
+                retime,
+            };
+            peerlab::commands::record::replay(&options, &nats.to_options())
+        }
+        Command::Inspect { file, json } => peerlab::record::inspect::inspect(&file, json),
+        Command::Cat { file } => peerlab::record::inspect::cat(&file),
         Command::Tools {
             tool:
                 Tool::Logger {

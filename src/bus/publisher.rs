@@ -203,6 +203,31 @@ impl Publisher {
         })
     }
 
+    /// Enqueues a payload on an explicit subject, waiting for room instead of dropping: for
+    /// sources that can wait (replay), unlike live extractors.
+    pub async fn publish_raw_wait(&self, subject: &str, payload: Bytes) {
+        self.stats.offered.fetch_add(1, Ordering::Relaxed);
+        let len = payload.len();
+        // Wait until the byte budget has room (an event larger than the budget goes alone).
+        while self.buffered_bytes.load(Ordering::Acquire) > 0
+            && self.buffered_bytes.load(Ordering::Acquire) + len > self.max_buffered_bytes
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
+        let item = Outgoing {
+            subject: Subject::from(subject),
+            payload,
+        };
+        if self.queue.send(item).await.is_err() {
+            // The forwarder is gone (publisher closing): count it, never lose it silently.
+            self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.stats
+                .dropped_at_shutdown
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn enqueue(&self, item: Outgoing) -> bool {
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
         let len = item.payload.len();

@@ -32,7 +32,7 @@ pub struct SubscriberStats {
 
 /// Receives events from NATS; reconnects (and resubscribes) by itself.
 pub struct Subscriber {
-    inner: async_nats::Subscriber,
+    inner: futures::stream::SelectAll<async_nats::Subscriber>,
     scheme: SubjectScheme,
     monitor: Arc<ConnectionMonitor>,
     stats: Arc<SubscriberStats>,
@@ -41,35 +41,39 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// Subscribes to every event subject of `scheme`, or to `subjects` when given.
+    /// Subscribes to every event subject of `scheme` (one wildcard), or to the patterns in
+    /// `subjects`. Messages of one subscription keep their order; messages of different
+    /// patterns are interleaved as they arrive.
     pub async fn connect(
         options: &NatsOptions,
         scheme: SubjectScheme,
         subjects: &[String],
     ) -> Result<Subscriber, BusError> {
         let connection = connect(options).await?;
-        let pattern = match subjects {
-            [] => scheme.wildcard(),
-            [one] => one.clone(),
-            // Several subjects: one wildcard subscription filtered locally keeps a single,
-            // ordered stream.
-            _ => scheme.wildcard(),
+        let patterns = if subjects.is_empty() {
+            vec![scheme.wildcard()]
+        } else {
+            subjects.to_vec()
         };
-        let inner = connection
-            .client
-            .subscribe(pattern.clone())
-            .await
-            .map_err(|e| BusError::Subscribe {
-                subject: pattern.clone(),
-                reason: e.to_string(),
-            })?;
-        // Make sure the server has the subscription before the caller starts publishing.
+        let mut inner = futures::stream::SelectAll::new();
+        for pattern in &patterns {
+            let subscription = connection
+                .client
+                .subscribe(pattern.clone())
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    subject: pattern.clone(),
+                    reason: e.to_string(),
+                })?;
+            inner.push(subscription);
+        }
+        // Make sure the server has the subscriptions before the caller starts publishing.
         connection
             .client
             .flush()
             .await
             .map_err(|e| BusError::Subscribe {
-                subject: pattern,
+                subject: patterns.join(", "),
                 reason: e.to_string(),
             })?;
         Ok(Subscriber {

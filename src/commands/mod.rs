@@ -3,5 +3,6 @@
 
 pub mod extract;
 pub mod logger;
+pub mod record;
 pub mod run;
 pub mod setup;

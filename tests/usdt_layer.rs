@@ -733,12 +733,10 @@ fn real_bitcoind_tracepoints_parse_with_catalog_layouts() {
 // ---------------------------------------------------------------------------------------
 
 /// `%ah`/`%bh`/`%ch`/`%dh` are bits 8..15 of their register, which `struct usdt_arg_spec`
-/// cannot express (usdt.h always takes the low bits). `reg_offset` in src/usdt/spec.rs maps
-/// them to the whole register, so `1@%ah` parses and is then decoded as `%al`: a wrong value,
-/// silently. They must be rejected (as libbpf does). gcc prints low-byte names for sdt.h
-/// operands, so the bitcoind built here is not affected.
+/// cannot express (usdt.h always takes the low bits). Accepting them would decode `%al`
+/// instead: a wrong value, silently. So they are rejected (as libbpf does). gcc prints
+/// low-byte names for sdt.h operands, so the bitcoind built here is not affected.
 #[test]
-#[ignore = "library bug: src/usdt/spec.rs maps %ah/%bh/%ch/%dh to the whole register, so they decode as %al/%bl/%cl/%dl"]
 fn high_byte_registers_are_rejected_not_misread() {
     for arg in ["1@%ah", "-1@%bh", "1@%ch", "1@%dh"] {
         assert!(

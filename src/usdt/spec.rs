@@ -139,8 +139,9 @@ fn parse_int(text: &str) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
-/// Offset of the 64-bit register holding `name` (or its 32/16/8-bit part) in x86-64
-/// `struct pt_regs`.
+/// Offset of the 64-bit register holding `name` (or its low 32/16/8-bit part) in x86-64
+/// `struct pt_regs`. The high-byte registers (`%ah`...) are deliberately absent: the BPF side
+/// reads from bit 0, so accepting them would silently decode `%al` instead.
 fn reg_offset(name: &str) -> Option<i16> {
     const REGS: [(&[&str], i16); 17] = [
         (&["r15", "r15d", "r15w", "r15b"], 0),
@@ -148,14 +149,14 @@ fn reg_offset(name: &str) -> Option<i16> {
         (&["r13", "r13d", "r13w", "r13b"], 16),
         (&["r12", "r12d", "r12w", "r12b"], 24),
         (&["rbp", "ebp", "bp", "bpl"], 32),
-        (&["rbx", "ebx", "bx", "bl", "bh"], 40),
+        (&["rbx", "ebx", "bx", "bl"], 40),
         (&["r11", "r11d", "r11w", "r11b"], 48),
         (&["r10", "r10d", "r10w", "r10b"], 56),
         (&["r9", "r9d", "r9w", "r9b"], 64),
         (&["r8", "r8d", "r8w", "r8b"], 72),
-        (&["rax", "eax", "ax", "al", "ah"], 80),
-        (&["rcx", "ecx", "cx", "cl", "ch"], 88),
-        (&["rdx", "edx", "dx", "dl", "dh"], 96),
+        (&["rax", "eax", "ax", "al"], 80),
+        (&["rcx", "ecx", "cx", "cl"], 88),
+        (&["rdx", "edx", "dx", "dl"], 96),
         (&["rsi", "esi", "si", "sil"], 104),
         (&["rdi", "edi", "di", "dil"], 112),
         (&["rip"], 128),

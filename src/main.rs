@@ -63,6 +63,12 @@ enum Command {
         /// Seconds between regtest activity rounds (a block and a transaction each).
         #[arg(long, value_name = "SECONDS", default_value_t = 2)]
         interval: u64,
+        /// Honest P2P peers to connect to the node.
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
+        /// Also record everything the bus carries into this MCAP file.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
     },
@@ -249,12 +255,16 @@ fn main() -> ExitCode {
         Command::Run {
             duration,
             interval,
+            peers,
+            record,
             subjects,
-        } => peerlab::commands::run::run(
-            duration.map(Duration::from_secs),
-            Duration::from_secs(interval.max(1)),
-            subjects.scheme(),
-        ),
+        } => peerlab::commands::run::run(&peerlab::commands::run::RunOptions {
+            duration: duration.map(Duration::from_secs),
+            interval: Duration::from_secs(interval.max(1)),
+            scheme: subjects.scheme(),
+            peers,
+            record,
+        }),
         Command::Extract {
             extractor:
                 Extractor::Ebpf {

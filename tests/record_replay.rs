@@ -246,3 +246,126 @@ async fn a_replayed_recording_records_identically() {
     assert!(timing.p50 <= timing.p99 && timing.p99 <= timing.max);
     publisher.close(common::TIMEOUT).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_recorder_leaves_a_readable_file_losing_at_most_a_second() {
+    use peerlab::event::proto::ebpf_extractor::{ebpf::EbpfEvent, validation, Ebpf};
+    use peerlab::event::proto::event::event::PeerObserverEvent;
+    use peerlab::event::Event;
+    use prost::Message as _;
+    use std::io::{BufRead as _, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("killed.mcap");
+    let nats = NatsServer::start(&common::nats_server()).expect("nats");
+    let mut recorder = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(["record", "-a", &nats.url(), "-o"])
+        .arg(&file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("recorder starts");
+    // The recorder logs nothing on start; wait until the file exists (header written after subscribing).
+    tokio::time::timeout(common::TIMEOUT, async {
+        while !file.exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("recording file created");
+    let publisher = Publisher::connect(
+        &NatsOptions::local(nats.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("publisher");
+    // One event per millisecond for 2.5 s; Event.timestamp carries the send time in ms.
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_millis(2500) {
+        ticker.tick().await;
+        let event = Event {
+            timestamp: peerlab::event::now_millis(),
+            peer_observer_event: Some(PeerObserverEvent::EbpfExtractor(Ebpf {
+                ebpf_event: Some(EbpfEvent::Validation(validation::ValidationEvent {
+                    event: Some(validation::validation_event::Event::BlockConnected(
+                        validation::BlockConnected {
+                            hash: vec![7; 32],
+                            height: sent as i32,
+                            transactions: 1,
+                            inputs: 0,
+                            sigops: 0,
+                            connection_time: 1,
+                        },
+                    )),
+                })),
+            })),
+        };
+        publisher.publish_event(&event);
+        sent += 1;
+    }
+    // Everything offered so far reached the server (and so the recorder's socket).
+    let stats = publisher.stats();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while stats.snapshot().sent < sent {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("confirmed");
+    let killed_at = peerlab::event::now_millis();
+    recorder.kill().expect("SIGKILL");
+    let _ = recorder.wait();
+    let stderr = recorder.stderr.take().map(|s| {
+        BufReader::new(s)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+
+    let recording = read_recording(&file).expect("a killed recorder's file is readable");
+    assert!(recording.truncated.is_some(), "no footer after SIGKILL");
+    let heights: Vec<i32> = recording
+        .messages
+        .iter()
+        .filter(|m| &*m.subject == "validation")
+        .map(|m| {
+            match Event::decode(m.data.as_slice())
+                .expect("decodes")
+                .peer_observer_event
+            {
+                Some(PeerObserverEvent::EbpfExtractor(Ebpf {
+                    ebpf_event:
+                        Some(EbpfEvent::Validation(validation::ValidationEvent {
+                            event: Some(validation::validation_event::Event::BlockConnected(b)),
+                        })),
+                })) => b.height,
+                _ => panic!("unexpected event"),
+            }
+        })
+        .collect();
+    assert!(
+        !heights.is_empty(),
+        "at least one chunk was flushed in 2.5 s; stderr: {stderr:?}"
+    );
+    assert!(
+        heights.iter().enumerate().all(|(i, h)| *h == i as i32),
+        "the file holds a gap-free prefix"
+    );
+    let last = recording
+        .messages
+        .iter()
+        .filter(|m| &*m.subject == "validation")
+        .next_back()
+        .expect("last");
+    let lost_ms = killed_at.saturating_sub(last.publish_time / 1_000_000);
+    eprintln!(
+        "SIGKILL lost the last {lost_ms} ms ({} of {sent} events)",
+        sent - heights.len() as u64
+    );
+    // The recorder flushes a chunk every second; allow the scheduling slack of this machine.
+    assert!(lost_ms <= 1_250, "lost {lost_ms} ms of events");
+    publisher.close(common::TIMEOUT).await;
+}

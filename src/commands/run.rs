@@ -16,14 +16,27 @@ use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use crate::harness::NatsServer;
 use crate::node::{setup, RegtestConfig, RegtestNode, SetupOptions};
 use crate::peer::{Peer, PeerConfig};
+use crate::record::recorder::{record, RecordOptions};
 use crate::tools::logger::{format_message, LogFormat};
 
+/// What `peerlab run` should do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop after this long (default: until Ctrl-C / SIGTERM).
+    pub duration: Option<Duration>,
+    /// Time between activity rounds (a transaction and a block).
+    pub interval: Duration,
+    /// Subject scheme of the bus.
+    pub scheme: SubjectScheme,
+    /// Honest P2P peers to connect.
+    pub peers: usize,
+    /// Also record the bus into this MCAP file.
+    pub record: Option<std::path::PathBuf>,
+}
+
 /// Runs the embedded stack until `duration` passes or Ctrl-C / SIGTERM.
-pub fn run(
-    duration: Option<Duration>,
-    interval: Duration,
-    scheme: SubjectScheme,
-) -> anyhow::Result<()> {
+pub fn run(options: &RunOptions) -> anyhow::Result<()> {
+    let (duration, interval, scheme) = (options.duration, options.interval, options.scheme.clone());
     let installation =
         setup(&SetupOptions::default()).context("provisioning the embedded stack")?;
     let nats = NatsServer::start(&installation.nats_server).context("starting nats-server")?;
@@ -49,6 +62,31 @@ pub fn run(
             scheme.clone(),
             printed.clone(),
         ));
+        let (stop_recording, recording_stopped) = tokio::sync::oneshot::channel::<()>();
+        let recorder = options.record.clone().map(|output| {
+            let (nats_options, scheme) = (nats_options.clone(), scheme.clone());
+            let record_options = RecordOptions {
+                output,
+                subjects: Vec::new(),
+                kinds: Vec::new(),
+                rotate_bytes: None,
+                rotate_after: None,
+                duration: None,
+                arguments: std::env::args().collect(),
+            };
+            tokio::spawn(async move {
+                record(
+                    &nats_options,
+                    scheme,
+                    &record_options,
+                    Default::default(),
+                    async {
+                        let _ = recording_stopped.await;
+                    },
+                )
+                .await
+            })
+        });
         let publisher = Arc::new(
             Publisher::connect(&nats_options, scheme, PublisherConfig::default())
                 .await
@@ -58,15 +96,22 @@ pub fn run(
         let extractor = EbpfExtractor::start(config, publisher.clone())
             .context("starting the eBPF extractor")?;
 
-        // One honest peer, so P2P messages and connections show up too.
-        let mut peer = Peer::connect(node.p2p_addr().into(), PeerConfig::default()).await?;
-        peer.handshake()
-            .await
-            .context("handshake with the regtest node")?;
-        let peer_task = tokio::spawn(async move {
-            // Keep answering pings; ends when the node goes away.
-            while peer.recv().await.is_ok() {}
-        });
+        // Honest peers, so P2P messages and connections show up too.
+        let mut peer_tasks = Vec::new();
+        for i in 0..options.peers {
+            let config = PeerConfig {
+                user_agent: format!("/peerlab-honest:{i}/"),
+                ..PeerConfig::default()
+            };
+            let mut peer = Peer::connect(node.p2p_addr().into(), config).await?;
+            peer.handshake()
+                .await
+                .context("handshake with the regtest node")?;
+            peer_tasks.push(tokio::spawn(async move {
+                // Keep answering pings; ends when the node goes away.
+                while peer.recv().await.is_ok() {}
+            }));
+        }
 
         let activity = {
             let (node, stop) = (node.clone(), stop.clone());
@@ -80,7 +125,9 @@ pub fn run(
         stop.store(true, Ordering::Relaxed);
         let (blocks, txs) = activity.await.context("activity task")??;
         let stats = extractor.stop().await?;
-        peer_task.abort();
+        for task in peer_tasks {
+            task.abort();
+        }
         let publisher =
             Arc::try_unwrap(publisher).map_err(|_| anyhow::anyhow!("publisher still in use"))?;
         let bus = publisher.close(Duration::from_secs(5)).await;
@@ -90,6 +137,14 @@ pub fn run(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         logger.abort();
+        if let Some(recorder) = recorder {
+            let _ = stop_recording.send(());
+            let summary = recorder
+                .await
+                .context("recorder task")?
+                .context("recording")?;
+            tracing::info!(events = summary.messages, file = ?summary.files, "recording written");
+        }
         tracing::info!(
             blocks,
             transactions = txs,

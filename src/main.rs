@@ -100,6 +100,13 @@ enum Command {
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
         #[arg(long, value_name = "SECONDS")]
         duration: Option<u64>,
+        /// Replace peer addresses with keyed pseudonyms (same network type, consistent within
+        /// the recording) so the file can be shared.
+        #[arg(long)]
+        anonymize: bool,
+        /// Key for --anonymize (64 hex digits, or any file content); default: a random key.
+        #[arg(long, value_name = "FILE", requires = "anonymize")]
+        anonymize_key: Option<PathBuf>,
         #[command(flatten)]
         nats: NatsArgs,
         #[command(flatten)]
@@ -313,6 +320,8 @@ fn main() -> ExitCode {
             rotate_mib,
             rotate_secs,
             duration,
+            anonymize,
+            anonymize_key,
             nats,
             subjects_scheme,
         } => {
@@ -324,6 +333,11 @@ fn main() -> ExitCode {
                 rotate_after: rotate_secs.map(Duration::from_secs),
                 duration: duration.map(Duration::from_secs),
                 arguments: std::env::args().collect(),
+                anonymize: match (anonymize, anonymize_key) {
+                    (false, _) => None,
+                    (true, Some(file)) => Some(peerlab::record::recorder::AnonymizeKey::File(file)),
+                    (true, None) => Some(peerlab::record::recorder::AnonymizeKey::Random),
+                },
             };
             peerlab::commands::record::run(&options, &nats.to_options(), subjects_scheme.scheme())
         }

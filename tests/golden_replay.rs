@@ -16,19 +16,37 @@ use peerlab::harness::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::replayer::{replay, ReplayOptions};
 
-const RECORDING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/recordings/regtest-sample.mcap");
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/recordings/regtest-sample.logger.jsonl");
+const RECORDING: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/recordings/regtest-sample.mcap"
+);
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/recordings/regtest-sample.logger.jsonl"
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
     let recording = read_recording(Path::new(RECORDING)).expect("sample recording reads");
     assert!(recording.truncated.is_none());
-    let events = recording.messages.iter().filter(|m| !m.subject.starts_with("peerlab.stats.")).count();
+    let events = recording
+        .messages
+        .iter()
+        .filter(|m| !m.subject.starts_with("peerlab.stats."))
+        .count();
     assert!(events > 100, "the sample holds a real pipeline's events");
 
     let nats = NatsServer::start(&common::nats_server()).expect("nats");
     let mut logger = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["tools", "logger", "--json", "-a", &nats.url(), "--count", &events.to_string()])
+        .args([
+            "tools",
+            "logger",
+            "--json",
+            "-a",
+            &nats.url(),
+            "--count",
+            &events.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -42,17 +60,26 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
             }
         }
     });
-    ready_rx.recv_timeout(common::TIMEOUT).expect("logger subscribed");
+    ready_rx
+        .recv_timeout(common::TIMEOUT)
+        .expect("logger subscribed");
     let stdout = logger.stdout.take().expect("stdout");
     let (lines_tx, lines_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let lines: Vec<String> = BufReader::new(stdout).lines().map_while(Result::ok).collect();
+        let lines: Vec<String> = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
         let _ = lines_tx.send(lines);
     });
 
-    let publisher = Publisher::connect(&NatsOptions::local(nats.url()), SubjectScheme::Flat, PublisherConfig::default())
-        .await
-        .expect("publisher");
+    let publisher = Publisher::connect(
+        &NatsOptions::local(nats.url()),
+        SubjectScheme::Flat,
+        PublisherConfig::default(),
+    )
+    .await
+    .expect("publisher");
     let options = ReplayOptions {
         files: vec![RECORDING.into()],
         speed: 0.0,
@@ -63,10 +90,14 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
         repeat: false,
         retime: false,
     };
-    let summary = replay(&publisher, &options, std::future::pending()).await.expect("replay");
+    let summary = replay(&publisher, &options, std::future::pending())
+        .await
+        .expect("replay");
     assert_eq!(summary.published as usize, events);
     publisher.close(common::TIMEOUT).await;
-    let lines = lines_rx.recv_timeout(common::TIMEOUT).expect("logger printed every event and exited");
+    let lines = lines_rx
+        .recv_timeout(common::TIMEOUT)
+        .expect("logger printed every event and exited");
     let _ = logger.wait();
     let output = lines.join("\n") + "\n";
 
@@ -75,9 +106,14 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
         eprintln!("wrote {GOLDEN}");
         return;
     }
-    let golden = std::fs::read_to_string(GOLDEN).expect("golden file (regenerate with UPDATE_GOLDEN=1)");
+    let golden =
+        std::fs::read_to_string(GOLDEN).expect("golden file (regenerate with UPDATE_GOLDEN=1)");
     let (got, want): (Vec<&str>, Vec<&str>) = (output.lines().collect(), golden.lines().collect());
-    assert_eq!(got.len(), want.len(), "line count differs from the golden file");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "line count differs from the golden file"
+    );
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert_eq!(g, w, "line {} differs from {GOLDEN}", i + 1);
     }

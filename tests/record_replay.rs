@@ -28,6 +28,7 @@ fn options(output: &std::path::Path) -> RecordOptions {
         rotate_after: None,
         duration: None,
         arguments: vec!["test".into()],
+        anonymize: None,
     }
 }
 

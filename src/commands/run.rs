@@ -73,6 +73,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
                 rotate_after: None,
                 duration: None,
                 arguments: std::env::args().collect(),
+                anonymize: None,
             };
             tokio::spawn(async move {
                 record(

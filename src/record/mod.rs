@@ -11,6 +11,7 @@
 //! file that was cut short yields every message of its complete chunks and says where the
 //! cut is.
 
+pub mod anonymize;
 pub mod format;
 pub mod inspect;
 mod reader;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::anonymize::Anonymizer;
 use super::{RecordingError, RecordingWriter};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::{peek_timestamp, EventKind};
@@ -32,6 +33,17 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     /// The command line, stored in the file's metadata.
     pub arguments: Vec<String>,
+    /// Replace peer addresses by keyed pseudonyms (see [`super::anonymize`]).
+    pub anonymize: Option<AnonymizeKey>,
+}
+
+/// Where `--anonymize` takes its key from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnonymizeKey {
+    /// A fresh random key: pseudonyms consistent within this recording only.
+    Random,
+    /// A key file: pseudonyms stable across recordings made with it.
+    File(PathBuf),
 }
 
 /// What a recording session did.
@@ -76,6 +88,21 @@ pub async fn record(
     };
     patterns.push(STATS_PATTERN.to_string());
     let mut subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
+    let mut anonymizer = match &options.anonymize {
+        None => None,
+        Some(AnonymizeKey::Random) => {
+            Some(Anonymizer::random().map_err(|source| RecordingError::Io {
+                path: "/dev/urandom".into(),
+                source,
+            })?)
+        }
+        Some(AnonymizeKey::File(path)) => Some(Anonymizer::from_key_file(path).map_err(
+            |source| RecordingError::Io {
+                path: path.clone(),
+                source,
+            },
+        )?),
+    };
     let metadata = metadata(options, nats, &scheme);
     let mut files = FileSequence::new(
         &options.output,
@@ -114,7 +141,13 @@ pub async fn record(
                 }
                 let log_time = now_nanos();
                 let publish_time = if is_stats { log_time } else { peek_timestamp(&message.payload).map_or(0, |ms| ms.saturating_mul(1_000_000)) };
-                writer.write(&message.subject, log_time, publish_time, &message.payload)?;
+                match anonymizer.as_mut().filter(|_| !is_stats) {
+                    Some(anonymizer) => {
+                        let payload = anonymizer.anonymize(&message.payload);
+                        writer.write(&message.subject, log_time, publish_time, &payload)?;
+                    }
+                    None => writer.write(&message.subject, log_time, publish_time, &message.payload)?,
+                }
                 summary.messages += 1;
                 written.fetch_add(1, Ordering::Relaxed);
                 summary.payload_bytes += message.payload.len() as u64;
@@ -155,6 +188,15 @@ fn metadata(
         ("nats".to_string(), nats.addresses.join(",")),
         ("arguments".to_string(), options.arguments.join(" ")),
         ("started_at_ns".to_string(), now_nanos().to_string()),
+        (
+            "anonymized".to_string(),
+            match &options.anonymize {
+                None => "no",
+                Some(AnonymizeKey::Random) => "yes, random key",
+                Some(AnonymizeKey::File(_)) => "yes, key file",
+            }
+            .to_string(),
+        ),
     ])
 }
 

@@ -21,7 +21,7 @@ mod subscriber;
 
 pub use connect::connect;
 pub use options::{NatsArgs, NatsOptions};
-pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot};
+pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
 pub use subject::{SubjectScheme, SubjectSchemeArgs};
 pub use subscriber::{BusMessage, Subscriber, SubscriberStats};
 

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::client::{PublishErrorKind, RequestErrorKind};
-use async_nats::{Client, Subject};
+use async_nats::Client;
+pub use async_nats::Subject;
 use bytes::Bytes;
 use prost::Message as _;
 use serde::Serialize;
@@ -205,7 +206,9 @@ impl Publisher {
 
     /// Enqueues a payload on an explicit subject, waiting for room instead of dropping: for
     /// sources that can wait (replay), unlike live extractors.
-    pub async fn publish_raw_wait(&self, subject: &str, payload: Bytes) {
+    /// `subject` is an async-nats [`Subject`] (cheap to clone) so a caller publishing many
+    /// events on few subjects converts each subject once.
+    pub async fn publish_raw_wait(&self, subject: Subject, payload: Bytes) {
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
         let len = payload.len();
         // Wait until the byte budget has room (an event larger than the budget goes alone).
@@ -215,10 +218,7 @@ impl Publisher {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
-        let item = Outgoing {
-            subject: Subject::from(subject),
-            payload,
-        };
+        let item = Outgoing { subject, payload };
         if self.queue.send(item).await.is_err() {
             // The forwarder is gone (publisher closing): count it, never lose it silently.
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);

@@ -1,6 +1,8 @@
 //! Replay: recorded events back onto the bus, at the recorded pacing times a speed factor.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,7 +11,7 @@ use prost::Message as _;
 use tokio::time::Instant;
 
 use super::{read_recording, RecordedMessage, RecordingError};
-use crate::bus::Publisher;
+use crate::bus::{Publisher, Subject};
 use crate::event::{Event, EventKind};
 
 /// What to replay and how.
@@ -75,10 +77,11 @@ pub async fn replay(
             if let Some(cut) = &recording.truncated {
                 tracing::warn!(file = %path.display(), offset = cut.offset, "{}; replaying what is complete", cut.reason);
             }
-            let selected = select(&recording.messages, options, &mut summary);
+            let selected = select(recording.messages, options, &mut summary);
             let bar = progress(selected.len() as u64, path);
             let retime_offset_ms = options.retime.then(|| retime_offset(&selected)).flatten();
             let base = selected.first().map(|m| m.log_time).unwrap_or(0);
+            let mut subjects: HashMap<Arc<str>, Subject> = HashMap::new();
             let pass_start = Instant::now();
             for message in selected {
                 if options.speed > 0.0 {
@@ -93,11 +96,15 @@ pub async fn replay(
                 } else if futures::FutureExt::now_or_never(&mut stop).is_some() {
                     break 'passes;
                 }
+                let subject = subjects
+                    .entry(message.subject.clone())
+                    .or_insert_with(|| Subject::from(&*message.subject))
+                    .clone();
                 let payload = match retime_offset_ms {
                     Some(offset) => retimed(&message.data, offset),
-                    None => Bytes::copy_from_slice(&message.data),
+                    None => Bytes::from(message.data),
                 };
-                publisher.publish_raw_wait(&message.subject, payload).await;
+                publisher.publish_raw_wait(subject, payload).await;
                 summary.published += 1;
                 bar.inc(1);
             }
@@ -114,11 +121,11 @@ pub async fn replay(
 }
 
 /// The events of one file that pass the filters and the time window, in file order.
-fn select<'a>(
-    messages: &'a [RecordedMessage],
+fn select(
+    messages: Vec<RecordedMessage>,
     options: &ReplayOptions,
     summary: &mut ReplaySummary,
-) -> Vec<&'a RecordedMessage> {
+) -> Vec<RecordedMessage> {
     let first = messages
         .iter()
         .find(|m| is_event(m))
@@ -126,8 +133,9 @@ fn select<'a>(
         .unwrap_or(0);
     let from = options.from.map(|d| first + d.as_nanos() as u64);
     let to = options.to.map(|d| first + d.as_nanos() as u64);
+    let total = messages.len();
     let chosen: Vec<_> = messages
-        .iter()
+        .into_iter()
         .filter(|m| is_event(m))
         .filter(|m| {
             options.subjects.is_empty()
@@ -139,7 +147,7 @@ fn select<'a>(
         })
         .filter(|m| from.is_none_or(|f| m.log_time >= f) && to.is_none_or(|t| m.log_time <= t))
         .collect();
-    summary.skipped += (messages.len() - chosen.len()) as u64;
+    summary.skipped += (total - chosen.len()) as u64;
     chosen
 }
 
@@ -152,7 +160,7 @@ fn kind_of(subject: &str) -> Option<EventKind> {
     subject.rsplit('.').next()?.parse().ok()
 }
 
-fn retime_offset(selected: &[&RecordedMessage]) -> Option<i64> {
+fn retime_offset(selected: &[RecordedMessage]) -> Option<i64> {
     let first = selected.first()?;
     let first_ms = (first.publish_time / 1_000_000) as i64;
     Some(crate::event::now_millis() as i64 - first_ms)

@@ -136,7 +136,7 @@ fn select(
     let total = messages.len();
     let chosen: Vec<_> = messages
         .into_iter()
-        .filter(|m| is_event(m))
+        .filter(is_event)
         .filter(|m| {
             options.subjects.is_empty()
                 || options.subjects.iter().any(|s| s.as_str() == &*m.subject)

@@ -39,10 +39,15 @@
 //!
 //! 6. **[`tools`]: consumers.** The logger prints events readably or as JSON lines.
 //!
-//! 7. **[`peer`]: a scriptable P2P peer**, for tests now and attack scenarios later: it enters
+//! 7. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
+//!    (one channel per subject, the descriptor set as schema, chunks flushed every second);
+//!    replay reads them back and publishes through the same [`bus::Publisher`] real
+//!    extractors use, so tools cannot tell a replay from live traffic.
+//!
+//! 8. **[`peer`]: a scriptable P2P peer**, for tests now and attack scenarios later: it enters
 //!    where real traffic does, the node's P2P port.
 //!
-//! 8. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
+//! 9. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
 //!    default stack that `peerlab run` starts.
 //!
 //! [`commands`] holds what each subcommand does, turning library errors into messages for a

@@ -40,7 +40,7 @@ fn main() {
     let base: Vec<(String, Vec<u8>)> = sample
         .messages
         .iter()
-        .filter(|m| !m.subject.starts_with("peerlab.stats."))
+        .filter(|m| !peerlab::record::format::is_stats_subject(&m.subject))
         .map(|m| (m.subject.to_string(), m.data.clone()))
         .collect();
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;

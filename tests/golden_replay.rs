@@ -32,7 +32,7 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
     let events = recording
         .messages
         .iter()
-        .filter(|m| !m.subject.starts_with("peerlab.stats."))
+        .filter(|m| !peerlab::record::format::is_stats_subject(&m.subject))
         .count();
     assert!(events > 100, "the sample holds a real pipeline's events");
 

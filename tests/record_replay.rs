@@ -87,7 +87,7 @@ fn event_multiset(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut pairs: Vec<_> = recording
         .messages
         .into_iter()
-        .filter(|m| !m.subject.starts_with("peerlab.stats."))
+        .filter(|m| !peerlab::record::format::is_stats_subject(&m.subject))
         .map(|m| (m.subject.to_string(), m.data))
         .collect();
     pairs.sort();
@@ -358,8 +358,7 @@ async fn a_killed_recorder_leaves_a_readable_file_losing_at_most_a_second() {
     let last = recording
         .messages
         .iter()
-        .filter(|m| &*m.subject == "validation")
-        .next_back()
+        .rfind(|m| &*m.subject == "validation")
         .expect("last");
     let lost_ms = killed_at.saturating_sub(last.publish_time / 1_000_000);
     eprintln!(

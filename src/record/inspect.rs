@@ -1,7 +1,7 @@
 //! `peerlab inspect` and `peerlab cat`: summaries and JSON lines of a recording.
 //!
 //! [`summarize`] turns a [`Recording`] into a [`Summary`] (pure, no I/O); [`render_text`]
-//! and the `Serialize` impl present it. [`cat_line`] is one message as a JSON value. The two
+//! and the `Serialize` impl present it. [`cat_line`] is one message as a JSON line. The two
 //! commands only glue these to the file and to stdout.
 //!
 //! Events are decoded with the crate's own descriptors (the same ones `cat` and the logger
@@ -20,7 +20,6 @@ use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as Field};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::recorder::STATS_PATTERN;
 use super::{read_recording, RecordedMessage, Recording};
 use crate::event::{descriptor_pool, EVENT_MESSAGE_NAME};
 use crate::tools::logger::decode_json;
@@ -177,11 +176,30 @@ pub fn cat(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line of `peerlab cat`: `{"subject", "log_time", "publish_time", "event"}`, with
-/// `"stats"` (the parsed snapshot) instead of `"event"` on stats subjects. A payload that
-/// does not decode becomes `{"undecodable": reason, "bytes": n}`.
-pub fn cat_line(message: &RecordedMessage) -> Value {
-    let body = if is_stats(&message.subject) {
+/// One line of `peerlab cat`, fields in this order: `subject`, `log_time`, `publish_time`
+/// (ns), then `event` (the protobuf JSON of the `event.Event`), or `stats` (the parsed
+/// snapshot) on stats subjects. A payload that does not decode becomes
+/// `{"undecodable": reason, "bytes": n}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatLine<'m> {
+    /// The subject.
+    pub subject: &'m str,
+    /// Receive time, ns.
+    pub log_time: u64,
+    /// The event's own time, ns.
+    pub publish_time: u64,
+    /// The decoded event (event subjects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<Value>,
+    /// The parsed snapshot (stats subjects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<Value>,
+}
+
+/// The `peerlab cat` line of one message.
+pub fn cat_line(message: &RecordedMessage) -> CatLine<'_> {
+    let stats = is_stats(&message.subject);
+    let body = if stats {
         parse_stats(&message.data)
     } else {
         decode_json(&message.data)
@@ -189,17 +207,18 @@ pub fn cat_line(message: &RecordedMessage) -> Value {
     let body = body.unwrap_or_else(
         |reason| serde_json::json!({ "undecodable": reason, "bytes": message.data.len() }),
     );
-    let mut line = serde_json::Map::new();
-    line.insert("subject".into(), Value::from(&*message.subject));
-    line.insert("log_time".into(), Value::from(message.log_time));
-    line.insert("publish_time".into(), Value::from(message.publish_time));
-    let key = if is_stats(&message.subject) {
-        "stats"
+    let (event, stats) = if stats {
+        (None, Some(body))
     } else {
-        "event"
+        (Some(body), None)
     };
-    line.insert(key.into(), body);
-    Value::Object(line)
+    CatLine {
+        subject: &message.subject,
+        log_time: message.log_time,
+        publish_time: message.publish_time,
+        event,
+        stats,
+    }
 }
 
 /// Runs `write` on a buffered stdout; a closed pipe (`peerlab cat f | head`) ends it quietly.
@@ -213,7 +232,7 @@ fn to_stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Re
 
 /// Whether `subject` carries peerlab's JSON counters rather than events.
 fn is_stats(subject: &str) -> bool {
-    subject.starts_with(STATS_PATTERN.trim_end_matches('>'))
+    super::format::is_stats_subject(subject)
 }
 
 fn parse_stats(data: &[u8]) -> Result<Value, String> {
@@ -442,7 +461,7 @@ pub fn render_text(s: &Summary) -> String {
     }
     line(format!("duration:      {}", human_duration(s.duration_s)));
     line(format!(
-        "messages:      {} ({}), {} of payload",
+        "messages:      {} ({}); payload {}",
         s.messages,
         per_second(s.rate_per_s),
         human_bytes(s.payload_bytes)

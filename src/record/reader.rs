@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcap::read::{parse_record, ChunkReader};
+use mcap::read::parse_record;
 use mcap::records::Record;
 
 use super::format::{METADATA_NAME, SCHEMA_ENCODING, SCHEMA_NAME};
@@ -132,6 +132,12 @@ struct Parser<'p> {
     schemas: HashMap<u16, ()>,
     channels: HashMap<u16, Arc<str>>,
     recording: Recording,
+    /// Past the DataEnd record: only summary records may follow (no messages).
+    data_ended: bool,
+    /// Message count claimed by the Statistics record, checked at the end.
+    statistics_count: Option<(u64, u64)>,
+    /// Written by peerlab, whose writer puts every message in a chunk.
+    peerlab_profile: bool,
 }
 
 fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
@@ -145,6 +151,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
         path,
         schemas: HashMap::new(),
         channels: HashMap::new(),
+        data_ended: false,
+        statistics_count: None,
+        peerlab_profile: false,
         recording: Recording {
             path: path.into(),
             messages: Vec::new(),
@@ -154,6 +163,9 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
             file_bytes: bytes.len() as u64,
         },
     };
+    // A file that ends with the closing magic was written completely: running out of bytes
+    // inside it is corruption, not a crash-truncated tail.
+    let complete = bytes.len() >= 2 * MAGIC.len() && &bytes[bytes.len() - MAGIC.len()..] == MAGIC;
     let mut offset = MAGIC.len();
     loop {
         let rest = &bytes[offset..];
@@ -173,6 +185,15 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
         len_bytes.copy_from_slice(&rest[1..9]);
         let len = u64::from_le_bytes(len_bytes);
         if len > (rest.len() - 9) as u64 {
+            if complete {
+                return Err(parser.corrupt(
+                    offset,
+                    format!(
+                        "record 0x{opcode:02x} declares {len} bytes but only {} remain",
+                        rest.len() - 9
+                    ),
+                ));
+            }
             parser.truncate(
                 offset,
                 &format!(
@@ -194,7 +215,40 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
         }
         offset += 9 + len as usize;
     }
+    if let Some((claimed, at)) = parser.statistics_count {
+        let read = parser.recording.messages.len() as u64;
+        if parser.recording.truncated.is_none() && claimed != read {
+            return Err(parser.corrupt(
+                at as usize,
+                format!("the statistics record counts {claimed} messages but {read} were readable"),
+            ));
+        }
+    }
     Ok(parser.recording)
+}
+
+/// Walks the records of an uncompressed, CRC-checked chunk.
+fn chunk_records(records: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
+    let mut out = Vec::new();
+    let mut rest = records;
+    while !rest.is_empty() {
+        if rest.len() < 9 {
+            return Err("chunk ends inside a record header".into());
+        }
+        let opcode = rest[0];
+        let mut len_bytes = [0u8; 8];
+        len_bytes.copy_from_slice(&rest[1..9]);
+        let len = u64::from_le_bytes(len_bytes);
+        if len > (rest.len() - 9) as u64 {
+            return Err(format!(
+                "record 0x{opcode:02x} in chunk declares {len} bytes, only {} remain",
+                rest.len() - 9
+            ));
+        }
+        out.push((opcode, &rest[9..9 + len as usize]));
+        rest = &rest[9 + len as usize..];
+    }
+    Ok(out)
 }
 
 impl Parser<'_> {
@@ -203,6 +257,12 @@ impl Parser<'_> {
         match record {
             Record::Footer(_) => return Ok(true),
             Record::Chunk { header, data } => {
+                if self.data_ended {
+                    return Err(self.corrupt(
+                        offset as usize,
+                        "chunk after the end of the data section".into(),
+                    ));
+                }
                 if header.uncompressed_size > MAX_CHUNK_BYTES {
                     return Err(self.corrupt(
                         offset as usize,
@@ -212,22 +272,68 @@ impl Parser<'_> {
                         ),
                     ));
                 }
-                let chunk = ChunkReader::new(header, &data)
-                    .map_err(|e| self.corrupt(offset as usize, format!("chunk: {e}")))?;
-                for inner in chunk {
-                    let inner = inner
-                        .map_err(|e| self.corrupt(offset as usize, format!("inside chunk: {e}")))?;
-                    self.handle_data(offset, inner)?;
+                // Decompress with a hard cap and check the CRC before trusting any length inside:
+                // a damaged chunk must be an error, not a huge allocation.
+                let records = match header.compression.as_str() {
+                    "" => data.into_owned(),
+                    "zstd" => zstd::bulk::decompress(&data, header.uncompressed_size as usize)
+                        .map_err(|e| {
+                            self.corrupt(offset as usize, format!("chunk does not decompress: {e}"))
+                        })?,
+                    other => {
+                        return Err(self.corrupt(
+                            offset as usize,
+                            format!("chunk compression `{other}` is not supported (zstd or none)"),
+                        ))
+                    }
+                };
+                if records.len() as u64 != header.uncompressed_size {
+                    return Err(self.corrupt(
+                        offset as usize,
+                        format!(
+                            "chunk holds {} bytes, its header says {}",
+                            records.len(),
+                            header.uncompressed_size
+                        ),
+                    ));
+                }
+                if header.uncompressed_crc != 0
+                    && crc32fast::hash(&records) != header.uncompressed_crc
+                {
+                    return Err(self.corrupt(offset as usize, "chunk CRC mismatch".into()));
+                }
+                let inner = chunk_records(&records)
+                    .map_err(|reason| self.corrupt(offset as usize, reason))?;
+                for (opcode, body) in inner {
+                    let record = parse_record(opcode, body).map_err(|e| {
+                        self.corrupt(
+                            offset as usize,
+                            format!("inside chunk: record 0x{opcode:02x}: {e}"),
+                        )
+                    })?;
+                    self.handle_data(offset, record, true)?;
                 }
             }
+            Record::Header(header) => {
+                self.peerlab_profile = header.profile == super::format::PROFILE
+            }
+            Record::DataEnd(_) => self.data_ended = true,
+            Record::Statistics(statistics) => {
+                self.statistics_count = Some((statistics.message_count, offset))
+            }
             Record::Metadata(m) if m.name == METADATA_NAME => self.recording.metadata = m.metadata,
-            other => self.handle_data(offset, other)?,
+            other => self.handle_data(offset, other, false)?,
         }
         Ok(false)
     }
 
     /// Schema, channel and message records (top level or inside a chunk).
-    fn handle_data(&mut self, offset: u64, record: Record<'_>) -> Result<(), RecordingError> {
+    fn handle_data(
+        &mut self,
+        offset: u64,
+        record: Record<'_>,
+        in_chunk: bool,
+    ) -> Result<(), RecordingError> {
         match record {
             Record::Schema { header, data } => {
                 if header.name != SCHEMA_NAME || header.encoding != SCHEMA_ENCODING {
@@ -253,6 +359,17 @@ impl Parser<'_> {
                 }
                 self.channels
                     .insert(channel.id, Arc::from(channel.topic.as_str()));
+            }
+            Record::Message { .. } if self.data_ended => {
+                return Err(self.corrupt(
+                    offset as usize,
+                    "message record in the summary section".into(),
+                ));
+            }
+            // peerlab's writer puts every message in a (CRC-checked) chunk: a bare message
+            // record in its files is a damaged record of another kind.
+            Record::Message { .. } if !in_chunk && self.peerlab_profile => {
+                return Err(self.corrupt(offset as usize, "message record outside a chunk".into()));
             }
             Record::Message { header, data } => {
                 let subject = self

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::anonymize::Anonymizer;
+use super::format::is_stats_subject;
 use super::{RecordingError, RecordingWriter};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::{peek_timestamp, EventKind};
@@ -134,7 +135,7 @@ pub async fn record(
             }
             message = subscriber.next() => {
                 let Some(message) = message else { break };
-                let is_stats = message.subject.starts_with("peerlab.stats.");
+                let is_stats = is_stats_subject(&message.subject);
                 if !is_stats && !options.kinds.is_empty() && !message.kind.is_some_and(|k| options.kinds.contains(&k)) {
                     summary.filtered += 1;
                     continue;

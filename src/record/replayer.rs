@@ -152,7 +152,7 @@ fn select(
 }
 
 fn is_event(message: &RecordedMessage) -> bool {
-    !message.subject.starts_with("peerlab.stats.")
+    !super::format::is_stats_subject(&message.subject)
 }
 
 /// The kind named by a subject's last token (flat or prefixed scheme).

@@ -10,7 +10,8 @@ use mcap::records::{MessageHeader, Metadata};
 use mcap::{Compression, WriteOptions, Writer};
 
 use super::format::{
-    FLUSH_INTERVAL, MESSAGE_ENCODING, METADATA_NAME, PROFILE, SCHEMA_ENCODING, SCHEMA_NAME,
+    is_stats_subject, FLUSH_INTERVAL, MESSAGE_ENCODING, METADATA_NAME, PROFILE, SCHEMA_ENCODING,
+    SCHEMA_NAME, STATS_ENCODING,
 };
 use super::RecordingError;
 use crate::event::DESCRIPTOR_SET;
@@ -91,9 +92,16 @@ impl RecordingWriter {
         let channel_id = match self.channels.get(subject) {
             Some(id) => *id,
             None => {
+                // Counters are JSON: a channel without schema, so MCAP tools do not try to
+                // decode them as events.
+                let (schema_id, encoding) = if is_stats_subject(subject) {
+                    (0, STATS_ENCODING)
+                } else {
+                    (self.schema_id, MESSAGE_ENCODING)
+                };
                 let id = self
                     .writer
-                    .add_channel(self.schema_id, subject, MESSAGE_ENCODING, &BTreeMap::new())
+                    .add_channel(schema_id, subject, encoding, &BTreeMap::new())
                     .map_err(|e| self.error(e))?;
                 self.channels.insert(subject.to_string(), id);
                 id

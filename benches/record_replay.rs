@@ -11,6 +11,7 @@
 //! - baseline B: A compressed with zstd (level 3, the MCAP writer's default);
 //! - replay: a recording published at speed 0 into a real nats-server, until the server has
 //!   confirmed every event.
+//!
 //! Medians are printed as a markdown table and written to `target/bench/record_replay.md`.
 
 use std::path::Path;

@@ -1,0 +1,863 @@
+//! USDT throughput of the eBPF extractor, against its baselines in the same run.
+//!
+//! A synthetic emitter (`benches/emitter/emitter.c`) with a Bitcoin-Core-shaped
+//! `net:inbound_message` tracepoint (same provider, name, argument layout and semaphore)
+//! fires it COUNT times as fast as it can, under three modes:
+//!
+//! - `none`: no tracer, the semaphore stays 0 (the cost of the guarded probe site);
+//! - `bpftrace`: `bpftrace` attached and only counting (the uprobe ceiling);
+//! - `peerlab`: `peerlab extract ebpf` capturing every event and publishing it to a private
+//!   nats-server, with a subscriber counting what arrives.
+//!
+//! Modes are interleaved within each repetition so machine noise hits them alike; the report
+//! gives medians and ratios to the baselines. Needs root (eBPF), `cc`, `sys/sdt.h`, bpftrace
+//! and nats-server. Run: `cargo bench --bench usdt_throughput`
+//! (env: `BENCH_COUNT`, default 1,000,000 probes per run; `BENCH_REPS`, default 3).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
+use peerlab::event::EventKind;
+use peerlab::harness::NatsServer;
+
+const DEFAULT_COUNT: u64 = 1_000_000;
+const DEFAULT_REPS: usize = 3;
+/// How long the emitter waits for a tracer to raise its semaphore (bpftrace compiles its
+/// program with LLVM first, which takes a few seconds on a small machine).
+const SEMAPHORE_WAIT: Duration = Duration::from_secs(60);
+/// After the emitter exits: how long tracers get to deliver what they captured.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// peerlab counts as caught up once nothing new arrived for this long (its drain timer is
+/// 50 ms, so this is ten drains without a single event).
+const QUIET_PERIOD: Duration = Duration::from_millis(500);
+/// Graceful stops (SIGINT / SIGTERM) that take longer than this are treated as hangs.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+const PROBE: &str = "net:inbound_message";
+/// Goals from the issue: peerlab's rate relative to bpftrace's, and its peak RSS.
+const GOAL_RATIO: f64 = 0.85;
+const GOAL_RSS_MIB: f64 = 64.0;
+
+fn main() {
+    let config = Config::from_env();
+    // Before our runs, so the load average hints at what else keeps the CPUs busy.
+    let machine = machine();
+    let bench = Bench::prepare(config);
+    let mut runs: Vec<Run> = Vec::new();
+    for rep in 1..=config.reps {
+        for mode in Mode::ALL {
+            let run = bench.run(mode);
+            println!("rep {rep}/{} {}", config.reps, run.summary());
+            runs.push(run);
+        }
+    }
+    let report = Report::new(config, machine, &runs).markdown();
+    println!("\n{report}");
+    let out = bench.target_dir.join("bench").join("usdt_throughput.md");
+    std::fs::create_dir_all(out.parent().expect("bench dir has a parent"))
+        .expect("create target/bench");
+    std::fs::write(&out, &report).expect("write target/bench/usdt_throughput.md");
+    println!("written to {}", out.display());
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    count: u64,
+    reps: usize,
+}
+
+impl Config {
+    fn from_env() -> Config {
+        Config {
+            count: env_number("BENCH_COUNT").unwrap_or(DEFAULT_COUNT),
+            reps: env_number("BENCH_REPS").map_or(DEFAULT_REPS, |n: u64| n.max(1) as usize),
+        }
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let digits: String = value.chars().filter(|c| *c != '_' && *c != ',').collect();
+    Some(
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value:?} is not a number")),
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    None,
+    Bpftrace,
+    Peerlab,
+}
+
+impl Mode {
+    const ALL: [Mode; 3] = [Mode::None, Mode::Bpftrace, Mode::Peerlab];
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Bpftrace => "bpftrace",
+            Mode::Peerlab => "peerlab",
+        }
+    }
+}
+
+/// peerlab's side of a run: what it counted, and what it cost.
+#[derive(Debug, Clone, Copy)]
+struct PeerlabRun {
+    /// Events that arrived on the bus.
+    received: u64,
+    /// Records read from the rings.
+    records: u64,
+    /// Lost in the kernel (ring full) plus refused by the publisher.
+    dropped: u64,
+    /// Times nats-server flagged our subscriber as a slow consumer (it then drops for us).
+    slow_consumer: u64,
+    cpu_seconds: f64,
+    peak_rss_mib: f64,
+}
+
+/// One run of one mode.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    mode: Mode,
+    emitter: EmitterOutput,
+    /// bpftrace's count.
+    counted: Option<u64>,
+    peerlab: Option<PeerlabRun>,
+}
+
+impl Run {
+    fn summary(&self) -> String {
+        let mut line = format!(
+            "{:<8} {:>10.0} probes/s ({} in {:.6} s, emitter CPU {:.3} us/probe)",
+            self.mode.name(),
+            self.emitter.rate,
+            self.emitter.fired,
+            self.emitter.seconds,
+            self.emitter.cpu_us_per_probe()
+        );
+        if let Some(counted) = self.counted {
+            line += &format!(" counted={counted}");
+        }
+        if let Some(p) = self.peerlab {
+            line += &format!(
+                " records={} received={} dropped={} slow_consumer={} cpu={:.2}s rss={:.1}MiB",
+                p.records, p.received, p.dropped, p.slow_consumer, p.cpu_seconds, p.peak_rss_mib
+            );
+        }
+        line
+    }
+}
+
+/// What is set up once for all runs.
+struct Bench {
+    config: Config,
+    scratch: tempfile::TempDir,
+    emitter: PathBuf,
+    peerlab: PathBuf,
+    nats_server: PathBuf,
+    target_dir: PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Bench {
+    fn prepare(config: Config) -> Bench {
+        let scratch = tempfile::tempdir().expect("temporary directory");
+        let emitter = compile_emitter(scratch.path());
+        let release_dir = release_dir();
+        let peerlab = build_peerlab(&release_dir);
+        let nats_server = peerlab::node::cached_installation()
+            .map(|i| i.nats_server)
+            .ok()
+            .or_else(|| peerlab::node::find_on_path("nats-server"))
+            .expect("nats-server not found: run `peerlab setup` or put it on PATH");
+        require_on_path("bpftrace", "apt-get install bpftrace");
+        // One small runtime for the subscriber: it competes with the traced process for the
+        // CPUs, so keep it to one worker.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let target_dir = release_dir
+            .parent()
+            .expect("release dir has a parent")
+            .to_path_buf();
+        Bench {
+            config,
+            scratch,
+            emitter,
+            peerlab,
+            nats_server,
+            target_dir,
+            runtime,
+        }
+    }
+
+    fn run(&self, mode: Mode) -> Run {
+        match mode {
+            Mode::None => Run {
+                mode,
+                emitter: self.emitter(false).finish(self.fire_timeout()),
+                counted: None,
+                peerlab: None,
+            },
+            Mode::Bpftrace => self.run_bpftrace(),
+            Mode::Peerlab => self.run_peerlab(),
+        }
+    }
+
+    /// Generous: the semaphore wait plus 20 us per probe (50x slower than seen with peerlab).
+    fn fire_timeout(&self) -> Duration {
+        SEMAPHORE_WAIT + Duration::from_micros(20 * self.config.count)
+    }
+
+    fn emitter(&self, wait_for_tracer: bool) -> Emitter {
+        let mut command = Command::new(&self.emitter);
+        command.arg(self.config.count.to_string());
+        if wait_for_tracer {
+            command
+                .arg("--wait-semaphore")
+                .arg(SEMAPHORE_WAIT.as_secs().to_string());
+        }
+        Emitter(Guard::spawn(
+            command.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            "emitter",
+        ))
+    }
+
+    fn run_bpftrace(&self) -> Run {
+        let emitter = self.emitter(true);
+        let program = format!(
+            "usdt:{}:{PROBE} {{ @c = count(); }}",
+            self.emitter.display()
+        );
+        let mut bpftrace = Guard::spawn(
+            Command::new("bpftrace")
+                .args(["-e", &program, "-p", &emitter.pid().to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+            "bpftrace",
+        );
+        let output = match emitter.try_finish(self.fire_timeout()) {
+            Ok(output) => output,
+            Err(e) => {
+                bpftrace.signal(libc::SIGINT);
+                let (_, _, stderr) = bpftrace.finish(STOP_TIMEOUT);
+                panic!("{e}\nbpftrace's stderr:\n{stderr}")
+            }
+        };
+        // With -p, bpftrace exits (printing its maps) when the traced process does; SIGINT
+        // makes sure it does not linger.
+        if bpftrace.wait_for(Duration::from_secs(5)).is_none() {
+            bpftrace.signal(libc::SIGINT);
+        }
+        let (_, stdout, stderr) = bpftrace.finish(STOP_TIMEOUT);
+        let counted = parse_bpftrace_count(&stdout).unwrap_or_else(|| {
+            panic!("no `@c: N` in bpftrace's output\nstdout: {stdout}\nstderr: {stderr}")
+        });
+        Run {
+            mode: Mode::Bpftrace,
+            emitter: output,
+            counted: Some(counted),
+            peerlab: None,
+        }
+    }
+
+    fn run_peerlab(&self) -> Run {
+        let nats = NatsServer::start(&self.nats_server).expect("start nats-server");
+        let counter = self.runtime.block_on(NetmsgCounter::start(&nats.url()));
+        let emitter = self.emitter(true);
+        let log = self.scratch.path().join("peerlab.log");
+        let peerlab = Guard::spawn(
+            Command::new(&self.peerlab)
+                .args(["--log", "info", "extract", "ebpf", "--bitcoind-path"])
+                .arg(&self.emitter)
+                .args(["--pid", &emitter.pid().to_string(), "--probe", PROBE])
+                .args(["-a", &nats.url(), "--stats-interval", "1"])
+                .stdout(Stdio::null())
+                .stderr(File::create(&log).expect("create peerlab log")),
+            "peerlab",
+        );
+        let output = emitter.try_finish(self.fire_timeout()).unwrap_or_else(|e| {
+            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("{e}\npeerlab's log:\n{log_text}")
+        });
+        // Let peerlab finish the backlog before reading its CPU time, so the figure covers
+        // all the work for the run; then read it while the process still exists.
+        counter.wait_until_quiet(output.fired, DELIVERY_TIMEOUT);
+        let usage = ProcessUsage::read(peerlab.pid());
+        peerlab.signal(libc::SIGTERM);
+        let status = peerlab.finish(STOP_TIMEOUT).0;
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        let stats = parse_final_stats(&log_text).unwrap_or_else(|| {
+            panic!("peerlab ({status}) logged no `extractor stopped` line:\n{log_text}")
+        });
+        let published = stat(&stats, "published");
+        counter.wait_for(published, DELIVERY_TIMEOUT);
+        let (received, slow_consumer) = self.runtime.block_on(counter.stop());
+        Run {
+            mode: Mode::Peerlab,
+            emitter: output,
+            counted: None,
+            peerlab: Some(PeerlabRun {
+                received,
+                records: stat(&stats, "records"),
+                dropped: stat(&stats, "dropped_in_kernel") + stat(&stats, "dropped_by_publisher"),
+                slow_consumer,
+                cpu_seconds: usage.cpu_seconds,
+                peak_rss_mib: usage.peak_rss_mib,
+            }),
+        }
+    }
+}
+
+/// Compiles the emitter with the system C compiler.
+fn compile_emitter(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/emitter/emitter.c");
+    let exe = dir.join("emitter");
+    let output = Command::new("cc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(&exe)
+        .arg(&source)
+        .output()
+        .expect("run `cc` (is a C compiler installed? apt-get install gcc)");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if stderr.contains("sys/sdt.h") {
+            panic!("sys/sdt.h is missing: apt-get install systemtap-sdt-dev\n{stderr}");
+        }
+        panic!("compiling {} failed:\n{stderr}", source.display());
+    }
+    exe
+}
+
+/// The directory cargo put this bench in: `<target>/release` (benches use the release
+/// directory), where `cargo build --release` also puts peerlab.
+fn release_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the bench executable");
+    // <target>/release/deps/usdt_throughput-<hash>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("bench executable in <target>/release/deps")
+        .to_path_buf()
+}
+
+/// Builds the release binary (a no-op when it is fresh) so the bench never measures a stale
+/// peerlab.
+fn build_peerlab(release_dir: &Path) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--bin", "peerlab"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --release");
+    assert!(status.success(), "cargo build --release failed ({status})");
+    let exe = release_dir.join("peerlab");
+    assert!(
+        exe.is_file(),
+        "{} missing after cargo build --release",
+        exe.display()
+    );
+    exe
+}
+
+fn require_on_path(program: &str, fix: &str) {
+    if peerlab::node::find_on_path(program).is_none() {
+        panic!("{program} not found on PATH: {fix}");
+    }
+}
+
+/// A child process that is killed (and reaped) when dropped, so no path leaves it running.
+struct Guard {
+    child: Option<Child>,
+    name: &'static str,
+}
+
+impl Guard {
+    fn spawn(command: &mut Command, name: &'static str) -> Guard {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Guard {
+            child: Some(child),
+            name,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on our own, not yet reaped child; no memory is touched.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+    }
+
+    /// The exit status once the process has exited, polling for at most `timeout`.
+    fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits for the exit (panicking after `timeout`) and collects piped stdout and stderr.
+    /// Only for children whose output is small: the pipes are read after the exit.
+    fn finish(mut self, timeout: Duration) -> (ExitStatus, String, String) {
+        let status = self
+            .wait_for(timeout)
+            .unwrap_or_else(|| panic!("{} still running after {timeout:?}", self.name));
+        // The child stays in the guard (already reaped; dropping it is a no-op).
+        let child = self.child.as_mut().expect("child present until finished");
+        let stdout = read_all(child.stdout.take());
+        let stderr = read_all(child.stderr.take());
+        (status, stdout, stderr)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn read_all(pipe: Option<impl std::io::Read>) -> String {
+    let mut text = String::new();
+    if let Some(mut pipe) = pipe {
+        let _ = pipe.read_to_string(&mut text);
+    }
+    text
+}
+
+/// The emitter's `fired=N seconds=S rate=R cpu=C` line.
+#[derive(Debug, Clone, Copy)]
+struct EmitterOutput {
+    fired: u64,
+    seconds: f64,
+    rate: f64,
+    /// CPU time of the firing loop, tracing costs (trap, BPF program, wakeups) included.
+    cpu: f64,
+}
+
+impl EmitterOutput {
+    /// What each probe cost the traced process, in microseconds of CPU.
+    fn cpu_us_per_probe(&self) -> f64 {
+        1e6 * self.cpu / self.fired.max(1) as f64
+    }
+}
+
+struct Emitter(Guard);
+
+impl Emitter {
+    fn pid(&self) -> u32 {
+        self.0.pid()
+    }
+
+    /// Its report, or why it failed (e.g. no tracer raised the semaphore in time).
+    fn try_finish(self, timeout: Duration) -> Result<EmitterOutput, String> {
+        let (status, stdout, stderr) = self.0.finish(timeout);
+        if !status.success() {
+            return Err(format!("emitter failed ({status}): {stderr}"));
+        }
+        parse_emitter(&stdout).ok_or_else(|| format!("unexpected emitter output: {stdout:?}"))
+    }
+
+    fn finish(self, timeout: Duration) -> EmitterOutput {
+        self.try_finish(timeout).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+fn parse_emitter(stdout: &str) -> Option<EmitterOutput> {
+    let fields = key_values(stdout.lines().last()?);
+    Some(EmitterOutput {
+        fired: fields.get("fired")?.parse().ok()?,
+        seconds: fields.get("seconds")?.parse().ok()?,
+        rate: fields.get("rate")?.parse().ok()?,
+        cpu: fields.get("cpu")?.parse().ok()?,
+    })
+}
+
+/// bpftrace prints its map at exit as `@c: 1000000`.
+fn parse_bpftrace_count(stdout: &str) -> Option<u64> {
+    stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("@c:"))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// The `key=value` fields of peerlab's final `extractor stopped` log line.
+fn parse_final_stats(log: &str) -> Option<HashMap<String, String>> {
+    log.lines()
+        .rev()
+        .find(|line| line.contains("extractor stopped"))
+        .map(key_values)
+}
+
+fn stat(stats: &HashMap<String, String>, key: &str) -> u64 {
+    stats
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("peerlab's final stats have no numeric `{key}`: {stats:?}"))
+}
+
+fn key_values(line: &str) -> HashMap<String, String> {
+    line.split_whitespace()
+        .filter_map(|token| token.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// CPU time and peak memory of a live process, from /proc.
+struct ProcessUsage {
+    cpu_seconds: f64,
+    peak_rss_mib: f64,
+}
+
+impl ProcessUsage {
+    fn read(pid: u32) -> ProcessUsage {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/stat (did peerlab exit early?): {e}"));
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        ProcessUsage {
+            cpu_seconds: cpu_ticks(&stat)
+                .unwrap_or_else(|| panic!("unexpected /proc/{pid}/stat: {stat}"))
+                as f64
+                / clock_ticks_per_second(),
+            peak_rss_mib: vm_hwm_kib(&status)
+                .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+                as f64
+                / 1024.0,
+        }
+    }
+}
+
+/// utime + stime: fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
+/// spaces, so count from the `)` that closes it.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state).
+    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
+    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// Counts `netmsg` events arriving on the bus, in the background.
+struct NetmsgCounter {
+    received: Arc<AtomicU64>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl NetmsgCounter {
+    async fn start(url: &str) -> NetmsgCounter {
+        let subject = SubjectScheme::Flat.subject(EventKind::NetMsg);
+        let mut subscriber =
+            Subscriber::connect(&NatsOptions::local(url), SubjectScheme::Flat, &[subject])
+                .await
+                .expect("subscribe to netmsg");
+        let received = Arc::new(AtomicU64::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let count = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    message = subscriber.next() => match message {
+                        Some(_) => count.fetch_add(1, Ordering::Relaxed),
+                        None => break,
+                    },
+                    _ = &mut stopped => break,
+                };
+            }
+            subscriber.slow_consumer_events()
+        });
+        NetmsgCounter {
+            received,
+            stop,
+            task,
+        }
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Until `expected` arrived, nothing arrived for [`QUIET_PERIOD`], or `timeout`.
+    fn wait_until_quiet(&self, expected: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (mut last, mut since) = (self.received(), Instant::now());
+        while last < expected && since.elapsed() < QUIET_PERIOD && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.received();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+    }
+
+    /// Until `expected` arrived or `timeout`.
+    fn wait_for(&self, expected: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.received() < expected && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops counting: (received, slow-consumer events).
+    async fn stop(self) -> (u64, u64) {
+        let _ = self.stop.send(());
+        let slow = self.task.await.unwrap_or(0);
+        (self.received.load(Ordering::Relaxed), slow)
+    }
+}
+
+/// Medians per mode, ratios to the baselines, and the goals.
+struct Report<'a> {
+    config: Config,
+    machine: String,
+    runs: &'a [Run],
+}
+
+impl<'a> Report<'a> {
+    fn new(config: Config, machine: String, runs: &'a [Run]) -> Report<'a> {
+        Report {
+            config,
+            machine,
+            runs,
+        }
+    }
+
+    fn of(&self, mode: Mode) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(move |r| r.mode == mode)
+    }
+
+    fn median_rate(&self, mode: Mode) -> f64 {
+        median(self.of(mode).map(|r| r.emitter.rate).collect())
+    }
+
+    fn median_peerlab(&self, field: impl Fn(&PeerlabRun) -> f64) -> f64 {
+        median(
+            self.of(Mode::Peerlab)
+                .filter_map(|r| r.peerlab.as_ref())
+                .map(field)
+                .collect(),
+        )
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = format!(
+            "### USDT throughput: {} probes per run, {} repetitions (medians)\n\n{}\n\n",
+            self.config.count, self.config.reps, self.machine
+        );
+        out += &self.median_table();
+        out += "\n";
+        out += &self.goals();
+        out += "\n#### Every run\n\n";
+        out += &self.runs_table();
+        out
+    }
+
+    fn median_table(&self) -> String {
+        let none = self.median_rate(Mode::None);
+        let bpftrace = self.median_rate(Mode::Bpftrace);
+        let mut out = String::from(
+            "| mode | probes/s | vs none | vs bpftrace | emitter CPU us/probe | received | dropped \
+             | peerlab CPU s | peerlab CPU % of run | peerlab peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for mode in Mode::ALL {
+            let rate = self.median_rate(mode);
+            let ratios = format!(
+                "{} | {} | {:.3}",
+                ratio(rate / none),
+                ratio(rate / bpftrace),
+                median(
+                    self.of(mode)
+                        .map(|r| r.emitter.cpu_us_per_probe())
+                        .collect()
+                )
+            );
+            let rest = match mode {
+                Mode::None => "- | - | - | - | -".to_string(),
+                Mode::Bpftrace => format!(
+                    "{:.0} (counted) | - | - | - | -",
+                    median(
+                        self.of(mode)
+                            .filter_map(|r| r.counted)
+                            .map(|c| c as f64)
+                            .collect()
+                    )
+                ),
+                Mode::Peerlab => format!(
+                    "{:.0} | {:.0} | {:.2} | {:.0} | {:.1}",
+                    self.median_peerlab(|p| p.received as f64),
+                    self.median_peerlab(|p| p.dropped as f64),
+                    self.median_peerlab(|p| p.cpu_seconds),
+                    median(self.of(mode).filter_map(cpu_percent).collect()),
+                    self.median_peerlab(|p| p.peak_rss_mib),
+                ),
+            };
+            out += &format!("| {} | {rate:.0} | {ratios} | {rest} |\n", mode.name());
+        }
+        out
+    }
+
+    fn goals(&self) -> String {
+        let ratio = self.median_rate(Mode::Peerlab) / self.median_rate(Mode::Bpftrace);
+        let max_dropped = self
+            .of(Mode::Peerlab)
+            .filter_map(|r| r.peerlab.map(|p| p.dropped))
+            .max()
+            .unwrap_or(0);
+        let missing = self
+            .of(Mode::Peerlab)
+            .filter_map(|r| {
+                r.peerlab
+                    .map(|p| r.emitter.fired.saturating_sub(p.received))
+            })
+            .max()
+            .unwrap_or(0);
+        let rss = self
+            .of(Mode::Peerlab)
+            .filter_map(|r| r.peerlab.map(|p| p.peak_rss_mib))
+            .fold(0.0, f64::max);
+        format!(
+            "Goals (peerlab, default ring sizes):\n\n\
+             - rate >= {GOAL_RATIO}x bpftrace: {} (median {ratio:.2}x)\n\
+             - 0 drops: {} (worst run: {max_dropped} dropped, {missing} fired but not received)\n\
+             - peak RSS <= {GOAL_RSS_MIB} MiB: {} (worst run: {rss:.1} MiB)\n",
+            verdict(ratio >= GOAL_RATIO),
+            verdict(max_dropped == 0 && missing == 0),
+            verdict(rss <= GOAL_RSS_MIB),
+        )
+    }
+
+    fn runs_table(&self) -> String {
+        let mut out = String::from(
+            "| rep | mode | probes/s | seconds | emitter CPU s | detail |\n\
+             |---:|---|---:|---:|---:|---|\n",
+        );
+        for (i, run) in self.runs.iter().enumerate() {
+            let detail = match (run.counted, run.peerlab) {
+                (Some(counted), _) => format!("counted {counted}"),
+                (_, Some(p)) => format!(
+                    "records {}, received {}, dropped {}, slow-consumer {}, CPU {:.2} s, RSS {:.1} MiB",
+                    p.records, p.received, p.dropped, p.slow_consumer, p.cpu_seconds, p.peak_rss_mib
+                ),
+                _ => "-".to_string(),
+            };
+            out += &format!(
+                "| {} | {} | {:.0} | {:.6} | {:.3} | {detail} |\n",
+                i / Mode::ALL.len() + 1,
+                run.mode.name(),
+                run.emitter.rate,
+                run.emitter.seconds,
+                run.emitter.cpu
+            );
+        }
+        out
+    }
+}
+
+/// peerlab's CPU time as a share of the emitter's firing time (100% = one core for the run).
+fn cpu_percent(run: &Run) -> Option<f64> {
+    let p = run.peerlab?;
+    (run.emitter.seconds > 0.0).then(|| 100.0 * p.cpu_seconds / run.emitter.seconds)
+}
+
+/// A ratio with two significant digits however small (the untraced loop is ~1000x faster).
+fn ratio(r: f64) -> String {
+    let decimals = if r > 0.0 && r < 1.0 {
+        (1.0 - r.log10().floor()) as usize
+    } else {
+        2
+    };
+    format!("{r:.decimals$}x")
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// CPUs, model, kernel, memory and current load, for the record.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown", |(_, m)| m.trim());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_gib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "Machine: {cpus} CPUs ({model}), kernel {}, {mem_gib:.1} GiB RAM; \
+         load average {} when the bench started (includes cargo building it)",
+        kernel.trim(),
+        load.join(" ")
+    )
+}

@@ -163,14 +163,8 @@ async fn bench_replay(file: &Path, url: &str, expected: usize) -> f64 {
     .await
     .expect("publisher");
     let options = ReplayOptions {
-        files: vec![file.to_path_buf()],
         speed: 0.0,
-        from: None,
-        to: None,
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        repeat: false,
-        retime: false,
+        ..ReplayOptions::new(vec![file.to_path_buf()])
     };
     // Reading the file is part of a replay; time it all.
     let started = Instant::now();

@@ -53,13 +53,7 @@ impl Stack {
         )
         .expect("extractor attaches");
         let stats = extractor.stats();
-        tokio::time::timeout(common::TIMEOUT, async {
-            while stats.traced_pid.load(Ordering::Relaxed) != pid {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("extractor traces the node");
+        common::wait_traced(&stats, pid).await;
         Stack {
             _nats: nats,
             node,
@@ -372,13 +366,7 @@ async fn events_flow_again_after_bitcoind_is_killed_and_restarted() {
         let stats = stats.clone();
         async move {
             let started = std::time::Instant::now();
-            tokio::time::timeout(common::TIMEOUT, async {
-                while stats.traced_pid.load(Ordering::Relaxed) != pid {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await
-            .expect("the extractor follows the process");
+            common::wait_traced(&stats, pid).await;
             started.elapsed()
         }
     };
@@ -451,13 +439,7 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
     };
     let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
     let stats = extractor.stats();
-    tokio::time::timeout(common::TIMEOUT, async {
-        while stats.traced_pid.load(Ordering::Relaxed) != pid {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("traced");
+    common::wait_traced(&stats, pid).await;
     tokio::task::block_in_place(|| node.mine(1)).expect("mine");
     let coinbase = tokio::task::block_in_place(|| node.coinbase_coin(1)).expect("coinbase");
 
@@ -557,13 +539,7 @@ async fn a_full_ring_drops_are_counted_never_silent() {
     };
     let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
     let stats = extractor.stats();
-    tokio::time::timeout(common::TIMEOUT, async {
-        while stats.traced_pid.load(Ordering::Relaxed) != pid {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("traced");
+    common::wait_traced(&stats, pid).await;
     tokio::task::block_in_place(|| node.mine(100)).expect("mine");
     let stats = extractor.stop().await.expect("stops");
     let i = ProbeId::BlockConnected as usize;

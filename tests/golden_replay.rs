@@ -81,14 +81,8 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
     .await
     .expect("publisher");
     let options = ReplayOptions {
-        files: vec![RECORDING.into()],
         speed: 0.0,
-        from: None,
-        to: None,
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        repeat: false,
-        retime: false,
+        ..ReplayOptions::new(vec![RECORDING.into()])
     };
     let summary = replay(&publisher, &options, std::future::pending())
         .await

@@ -132,13 +132,7 @@ async fn a_replayed_recording_records_identically() {
     )
     .expect("extractor");
     let stats = extractor.stats();
-    tokio::time::timeout(common::TIMEOUT, async {
-        while stats.traced_pid.load(Ordering::Relaxed) != pid {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("traced");
+    common::wait_traced(&stats, pid).await;
     let mut peer = Peer::connect(node.p2p_addr().into(), PeerConfig::default())
         .await
         .expect("peer");
@@ -188,14 +182,8 @@ async fn a_replayed_recording_records_identically() {
     .await
     .expect("publisher B");
     let replay_options = ReplayOptions {
-        files: vec![first_file.clone()],
         speed: 0.0,
-        from: None,
-        to: None,
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        repeat: false,
-        retime: false,
+        ..ReplayOptions::new(vec![first_file.clone()])
     };
     let summary = replay(&replay_publisher, &replay_options, std::future::pending())
         .await

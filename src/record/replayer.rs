@@ -35,6 +35,22 @@ pub struct ReplayOptions {
     pub retime: bool,
 }
 
+impl ReplayOptions {
+    /// Every event of `files`, once, at the recorded pacing.
+    pub fn new(files: Vec<PathBuf>) -> ReplayOptions {
+        ReplayOptions {
+            files,
+            speed: 1.0,
+            from: None,
+            to: None,
+            subjects: Vec::new(),
+            kinds: Vec::new(),
+            repeat: false,
+            retime: false,
+        }
+    }
+}
+
 /// Actual minus scheduled send time, over a paced replay.
 #[derive(Debug, Clone, Copy)]
 pub struct TimingError {

@@ -28,3 +28,17 @@ pub fn nats_server() -> PathBuf {
 
 /// Upper bound for anything a test waits on.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits (bounded) until the extractor traces `pid`.
+pub async fn wait_traced(stats: &peerlab::extractor::ebpf::ExtractorStats, pid: u32) {
+    let traced = tokio::time::timeout(TIMEOUT, async {
+        while stats.traced_pid.load(std::sync::atomic::Ordering::Relaxed) != pid {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        traced.is_ok(),
+        "the extractor did not start tracing pid {pid}"
+    );
+}

@@ -11,8 +11,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Payload capacity of the three message size classes. The largest is Bitcoin Core's
+/* Payload capacity of the four message size classes. The largest is Bitcoin Core's
  * MAX_PROTOCOL_MESSAGE_LENGTH, so no message the node accepts is ever truncated. */
+#define TINY_PAYLOAD 128
 #define SMALL_PAYLOAD 1024
 #define MEDIUM_PAYLOAD 65536
 #define LARGE_PAYLOAD 4000000
@@ -49,6 +50,10 @@ struct {
 	__type(value, __u32);
 } target_tgid SEC(".maps");
 
+struct message_tiny {
+	struct message_record m;
+	__u8 payload[TINY_PAYLOAD];
+};
 struct message_small {
 	struct message_record m;
 	__u8 payload[SMALL_PAYLOAD];
@@ -81,15 +86,26 @@ static __always_inline void count(__u32 probe, int dropped)
 		c->emitted++;
 }
 
-static __always_inline __u64 wakeup_flag(void *ring)
+/* Wake the reader once each time the pending data crosses a multiple of wakeup_bytes (not on
+ * every submit while above it: a wakeup costs the traced thread an interrupt). The reader's
+ * timer drains whatever is below the threshold. */
+static __always_inline __u64 wakeup_flag(void *ring, __u64 record_size)
 {
-	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									 : BPF_RB_NO_WAKEUP;
+	__u64 pending = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+	__u64 before = pending > record_size ? pending - record_size : 0;
+	return pending / wakeup_bytes > before / wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 }
+
+/* Declares `spec` and `regs` for ARG(): the site's argument spec and a copy of the registers. */
+#define USDT_PROLOGUE                                                                              \
+	struct usdt_spec *spec = usdt_spec(ctx);                                                   \
+	struct usdt_regs regs;                                                                     \
+	if (!spec || usdt_load_regs(ctx, &regs))                                                   \
+		goto fail;
 
 #define ARG(n, var)                                                                                \
 	long var = 0;                                                                              \
-	if (usdt_arg(ctx, n, &var))                                                                \
+	if (usdt_arg(spec, &regs, n, &var))                                                        \
 		goto fail;
 
 #define RESERVE(ring, type, var)                                                                   \
@@ -98,7 +114,7 @@ static __always_inline __u64 wakeup_flag(void *ring)
 		goto fail;
 
 #define SUBMIT(ring, var, probe)                                                                   \
-	bpf_ringbuf_submit(var, wakeup_flag(&ring));                                               \
+	bpf_ringbuf_submit(var, wakeup_flag(&ring, sizeof(*var)));                                               \
 	count(probe, 0);                                                                           \
 	return 0;
 
@@ -122,7 +138,7 @@ static __always_inline __u64 wakeup_flag(void *ring)
 		if (n && bpf_probe_read_user(e->payload, n, (void *)payload))                      \
 			n = 0;                                                                     \
 		e->m.copied = n;                                                                   \
-		bpf_ringbuf_submit(e, wakeup_flag(&ring));                                         \
+		bpf_ringbuf_submit(e, wakeup_flag(&ring, sizeof(type)));                           \
 		count(probe, 0);                                                                   \
 		return 0;                                                                          \
 	}
@@ -131,6 +147,7 @@ static __always_inline int trace_message(struct pt_regs *ctx, __u32 probe)
 {
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, peer_id);
 	ARG(1, addr);
 	ARG(2, conn_type);
@@ -138,6 +155,9 @@ static __always_inline int trace_message(struct pt_regs *ctx, __u32 probe)
 	ARG(4, size_arg);
 	ARG(5, payload);
 	__u64 size = (__u64)size_arg;
+	/* Size classes keep small messages (ping, verack, small inv) from occupying big slots. */
+	if (size <= TINY_PAYLOAD)
+		EMIT_MESSAGE(msg_ring, struct message_tiny, TINY_PAYLOAD);
 	if (size <= SMALL_PAYLOAD)
 		EMIT_MESSAGE(msg_ring, struct message_small, SMALL_PAYLOAD);
 	if (size <= MEDIUM_PAYLOAD)
@@ -164,6 +184,7 @@ static __always_inline int trace_connection(struct pt_regs *ctx, __u32 probe)
 {
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, peer_id);
 	ARG(1, addr);
 	ARG(2, conn_type);
@@ -213,6 +234,7 @@ int misbehaving_connection(struct pt_regs *ctx)
 	const __u32 probe = PROBE_MISBEHAVING_CONNECTION;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, peer_id);
 	ARG(1, message);
 	RESERVE(events_ring, struct misbehaving_record, e);
@@ -232,6 +254,7 @@ int mempool_added(struct pt_regs *ctx)
 	const __u32 probe = PROBE_MEMPOOL_ADDED;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, txid);
 	ARG(1, vsize);
 	ARG(2, fee);
@@ -253,6 +276,7 @@ int mempool_removed(struct pt_regs *ctx)
 	const __u32 probe = PROBE_MEMPOOL_REMOVED;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, txid);
 	ARG(1, reason);
 	ARG(2, vsize);
@@ -278,6 +302,7 @@ int mempool_replaced(struct pt_regs *ctx)
 	const __u32 probe = PROBE_MEMPOOL_REPLACED;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, replaced_txid);
 	ARG(1, replaced_vsize);
 	ARG(2, replaced_fee);
@@ -309,6 +334,7 @@ int mempool_rejected(struct pt_regs *ctx)
 	const __u32 probe = PROBE_MEMPOOL_REJECTED;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, txid);
 	ARG(1, reason);
 	RESERVE(events_ring, struct mempool_rejected_record, e);
@@ -328,6 +354,7 @@ int block_connected(struct pt_regs *ctx)
 	const __u32 probe = PROBE_BLOCK_CONNECTED;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, hash);
 	ARG(1, height);
 	ARG(2, transactions);
@@ -355,6 +382,7 @@ int utxocache_flush(struct pt_regs *ctx)
 	const __u32 probe = PROBE_UTXOCACHE_FLUSH;
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, duration);
 	ARG(1, mode);
 	ARG(2, coins);
@@ -378,6 +406,7 @@ static __always_inline int trace_coin(struct pt_regs *ctx, __u32 probe)
 {
 	if (other_process())
 		return 0;
+	USDT_PROLOGUE
 	ARG(0, txid);
 	ARG(1, vout);
 	ARG(2, height);

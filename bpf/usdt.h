@@ -41,29 +41,42 @@ struct {
 	__type(value, struct usdt_spec);
 } usdt_specs SEC(".maps");
 
-/* Reads argument n (0-based) of the probe that fired; 0 on success. */
-static __always_inline int usdt_arg(struct pt_regs *ctx, __u32 n, long *res)
+/* The spec of the probe site that fired (its index is the attach cookie). */
+static __always_inline struct usdt_spec *usdt_spec(struct pt_regs *ctx)
 {
 	__u32 spec_id = (__u32)bpf_get_attach_cookie(ctx);
-	struct usdt_spec *spec = bpf_map_lookup_elem(&usdt_specs, &spec_id);
-	if (!spec)
-		return -1;
+	return bpf_map_lookup_elem(&usdt_specs, &spec_id);
+}
+
+/* Register file copied once per probe hit: one helper call instead of one per argument. */
+struct usdt_regs {
+	unsigned long r[21]; /* x86-64 struct pt_regs, 8-byte slots */
+};
+
+static __always_inline int usdt_load_regs(struct pt_regs *ctx, struct usdt_regs *regs)
+{
+	return bpf_probe_read_kernel(regs, sizeof(*regs), ctx);
+}
+
+/* Reads argument n (0-based) of the probe that fired; 0 on success. */
+static __always_inline int usdt_arg(struct usdt_spec *spec, struct usdt_regs *regs, __u32 n, long *res)
+{
 	if (n >= USDT_MAX_ARGS || n >= spec->arg_cnt)
 		return -2;
 	struct usdt_arg_spec *arg = &spec->args[n];
 	unsigned long val = 0;
+	__u32 slot = ((__u32)arg->reg_off / 8) & 31;
+	if (arg->arg_type != USDT_ARG_CONST && slot >= 21)
+		return -3;
 	switch (arg->arg_type) {
 	case USDT_ARG_CONST:
 		val = arg->val_off;
 		break;
 	case USDT_ARG_REG:
-		if (bpf_probe_read_kernel(&val, sizeof(val), (void *)ctx + arg->reg_off))
-			return -3;
+		val = regs->r[slot];
 		break;
 	case USDT_ARG_REG_DEREF:
-		if (bpf_probe_read_kernel(&val, sizeof(val), (void *)ctx + arg->reg_off))
-			return -3;
-		if (bpf_probe_read_user(&val, sizeof(val), (void *)val + arg->val_off))
+		if (bpf_probe_read_user(&val, sizeof(val), (void *)(regs->r[slot] + arg->val_off)))
 			return -4;
 		break;
 	default:

@@ -62,5 +62,6 @@ pub mod logging;
 pub mod node;
 pub mod peer;
 pub mod record;
+pub mod scenario;
 pub mod tools;
 pub mod usdt;

@@ -1,0 +1,175 @@
+//! Scenario files: the TOML format of attack rehearsals (issue 5), parsed and validated.
+//!
+//! This module owns the **file format** only: the types a scenario file deserializes into
+//! ([`Scenario`] and everything under it), the checks that make a file trustworthy before
+//! anything is started ([`Scenario::validate`]), and the errors a person gets for a bad file
+//! ([`ScenarioError`], [`Diagnostic`]: `FILE:LINE:COLUMN: what is wrong`). Running a scenario
+//! (peers, node, steps, evaluating expectations, reports) belongs to the rehearsal engine built
+//! on these types. The format is documented by `scenarios/annotated-example.toml` and
+//! `scenarios/README.md`.
+//!
+//! A file has five parts: `[scenario]` (name, seed, timeout), `[node]` (bitcoind arguments,
+//! mock time, blocks mined at start), `[[peers]]` groups (count, `behaviour = "..."` and its
+//! parameters in the same table, start and stop times), `[[steps]]` (`at_secs` and
+//! `action = "..."`) and `[[expect]]` (`kind = "event" | "rpc" | "drops"`).
+//!
+//! Invariants:
+//! - every problem found carries a location: syntax and type errors the span toml reports,
+//!   validation problems the span of the value they are about (or of the nearest enclosing
+//!   table when the value is a default);
+//! - a [`Scenario`] returned by [`Scenario::from_str`] / [`Scenario::from_file`] has passed
+//!   [`Scenario::validate`]: every time is finite and within the timeout, every count is at
+//!   least 1, every group reference resolves, every event path and filter exists in the
+//!   embedded event schema, every recording exists;
+//! - parsing never panics, whatever the text (a property test mutates the example).
+
+mod decode;
+mod error;
+mod schema;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{Diagnostic, ScenarioError, Stage};
+pub use schema::arm_names;
+pub use types::{
+    Action, AddrFlood, AddrVersion, Aggregate, Behaviour, BumpMocktime, Check, Disconnect,
+    DropSource, DropsCheck, EventCategory, EventCheck, EventPath, Expectation, Filter,
+    GetdataFlood, HeadersKind, HeadersSpam, InvFlood, InvalidBlock, InvalidBlockKind, Malformed,
+    MalformedKind, Mine, NodeSettings, Op, PeerGroup, PingFlood, RecordedPeer, ReplayRecorded,
+    RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed, Step, TxKind, TxSpam,
+    VersionAbuse,
+};
+
+/// Largest number of peers in one group.
+pub const MAX_GROUP_PEERS: u32 = 1000;
+
+/// A parsed and validated scenario file.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// `[scenario]`.
+    pub scenario: ScenarioMeta,
+    /// `[node]` (defaults when the table is absent).
+    pub node: NodeSettings,
+    /// `[[peers]]`, in file order.
+    pub peers: Vec<PeerGroup>,
+    /// `[[steps]]`, in file order (see [`Scenario::ordered_steps`]).
+    pub steps: Vec<Step>,
+    /// `[[expect]]`, in file order.
+    pub expect: Vec<Expectation>,
+    source: Source,
+}
+
+/// Where a scenario came from, for locating problems and resolving relative paths.
+#[derive(Debug, Clone)]
+struct Source {
+    path: PathBuf,
+    text: String,
+    spans: decode::Spans,
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::from_str(&text, path)
+    }
+
+    /// Parses and validates scenario text. `path` names the file in messages, and its
+    /// directory is where relative recording paths are looked up.
+    pub fn from_str(text: &str, path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        let scenario = Scenario::parse(text, path.as_ref())?;
+        let problems = scenario.validate();
+        if problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(ScenarioError::Invalid(problems))
+        }
+    }
+
+    /// Syntax and schema only (no [`Scenario::validate`]).
+    fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let reporter = error::Reporter::new(path, text);
+        let decoded = decode::decode(&reporter).map_err(ScenarioError::Invalid)?;
+        Ok(Scenario {
+            scenario: decoded.meta,
+            node: decoded.node,
+            peers: decoded.peers,
+            steps: decoded.steps,
+            expect: decoded.expect,
+            source: Source {
+                path: path.to_path_buf(),
+                text: text.to_string(),
+                spans: decoded.spans,
+            },
+        })
+    }
+
+    /// Every consistency problem, located and sorted by position (empty: the scenario is
+    /// good). See `validate.rs` for the rules.
+    pub fn validate(&self) -> Vec<Diagnostic> {
+        validate::validate(self)
+    }
+
+    /// The scenario file.
+    pub fn path(&self) -> &Path {
+        &self.source.path
+    }
+
+    /// The directory relative paths in the file are relative to.
+    pub fn base_dir(&self) -> &Path {
+        match self.source.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    /// A path from the file, resolved against [`Scenario::base_dir`] when relative.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir().join(path)
+    }
+
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<&PeerGroup> {
+        self.peers.iter().find(|g| g.name == name)
+    }
+
+    /// Peers over all groups.
+    pub fn total_peers(&self) -> u32 {
+        self.peers.iter().map(|g| g.count).sum()
+    }
+
+    /// The steps in the order they run: by time, file order among equal times.
+    pub fn ordered_steps(&self) -> Vec<&Step> {
+        let mut steps: Vec<&Step> = self.steps.iter().collect();
+        steps.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
+        steps
+    }
+
+    /// `[scenario] timeout_secs` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.scenario.timeout_secs)
+    }
+
+    /// The deadline of an event expectation: its own, else the timeout.
+    pub fn deadline_secs(&self, check: &EventCheck) -> f64 {
+        check
+            .deadline_secs
+            .unwrap_or(self.scenario.timeout_secs as f64)
+    }
+}
+
+/// A validated `*_secs` value as a duration (validation guarantees finite and >= 0; anything
+/// else becomes zero).
+pub fn secs(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value).unwrap_or(Duration::ZERO)
+}

@@ -75,7 +75,7 @@ pub fn run(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let publisher = Arc::new(
-            Publisher::connect(nats, scheme, PublisherConfig::default())
+            Publisher::connect(nats, scheme, extractor_publisher_config())
                 .await
                 .context("connecting to NATS")?,
         );
@@ -98,6 +98,17 @@ pub fn run(
         );
         anyhow::Ok(())
     })
+}
+
+/// The extractor's outgoing buffer: large enough for a burst or a NATS reconnect, small enough
+/// that a saturated pipeline stays well inside the extractor's memory budget (64 MiB peak
+/// RSS); what does not fit is counted as dropped, like a full ring buffer.
+fn extractor_publisher_config() -> PublisherConfig {
+    PublisherConfig {
+        max_buffered_events: 16_384,
+        max_buffered_bytes: 16 << 20,
+        ..PublisherConfig::default()
+    }
 }
 
 /// Returns on Ctrl-C, SIGTERM, or after `duration`.

@@ -17,12 +17,14 @@
 //!   are kept in the peer's buffers), so scenarios may `select!` or time out freely.
 //! - Nothing runs in the background: pings are answered when the caller receives.
 
+pub mod behaviour;
 mod builders;
 mod config;
 mod connection;
 mod error;
 mod framing;
 
+pub use behaviour::{run_peer, PeerOutcome};
 pub use bitcoin::p2p::message::NetworkMessage;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use builders::{addr_message, inv_message, version_message};

@@ -119,10 +119,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
             let deadline = duration.map(|d| Instant::now() + d);
             tokio::task::spawn_blocking(move || drive_activity(&node, interval, &stop, deadline))
         };
-        let activity_done = async {
-            let _ = crate::commands::extract::wait_for_shutdown(duration).await;
-        };
-        activity_done.await;
+        crate::commands::extract::wait_for_shutdown(duration).await;
         stop.store(true, Ordering::Relaxed);
         let (blocks, txs) = activity.await.context("activity task")??;
         let stats = extractor.stop().await?;
@@ -132,9 +129,10 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
         let publisher =
             Arc::try_unwrap(publisher).map_err(|_| anyhow::anyhow!("publisher still in use"))?;
         let bus = publisher.close(Duration::from_secs(5)).await;
-        // Let the logger print what is still in flight, then stop it.
+        // Let the logger print the events still in flight (bounded), then stop it.
+        let events = stats.published.load(Ordering::Relaxed);
         let wait_until = Instant::now() + Duration::from_secs(2);
-        while printed.load(Ordering::Relaxed) < bus.sent && Instant::now() < wait_until {
+        while printed.load(Ordering::Relaxed) < events && Instant::now() < wait_until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         logger.abort();

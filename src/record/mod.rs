@@ -1,6 +1,6 @@
 //! Record and replay: event streams kept in MCAP files, replayed through the same bus.
 //!
-//! This module owns the recording format ([`format`]: MCAP with schema `event.Event`,
+//! This module owns the recording format ([`format`](mod@format): MCAP with schema `event.Event`,
 //! encoding `protobuf`, the embedded descriptor set, one channel per subject), writing it
 //! ([`RecordingWriter`], crash-safe: a chunk is flushed at least every second), reading it
 //! back with errors that name the file and offset ([`read_recording`]), and the recorder loop

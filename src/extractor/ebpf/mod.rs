@@ -1,10 +1,10 @@
 //! The eBPF extractor: Bitcoin Core's USDT tracepoints -> `event.Event`s on the bus.
 //!
 //! Data path: BPF programs (`bpf/peerlab.bpf.c`) copy each tracepoint's arguments into one of
-//! three ring buffers ([`tracer`]); this module drains them when woken (batched: the kernel
+//! three ring buffers (`tracer`); this module drains them when woken (batched: the kernel
 //! side wakes us only once 64 KiB are pending) and on a 50 ms timer, puts the records of all
 //! rings back in the order they were taken (they carry a monotonic timestamp), converts them
-//! ([`convert`]) and hands them to the [`Publisher`].
+//! (`convert`) and hands them to the [`Publisher`].
 //!
 //! Invariants:
 //! - nothing is lost silently: the BPF side counts per probe what it emitted and what it

@@ -36,9 +36,19 @@ struct Stack {
 
 impl Stack {
     async fn start() -> Stack {
+        Stack::start_with(&[], |config| config).await
+    }
+
+    /// A stack whose subscriber listens to `subjects` (all event subjects when empty) and
+    /// whose extractor configuration `configure` adjusts; returns once the node is traced.
+    async fn start_with(
+        subjects: &[&str],
+        configure: impl FnOnce(EbpfConfig) -> EbpfConfig,
+    ) -> Stack {
         let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
         let options = NatsOptions::local(nats.url());
-        let subscriber = Subscriber::connect(&options, SubjectScheme::Flat, &[])
+        let subjects: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+        let subscriber = Subscriber::connect(&options, SubjectScheme::Flat, &subjects)
             .await
             .expect("subscribe");
         let publisher =
@@ -48,7 +58,7 @@ impl Stack {
         let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
         let pid = node.pid().expect("pid");
         let extractor = EbpfExtractor::start(
-            EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
+            configure(EbpfConfig::new(common::bitcoind(), Target::Pid(pid))),
             Arc::new(publisher),
         )
         .expect("extractor attaches");
@@ -417,29 +427,19 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
     use peerlab::event::proto::peerlab::utxocache::utxocache_event;
     use peerlab::extractor::ebpf::ProbeGroups;
 
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
-    let options = NatsOptions::local(nats.url());
-    let mut subscriber =
-        Subscriber::connect(&options, SubjectScheme::Flat, &["utxocache".to_string()])
-            .await
-            .expect("subscribe");
-    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
-        .await
-        .expect("pub");
-    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
-    let pid = node.pid().expect("pid");
-    let config = EbpfConfig {
-        groups: ProbeGroups {
-            net: false,
-            mempool: false,
-            validation: false,
-            utxocache: true,
-        },
-        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
+    let groups = ProbeGroups {
+        net: false,
+        mempool: false,
+        validation: false,
+        utxocache: true,
     };
-    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
-    let stats = extractor.stats();
-    common::wait_traced(&stats, pid).await;
+    let Stack {
+        _nats,
+        node,
+        extractor,
+        mut subscriber,
+    } = Stack::start_with(&["utxocache"], |c| EbpfConfig { groups, ..c }).await;
+    let extractor = extractor.expect("running");
     tokio::task::block_in_place(|| node.mine(1)).expect("mine");
     let coinbase = tokio::task::block_in_place(|| node.coinbase_coin(1)).expect("coinbase");
 
@@ -473,22 +473,18 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
 async fn counters_are_published_for_tools_to_read() {
     use peerlab::extractor::ebpf::STATS_SUBJECT;
 
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
-    let options = NatsOptions::local(nats.url());
-    let mut stats_sub =
-        Subscriber::connect(&options, SubjectScheme::Flat, &[STATS_SUBJECT.to_string()])
-            .await
-            .expect("subscribe");
-    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
-        .await
-        .expect("pub");
-    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
-    let pid = node.pid().expect("pid");
-    let config = EbpfConfig {
+    let Stack {
+        _nats,
+        node,
+        extractor,
+        subscriber: mut stats_sub,
+    } = Stack::start_with(&[STATS_SUBJECT], |c| EbpfConfig {
         report_period: Duration::from_millis(200),
-        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
-    };
-    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+        ..c
+    })
+    .await;
+    let extractor = extractor.expect("running");
+    let pid = node.pid().expect("pid");
     tokio::task::block_in_place(|| node.mine(3)).expect("mine");
     let snapshot = tokio::time::timeout(common::TIMEOUT, async {
         loop {
@@ -510,19 +506,13 @@ async fn counters_are_published_for_tools_to_read() {
 async fn a_full_ring_drops_are_counted_never_silent() {
     use peerlab::extractor::ebpf::{ProbeGroups, ProbeId, RingSizes};
 
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
-    let options = NatsOptions::local(nats.url());
-    let mut subscriber =
-        Subscriber::connect(&options, SubjectScheme::Flat, &["validation".to_string()])
-            .await
-            .expect("subscribe");
-    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
-        .await
-        .expect("pub");
-    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
-    let pid = node.pid().expect("pid");
     // One page of ring, no wake-ups and a slow drain: 100 blocks cannot all fit.
-    let config = EbpfConfig {
+    let Stack {
+        _nats,
+        node,
+        extractor,
+        mut subscriber,
+    } = Stack::start_with(&["validation"], |c| EbpfConfig {
         groups: ProbeGroups {
             net: false,
             mempool: false,
@@ -535,11 +525,10 @@ async fn a_full_ring_drops_are_counted_never_silent() {
         },
         wakeup_bytes: 1 << 30,
         drain_interval: Duration::from_secs(3600),
-        ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
-    };
-    let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
-    let stats = extractor.stats();
-    common::wait_traced(&stats, pid).await;
+        ..c
+    })
+    .await;
+    let extractor = extractor.expect("running");
     tokio::task::block_in_place(|| node.mine(100)).expect("mine");
     let stats = extractor.stop().await.expect("stops");
     let i = ProbeId::BlockConnected as usize;

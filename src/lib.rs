@@ -65,6 +65,7 @@ pub mod logging;
 pub mod node;
 pub mod peer;
 pub mod record;
+pub mod rehearse;
 pub mod scenario;
 pub mod tools;
 pub mod usdt;

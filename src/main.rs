@@ -154,6 +154,18 @@ enum Command {
         /// The recording.
         file: PathBuf,
     },
+    /// Rehearse an attack: play a scenario's adversarial peers against a regtest node while
+    /// the full observer stack watches, then judge its expectations.
+    ///
+    /// Writes DIR/recording.mcap, DIR/verdict.json and DIR/report.html; exits non-zero when
+    /// an expectation fails. Scenario format: scenarios/README.md.
+    Rehearse {
+        /// The scenario file (TOML).
+        scenario: PathBuf,
+        /// Directory for the recording, verdict and report.
+        #[arg(long, value_name = "DIR")]
+        report: PathBuf,
+    },
     /// Tools that consume events from NATS.
     Tools {
         #[command(subcommand)]
@@ -363,6 +375,9 @@ fn main() -> ExitCode {
                 retime,
             };
             peerlab::commands::record::replay(&options, &nats.to_options())
+        }
+        Command::Rehearse { scenario, report } => {
+            peerlab::commands::rehearse::run(&scenario, &report)
         }
         Command::Inspect { file, json } => peerlab::record::inspect::inspect(&file, json),
         Command::Cat { file } => peerlab::record::inspect::cat(&file),

@@ -4,5 +4,6 @@
 pub mod extract;
 pub mod logger;
 pub mod record;
+pub mod rehearse;
 pub mod run;
 pub mod setup;

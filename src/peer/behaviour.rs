@@ -79,7 +79,20 @@ pub async fn run_peer(
     node: SocketAddr,
     behaviour: &Behaviour,
     seed: u64,
+    stop: watch::Receiver<bool>,
+) -> PeerOutcome {
+    run_peer_with(node, behaviour, seed, stop, |_| {}).await
+}
+
+/// [`run_peer`], telling `on_connect` the peer's local address as soon as it is connected
+/// (the node knows the peer by that address: how a scenario maps node-side peer ids to
+/// its groups).
+pub async fn run_peer_with(
+    node: SocketAddr,
+    behaviour: &Behaviour,
+    seed: u64,
     mut stop: watch::Receiver<bool>,
+    on_connect: impl FnOnce(SocketAddr),
 ) -> PeerOutcome {
     let mut outcome = PeerOutcome::default();
     if let Some(missing) = not_implemented(behaviour) {
@@ -96,6 +109,7 @@ pub async fn run_peer(
         }
     };
     let local = peer.local_addr();
+    on_connect(local);
     info!(%local, behaviour = behaviour.name(), seed, "peer started");
 
     let flow = play(&mut peer, behaviour, seed, &mut stop, &mut outcome).await;

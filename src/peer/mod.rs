@@ -24,7 +24,7 @@ mod connection;
 mod error;
 mod framing;
 
-pub use behaviour::{run_peer, PeerOutcome};
+pub use behaviour::{run_peer, run_peer_with, PeerOutcome};
 pub use bitcoin::p2p::message::NetworkMessage;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use builders::{addr_message, inv_message, version_message};

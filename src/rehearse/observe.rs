@@ -1,0 +1,112 @@
+//! What the observer saw during a rehearsal: every event from the bus, with its time and
+//! the node-side peer id it concerns, and the matching of scenario event checks against them.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::compare::{at_path, holds};
+use crate::scenario::{EventCategory, EventCheck};
+use crate::tools::logger::decode_json;
+
+/// One event as seen on the bus.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// Seconds since the scenario's time zero.
+    pub t_secs: f64,
+    /// The category (`message`, `connection`, ...), when it is an eBPF event.
+    pub category: Option<String>,
+    /// The arm (`addr`, `misbehaving`, ...).
+    pub arm: Option<String>,
+    /// The category object (`{"meta":..., "addr":...}` or `{"misbehaving": {...}}`).
+    pub body: Value,
+    /// The node's id of the peer the event concerns.
+    pub peer_id: Option<u64>,
+    /// The peer address (`ip:port`) when the event carries it.
+    pub peer_addr: Option<String>,
+}
+
+impl Observed {
+    /// Decodes a bus payload; `None` for payloads that are not eBPF events.
+    pub fn from_payload(t_secs: f64, payload: &[u8]) -> Option<Observed> {
+        let json = decode_json(payload).ok()?;
+        let ebpf = json.get("ebpf_extractor")?.as_object()?;
+        let (category, body) = ebpf.iter().next()?;
+        let arm = match category.as_str() {
+            // A message's arm is the key beside `meta`.
+            "message" => body
+                .as_object()?
+                .keys()
+                .find(|k| k.as_str() != "meta")
+                .cloned(),
+            _ => body.as_object()?.keys().next().cloned(),
+        };
+        let arm_body = arm.as_ref().and_then(|a| body.get(a));
+        let peer_id = at_path(body, "meta.peer_id")
+            .or_else(|| arm_body.and_then(|b| at_path(b, "conn.peer_id")))
+            .or_else(|| arm_body.and_then(|b| b.get("id")))
+            .and_then(super::compare::number)
+            .map(|n| n as u64);
+        let peer_addr = at_path(body, "meta.addr")
+            .or_else(|| arm_body.and_then(|b| at_path(b, "conn.addr")))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        Some(Observed {
+            t_secs,
+            category: Some(category.clone()),
+            arm,
+            body: body.clone(),
+            peer_id,
+            peer_addr,
+        })
+    }
+}
+
+/// Node-side peer ids of each scenario group, learnt from connection events (the node names
+/// a peer by the address our peer connected from).
+pub fn peer_groups(
+    observed: &[Observed],
+    addr_groups: &HashMap<String, String>,
+) -> HashMap<u64, String> {
+    observed
+        .iter()
+        .filter_map(|o| Some((o.peer_id?, addr_groups.get(o.peer_addr.as_ref()?)?.clone())))
+        .collect()
+}
+
+/// How many events satisfy `check` before `deadline_secs`.
+pub fn count_matching(
+    check: &EventCheck,
+    deadline_secs: f64,
+    observed: &[Observed],
+    groups: &HashMap<u64, String>,
+) -> u64 {
+    observed
+        .iter()
+        .filter(|o| o.t_secs <= deadline_secs)
+        .filter(|o| o.category.as_deref() == Some(category_name(check.event.category)))
+        .filter(|o| check.event.arm.is_none() || o.arm == check.event.arm)
+        .filter(|o| match &check.group {
+            None => true,
+            Some(group) => o
+                .peer_id
+                .and_then(|id| groups.get(&id))
+                .is_some_and(|g| g == group),
+        })
+        .filter(|o| {
+            check.filters.iter().all(|(path, filter)| {
+                let in_arm = o
+                    .arm
+                    .as_ref()
+                    .and_then(|a| o.body.get(a))
+                    .and_then(|b| at_path(b, path));
+                let value = in_arm.or_else(|| at_path(&o.body, path));
+                value.is_some_and(|v| holds(v, filter.op, &filter.value))
+            })
+        })
+        .count() as u64
+}
+
+fn category_name(category: EventCategory) -> &'static str {
+    category.name()
+}

@@ -47,8 +47,9 @@
 //! 8. **[`peer`]: a scriptable P2P peer**, for tests now and attack scenarios later: it enters
 //!    where real traffic does, the node's P2P port.
 //!
-//! [`scenario`] reads attack-rehearsal scenario files (TOML, errors with file:line:col); the
-//! runner that plays them against the stack builds on it and on [`peer::run_peer`].
+//! [`scenario`] reads attack-rehearsal scenario files (TOML, errors with file:line:col) and
+//! [`rehearse`] plays them against the embedded stack with [`peer::run_peer`]'s scripted
+//! peers, then judges the expectations from what the observer saw.
 //!
 //! 9. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
 //!    default stack that `peerlab run` starts.

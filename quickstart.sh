@@ -12,9 +12,10 @@ cd "$(dirname "$0")"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 # What compiling peerlab itself needs (build.rs compiles eBPF C with clang); `peerlab setup`
-# installs the rest. The tests also need nix-instantiate (Nix files are parse-checked).
+# installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
+# Debian's chromium (rehearsal reports are rendered headless and screenshotted).
 BUILD_DEPS=(clang libbpf-dev pkg-config)
-TEST_DEPS=(nix-bin)
+TEST_DEPS=(nix-bin chromium)
 
 install_missing() {
     local missing=()

@@ -146,4 +146,52 @@ deadline_secs = 4
     assert_eq!(verdict["expectations"][0]["passed"], false);
     let html = std::fs::read_to_string(report.join("report.html")).expect("report");
     assert!(html.contains("FAILED") && html.contains("bad checksum gets the peer disconnected"));
+    render_in_chromium(&report.join("report.html"));
+}
+
+/// Renders a report in headless Chromium (Debian's, installed by the quickstart): it must
+/// load without console messages (the page has no scripts, so any would be an error), and
+/// the screenshot is kept in target/ for people to look at.
+fn render_in_chromium(page: &Path) {
+    let profile = tempfile::tempdir().expect("profile dir");
+    let shot = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("rehearsal-report.png");
+    let _ = std::fs::remove_file(&shot);
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1200,1800",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs (the quickstart installs Debian's chromium)");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let log = String::from_utf8_lossy(&output.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages while rendering the report: {console:?}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
 }

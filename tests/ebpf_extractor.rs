@@ -335,17 +335,7 @@ impl Stack {
             .stop()
             .await
             .expect("stops");
-        assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
-        assert_eq!(
-            stats.malformed.load(Ordering::Relaxed),
-            0,
-            "malformed records"
-        );
-        assert_eq!(
-            stats.publish_dropped.load(Ordering::Relaxed),
-            0,
-            "publisher drops"
-        );
+        common::assert_nothing_lost(&stats);
     }
 }
 

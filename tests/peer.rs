@@ -28,26 +28,6 @@ async fn connected(node: &RegtestNode) -> Peer {
     peer
 }
 
-/// Polls `getpeerinfo` until `accept` holds for its entries; panics after [`REACT`].
-async fn wait_for_peers(
-    node: &RegtestNode,
-    what: &str,
-    accept: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + REACT;
-    loop {
-        let peers: Vec<Value> = node.rpc("getpeerinfo", &[]).expect("getpeerinfo");
-        if accept(&peers) {
-            return peers;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: getpeerinfo is still {peers:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn is_pong(received: &Received, nonce: u64) -> bool {
     received.message == Some(NetworkMessage::Pong(nonce))
 }
@@ -67,7 +47,7 @@ async fn handshake_is_seen_by_the_node() {
     );
     assert_eq!(peer.their_version(), Some(&theirs));
 
-    let peers = wait_for_peers(&node, "our inbound peer", |peers| {
+    let peers = common::wait_for_peers(REACT, &node, "our inbound peer", |peers| {
         peers.len() == 1 && peers[0]["subver"] == DEFAULT_USER_AGENT
     })
     .await;
@@ -95,7 +75,7 @@ async fn pings_are_answered_and_the_connection_stays_up() {
             .expect("the node's first ping");
     }
     // The pong went out before recv_until returned; the node records its round trip.
-    wait_for_peers(&node, "a measured ping time", |peers| {
+    common::wait_for_peers(REACT, &node, "a measured ping time", |peers| {
         peers.len() == 1 && peers[0].get("pingtime").is_some()
     })
     .await;
@@ -106,7 +86,7 @@ async fn pings_are_answered_and_the_connection_stays_up() {
     peer.recv_until(|r| is_pong(r, 42), REACT)
         .await
         .expect("the node answers our ping");
-    wait_for_peers(&node, "still connected", |peers| peers.len() == 1).await;
+    common::wait_for_peers(REACT, &node, "still connected", |peers| peers.len() == 1).await;
 }
 
 #[tokio::test]
@@ -132,7 +112,7 @@ async fn oversized_addr_gets_us_disconnected() {
     peer.wait_closed(REACT)
         .await
         .expect("the node disconnects a misbehaving local peer");
-    wait_for_peers(&node, "peer gone", <[Value]>::is_empty).await;
+    common::wait_for_peers(REACT, &node, "peer gone", <[Value]>::is_empty).await;
     let log = std::fs::read_to_string(node.datadir().join("regtest").join("debug.log"))
         .expect("debug.log");
     assert!(
@@ -179,5 +159,5 @@ async fn bad_checksum_is_ignored() {
     .await
     .expect("the node still answers after a bad checksum");
     assert_eq!(pongs, [2222], "the corrupt ping must not be answered");
-    wait_for_peers(&node, "still connected", |peers| peers.len() == 1).await;
+    common::wait_for_peers(REACT, &node, "still connected", |peers| peers.len() == 1).await;
 }

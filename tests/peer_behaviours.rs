@@ -1,6 +1,8 @@
 //! Scripted peer behaviours (`peerlab::peer::run_peer`) against a real regtest bitcoind,
 //! checking Bitcoin Core's documented reactions (shared/spec/bitcoin-core.md §5).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -60,26 +62,6 @@ impl Running {
     }
 }
 
-/// Polls `getpeerinfo` until `accept` holds for its entries; panics after [`REACT`].
-async fn wait_for_peers(
-    node: &RegtestNode,
-    what: &str,
-    accept: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + REACT;
-    loop {
-        let peers: Vec<Value> = node.rpc("getpeerinfo", &[]).expect("getpeerinfo");
-        if accept(&peers) {
-            return peers;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: getpeerinfo is still {peers:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn ours(peers: &[Value]) -> Vec<&Value> {
     peers
         .iter()
@@ -108,7 +90,7 @@ fn malformed(kind: MalformedKind) -> Behaviour {
 async fn honest_peer_is_connected_with_our_user_agent() {
     let node = start_node();
     let peer = spawn_peer(&node, Behaviour::Honest, 1);
-    let peers = wait_for_peers(&node, "the honest peer", |peers| {
+    let peers = common::wait_for_peers(REACT, &node, "the honest peer", |peers| {
         ours(peers).len() == 1 && ours(peers)[0]["version"] == 70016
     })
     .await;
@@ -136,14 +118,17 @@ async fn addr_with_1001_entries_is_disconnected() {
     assert!(outcome.handshake_completed, "{outcome:?}");
     assert_eq!(outcome.messages_sent, 1, "{outcome:?}");
     assert!(outcome.disconnected_by_node, "{outcome:?}");
-    wait_for_peers(&node, "the peer is gone", |peers| ours(peers).is_empty()).await;
+    common::wait_for_peers(REACT, &node, "the peer is gone", |peers| {
+        ours(peers).is_empty()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn addr_at_the_limit_is_rate_limited_not_disconnected() {
     let node = start_node();
     let peer = spawn_peer(&node, addr_flood(1000, 2), 3);
-    let peers = wait_for_peers(&node, "addr_rate_limited > 0", |peers| {
+    let peers = common::wait_for_peers(REACT, &node, "addr_rate_limited > 0", |peers| {
         let ours = ours(peers);
         ours.len() == 1 && ours[0]["addr_rate_limited"].as_u64().unwrap_or(0) > 0
     })
@@ -192,7 +177,10 @@ async fn bad_magic_after_handshake_is_disconnected() {
 async fn bad_checksum_is_dropped_silently() {
     let node = start_node();
     let peer = spawn_peer(&node, malformed(MalformedKind::BadChecksum), 6);
-    wait_for_peers(&node, "the peer connects", |peers| ours(peers).len() == 1).await;
+    common::wait_for_peers(REACT, &node, "the peer connects", |peers| {
+        ours(peers).len() == 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let peers: Vec<Value> = node.rpc("getpeerinfo", &[]).expect("getpeerinfo");
     assert_eq!(ours(&peers).len(), 1, "still connected: {peers:#?}");
@@ -265,7 +253,10 @@ async fn tolerated_behaviours_stay_connected() {
         .enumerate()
         .map(|(i, b)| spawn_peer(&node, b, 100 + i as u64))
         .collect();
-    wait_for_peers(&node, "all four connect", |peers| ours(peers).len() == 4).await;
+    common::wait_for_peers(REACT, &node, "all four connect", |peers| {
+        ours(peers).len() == 4
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let info: Vec<Value> = node.rpc("getpeerinfo", &[]).expect("getpeerinfo");
     assert_eq!(ours(&info).len(), 4, "{info:#?}");
@@ -310,7 +301,7 @@ async fn version_abuse_fields_show_in_getpeerinfo() {
         relay: false,
     });
     let peer = spawn_peer(&node, behaviour, 9);
-    let peers = wait_for_peers(&node, "the abusive peer", |peers| {
+    let peers = common::wait_for_peers(REACT, &node, "the abusive peer", |peers| {
         peers
             .iter()
             .any(|p| p["subver"].as_str().is_some_and(|s| s.len() == 200))

@@ -579,17 +579,7 @@ async fn extractor_decodes_exact_values(opt: Opt) {
     assert_eq!(received, expected, "{opt:?}: decoded values");
 
     let stats = extractor.stop().await.expect("extractor stops");
-    assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
-    assert_eq!(
-        stats.malformed.load(Ordering::Relaxed),
-        0,
-        "malformed records"
-    );
-    assert_eq!(
-        stats.publish_dropped.load(Ordering::Relaxed),
-        0,
-        "publisher drops"
-    );
+    common::assert_nothing_lost(&stats);
     assert_eq!(
         stats.probe_emitted[ProbeId::BlockConnected as usize].load(Ordering::Relaxed),
         BLOCKS as u64,

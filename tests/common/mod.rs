@@ -42,3 +42,41 @@ pub async fn wait_traced(stats: &peerlab::extractor::ebpf::ExtractorStats, pid: 
         "the extractor did not start tracing pid {pid}"
     );
 }
+
+/// Polls `getpeerinfo` until `accept` holds for its entries; panics after `within`.
+pub async fn wait_for_peers(
+    within: Duration,
+    node: &peerlab::node::RegtestNode,
+    what: &str,
+    accept: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let peers: Vec<serde_json::Value> = node.rpc("getpeerinfo", &[]).expect("getpeerinfo");
+        if accept(&peers) {
+            return peers;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: getpeerinfo is still {peers:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Asserts that the extractor lost nothing: no kernel drops, malformed records or publisher
+/// drops.
+pub fn assert_nothing_lost(stats: &peerlab::extractor::ebpf::ExtractorStats) {
+    use std::sync::atomic::Ordering;
+    assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
+    assert_eq!(
+        stats.malformed.load(Ordering::Relaxed),
+        0,
+        "malformed records"
+    );
+    assert_eq!(
+        stats.publish_dropped.load(Ordering::Relaxed),
+        0,
+        "publisher drops"
+    );
+}

@@ -159,18 +159,71 @@ enum Command {
     ///
     /// Writes DIR/recording.mcap, DIR/verdict.json and DIR/report.html; exits non-zero when
     /// an expectation fails. Scenario format: scenarios/README.md.
+    ///
+    /// By default everything runs privately (nats-server, regtest bitcoind, eBPF extractor).
+    /// With -a and --rpc-url it runs against your own running stack instead: your
+    /// extractor's events on your NATS, your regtest node attacked on --p2p.
     Rehearse {
         /// The scenario file (TOML).
         scenario: PathBuf,
         /// Directory for the recording, verdict and report.
         #[arg(long, value_name = "DIR")]
         report: PathBuf,
+        #[command(flatten)]
+        existing: ExistingStackArgs,
     },
     /// Tools that consume events from NATS.
     Tools {
         #[command(subcommand)]
         tool: Tool,
     },
+}
+
+/// `peerlab rehearse` against a running stack (all optional; -a and --rpc-url go together).
+#[derive(Debug, clap::Args)]
+struct ExistingStackArgs {
+    /// Your NATS server (its extractor's events are observed and recorded); repeat or
+    /// comma-separate for a cluster. Needs --rpc-url.
+    #[arg(
+        short = 'a',
+        long = "nats-address",
+        value_name = "URL",
+        value_delimiter = ',',
+        requires = "rpc_url"
+    )]
+    nats_address: Option<Vec<String>>,
+    /// Your regtest node's RPC URL, e.g. http://127.0.0.1:18443. Needs -a.
+    #[arg(long, value_name = "URL", requires = "nats_address")]
+    rpc_url: Option<String>,
+    /// The node's RPC cookie file (<datadir>/regtest/.cookie).
+    #[arg(long, value_name = "FILE", conflicts_with = "rpc_user")]
+    rpc_cookie: Option<PathBuf>,
+    /// RPC user (with --rpc-password).
+    #[arg(long, value_name = "USER", requires = "rpc_password")]
+    rpc_user: Option<String>,
+    /// RPC password (with --rpc-user).
+    #[arg(long, value_name = "PASSWORD", requires = "rpc_user")]
+    rpc_password: Option<String>,
+    /// Where the scenario's peers connect (default: the RPC host, port 18444).
+    #[arg(long, value_name = "HOST:PORT")]
+    p2p: Option<String>,
+    #[command(flatten)]
+    subjects_scheme: SubjectSchemeArgs,
+}
+
+impl ExistingStackArgs {
+    /// `None` for the embedded default.
+    fn to_stack(&self) -> Option<peerlab::commands::rehearse::ExistingStackArgs> {
+        Some(peerlab::commands::rehearse::ExistingStackArgs {
+            nats_addresses: self.nats_address.clone()?,
+            rpc_url: self.rpc_url.clone()?,
+            rpc_cookie: self.rpc_cookie.clone(),
+            rpc_user: self.rpc_user.clone(),
+            rpc_password: self.rpc_password.clone(),
+            p2p: self.p2p.clone(),
+            scheme: self.subjects_scheme.scheme(),
+        })
+    }
 }
 
 #[allow(clippy::large_enum_variant)]
@@ -376,9 +429,11 @@ fn main() -> ExitCode {
             };
             peerlab::commands::record::replay(&options, &nats.to_options())
         }
-        Command::Rehearse { scenario, report } => {
-            peerlab::commands::rehearse::run(&scenario, &report)
-        }
+        Command::Rehearse {
+            scenario,
+            report,
+            existing,
+        } => peerlab::commands::rehearse::run(&scenario, &report, existing.to_stack()),
         Command::Inspect { file, json } => peerlab::record::inspect::inspect(&file, json),
         Command::Cat { file } => peerlab::record::inspect::cat(&file),
         Command::Tools {

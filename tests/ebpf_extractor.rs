@@ -22,7 +22,7 @@ use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
 use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use peerlab::harness::NatsServer;
-use peerlab::node::{RegtestConfig, RegtestNode};
+use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{addr_message, Peer, PeerConfig};
 use prost::Message as _;
 

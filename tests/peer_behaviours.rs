@@ -6,7 +6,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use peerlab::node::{cached_installation, RegtestConfig, RegtestNode};
+use peerlab::node::{cached_installation, NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{run_peer, PeerOutcome, DEFAULT_USER_AGENT};
 use peerlab::scenario::{
     AddrFlood, AddrVersion, Behaviour, InvFlood, Malformed, MalformedKind, PingFlood, TxKind,

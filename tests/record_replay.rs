@@ -12,7 +12,7 @@ use bitcoin::Amount;
 use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
 use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use peerlab::harness::NatsServer;
-use peerlab::node::{RegtestConfig, RegtestNode};
+use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{Peer, PeerConfig};
 use peerlab::record::read_recording;
 use peerlab::record::recorder::{record, RecordOptions};

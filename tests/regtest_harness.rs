@@ -5,7 +5,9 @@ mod common;
 use std::time::Duration;
 
 use bitcoin::Amount;
-use peerlab::node::{verify_tracepoints, RegtestConfig, RegtestNode, BITCOIN_CORE_TRACEPOINTS};
+use peerlab::node::{
+    verify_tracepoints, NodeRpc, RegtestConfig, RegtestNode, BITCOIN_CORE_TRACEPOINTS,
+};
 
 #[test]
 fn mined_coin_is_spent_into_the_mempool() {

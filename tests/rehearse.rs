@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use peerlab::rehearse::rehearse;
+use peerlab::rehearse::{rehearse, StackSpec};
 
 /// Scenarios run one at a time: each starts a node and up to 200 peers on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -18,12 +18,6 @@ fn scenarios() -> Vec<PathBuf> {
         .expect("scenarios/")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        // The annotated example documents the whole format, including behaviours the runner
-        // does not play yet (headers spam, invalid blocks, replayed peers, restarts).
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("annotated-"))
-        })
         .collect();
     files.sort();
     files
@@ -33,14 +27,14 @@ fn scenarios() -> Vec<PathBuf> {
 fn every_scenario_passes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let installation = common::installation();
+    let stack = StackSpec::Embedded(common::installation());
     let files = scenarios();
     assert!(files.len() >= 10, "at least 10 scenarios: {files:?}");
     let mut failures = Vec::new();
     for file in files {
         let report = tempfile::tempdir().expect("report dir");
         let (verdict, _) = runtime
-            .block_on(rehearse(&installation, &file, report.path()))
+            .block_on(rehearse(&stack, &file, report.path()))
             .expect("scenario runs");
         eprintln!(
             "{}: {} in {:.1}s",

@@ -1,18 +1,98 @@
-//! `peerlab rehearse SCENARIO --report DIR`.
+//! `peerlab rehearse SCENARIO --report DIR [-a NATS --rpc-url URL ...]`.
 
-use std::path::Path;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 
-use crate::node::{setup, SetupOptions};
-use crate::rehearse::rehearse;
+use crate::bus::{NatsOptions, SubjectScheme};
+use crate::node::{setup, RpcAuth, SetupOptions};
+use crate::rehearse::{rehearse, ExistingStack, StackSpec};
 
-/// Runs the scenario on the embedded stack; fails (non-zero exit) when an expectation fails.
-pub fn run(scenario: &Path, report_dir: &Path) -> anyhow::Result<()> {
-    let installation =
-        setup(&SetupOptions::default()).context("provisioning the embedded stack")?;
+/// Regtest's default P2P port, used when only the RPC URL is given.
+const REGTEST_P2P_PORT: u16 = 18444;
+
+/// The command line of a rehearsal against a running stack.
+#[derive(Debug, Clone)]
+pub struct ExistingStackArgs {
+    /// NATS server addresses.
+    pub nats_addresses: Vec<String>,
+    /// The node's RPC URL.
+    pub rpc_url: String,
+    /// Cookie file.
+    pub rpc_cookie: Option<PathBuf>,
+    /// RPC user.
+    pub rpc_user: Option<String>,
+    /// RPC password.
+    pub rpc_password: Option<String>,
+    /// The node's P2P address.
+    pub p2p: Option<String>,
+    /// Subject scheme of the stack.
+    pub scheme: SubjectScheme,
+}
+
+impl ExistingStackArgs {
+    fn to_stack(&self) -> anyhow::Result<ExistingStack> {
+        let rpc_auth = match (&self.rpc_cookie, &self.rpc_user, &self.rpc_password) {
+            (Some(cookie), _, _) => RpcAuth::Cookie(cookie.clone()),
+            (None, Some(user), Some(password)) => RpcAuth::UserPass(user.clone(), password.clone()),
+            _ => bail!(
+                "--rpc-url needs credentials: --rpc-cookie FILE, or --rpc-user and --rpc-password"
+            ),
+        };
+        let p2p_text = match &self.p2p {
+            Some(p2p) => p2p.clone(),
+            None => format!("{}:{REGTEST_P2P_PORT}", rpc_host(&self.rpc_url)?),
+        };
+        let p2p: SocketAddr = p2p_text
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .with_context(|| format!("--p2p {p2p_text} is not a HOST:PORT address"))?;
+        let mut nats = NatsOptions::local(self.nats_addresses.first().cloned().unwrap_or_default());
+        nats.addresses = self.nats_addresses.clone();
+        Ok(ExistingStack {
+            nats,
+            scheme: self.scheme.clone(),
+            rpc_url: self.rpc_url.clone(),
+            rpc_auth,
+            p2p,
+        })
+    }
+}
+
+/// The host of `http://host:port/...`.
+fn rpc_host(url: &str) -> anyhow::Result<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => authority,
+    };
+    if host.is_empty() {
+        bail!("--rpc-url {url} has no host; give it as http://HOST:PORT");
+    }
+    Ok(host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string())
+}
+
+/// Runs the scenario (on the embedded stack unless `existing`); fails (non-zero exit) when
+/// an expectation fails.
+pub fn run(
+    scenario: &Path,
+    report_dir: &Path,
+    existing: Option<ExistingStackArgs>,
+) -> anyhow::Result<()> {
+    let spec = match existing {
+        Some(args) => StackSpec::Existing(Box::new(args.to_stack()?)),
+        None => StackSpec::Embedded(
+            setup(&SetupOptions::default()).context("provisioning the embedded stack")?,
+        ),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
-    let (verdict, _) = runtime.block_on(rehearse(&installation, scenario, report_dir))?;
+    let (verdict, _) = runtime.block_on(rehearse(&spec, scenario, report_dir))?;
     for e in &verdict.expectations {
         let mark = if e.passed { "pass" } else { "FAIL" };
         println!(
@@ -22,6 +102,9 @@ pub fn run(scenario: &Path, report_dir: &Path) -> anyhow::Result<()> {
     }
     for error in &verdict.step_errors {
         println!("FAIL  {error}");
+    }
+    for note in &verdict.notes {
+        println!("note  {note}");
     }
     let failed =
         verdict.expectations.iter().filter(|e| !e.passed).count() + verdict.step_errors.len();
@@ -34,11 +117,27 @@ pub fn run(scenario: &Path, report_dir: &Path) -> anyhow::Result<()> {
         report_dir.join("report.html").display()
     );
     if failed > 0 {
-        anyhow::bail!(
+        bail!(
             "{failed} expectation(s) of scenario `{}` failed; see {}",
             verdict.scenario,
             report_dir.join("verdict.json").display()
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_host_is_taken_from_the_url() {
+        assert_eq!(rpc_host("http://127.0.0.1:18443").unwrap(), "127.0.0.1");
+        assert_eq!(
+            rpc_host("http://node.local:18443/wallet/x").unwrap(),
+            "node.local"
+        );
+        assert_eq!(rpc_host("http://[::1]:18443").unwrap(), "::1");
+        assert!(rpc_host("http://:18443").is_err());
+    }
 }

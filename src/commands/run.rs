@@ -14,7 +14,7 @@ use bitcoin::Amount;
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme, Subscriber};
 use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use crate::harness::NatsServer;
-use crate::node::{setup, RegtestConfig, RegtestNode, SetupOptions};
+use crate::node::{setup, NodeRpc, RegtestConfig, RegtestNode, SetupOptions};
 use crate::peer::{Peer, PeerConfig};
 use crate::record::recorder::{record, RecordOptions};
 use crate::tools::logger::{format_message, LogFormat};

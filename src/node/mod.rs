@@ -10,6 +10,7 @@ mod core_build;
 mod packages;
 mod process;
 mod regtest;
+mod rpc;
 mod setup;
 mod tracepoints;
 
@@ -20,6 +21,7 @@ pub use coins::{KeylessCoin, KEYLESS_ADDRESS};
 pub use packages::{can_install, ensure_packages, missing_packages};
 pub use process::{pid_from_file, process_alive, processes_of};
 pub use regtest::{RegtestConfig, RegtestNode};
+pub use rpc::{NodeRpc, RemoteNode, RpcAuth};
 pub use setup::{
     cached_installation, find_on_path, setup, BitcoindOrigin, Installation, SetupOptions,
     BUILD_PACKAGES, RUNTIME_PACKAGES,

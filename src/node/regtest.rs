@@ -8,13 +8,11 @@ use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bitcoin::consensus::encode::serialize_hex;
-use bitcoin::{Amount, BlockHash, OutPoint, Sequence, Transaction, Txid};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::coins::{KeylessCoin, KEYLESS_ADDRESS};
 use super::process::process_alive;
+use super::rpc::NodeRpc;
 use super::NodeError;
 
 /// Flags every harness node gets (see the module docs).
@@ -97,6 +95,18 @@ impl RegtestNode {
     /// Kills the process (SIGKILL, as a crash would) and starts it again on the same datadir
     /// (new ports). Needs [`RegtestConfig::datadir`].
     pub fn restart(&mut self) -> Result<(), NodeError> {
+        self.restart_with(&[])
+    }
+
+    /// [`restart`](Self::restart) with `args` added to the command line of the new process
+    /// (and of later restarts), e.g. `-mocktime=N`; an argument replaces an earlier one of
+    /// the same name.
+    pub fn restart_with(&mut self, args: &[String]) -> Result<(), NodeError> {
+        let name = |arg: &str| arg.split('=').next().unwrap_or(arg).to_string();
+        for arg in args {
+            self.config.extra_args.retain(|old| name(old) != name(arg));
+            self.config.extra_args.push(arg.clone());
+        }
         if self.config.datadir.is_none() {
             return Err(NodeError::Regtest(
                 "restart needs a persistent datadir (RegtestConfig::datadir)".into(),
@@ -116,17 +126,6 @@ impl RegtestNode {
         // Dropping the old handle reaps the killed process.
         *self = fresh;
         Ok(())
-    }
-
-    /// Calls an RPC method and decodes its result.
-    pub fn rpc<T: DeserializeOwned>(&self, method: &str, params: &[Value]) -> Result<T, NodeError> {
-        self.inner
-            .client
-            .call::<T>(method, params)
-            .map_err(|e| NodeError::Rpc {
-                method: method.into(),
-                reason: e.to_string(),
-            })
     }
 
     /// The P2P listening address (127.0.0.1).
@@ -160,95 +159,6 @@ impl RegtestNode {
             })
     }
 
-    /// Current block height.
-    pub fn height(&self) -> Result<u64, NodeError> {
-        self.rpc("getblockcount", &[])
-    }
-
-    /// Mines `blocks` blocks to the keyless address; returns their hashes.
-    pub fn mine(&self, blocks: u64) -> Result<Vec<BlockHash>, NodeError> {
-        let hashes: Vec<String> = self.rpc(
-            "generatetoaddress",
-            &[json!(blocks), json!(KEYLESS_ADDRESS)],
-        )?;
-        hashes
-            .iter()
-            .map(|h| {
-                h.parse().map_err(|e| NodeError::Rpc {
-                    method: "generatetoaddress".into(),
-                    reason: format!("bad hash {h}: {e}"),
-                })
-            })
-            .collect()
-    }
-
-    /// The coinbase coin of the block at `height` (mined by [`mine`](Self::mine)).
-    pub fn coinbase_coin(&self, height: u64) -> Result<KeylessCoin, NodeError> {
-        let hash: String = self.rpc("getblockhash", &[json!(height)])?;
-        let block: Value = self.rpc("getblock", &[json!(hash), json!(2)])?;
-        let coinbase = &block["tx"][0];
-        let txid: Txid = coinbase["txid"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| NodeError::Rpc {
-                method: "getblock".into(),
-                reason: "no coinbase txid".into(),
-            })?;
-        let (vout, value) = coinbase["vout"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|o| o["scriptPubKey"]["address"] == KEYLESS_ADDRESS)
-            .and_then(|o| Some((o["n"].as_u64()?, o["value"].as_f64()?)))
-            .ok_or_else(|| NodeError::Rpc {
-                method: "getblock".into(),
-                reason: format!("block {height} does not pay the keyless address"),
-            })?;
-        let value = Amount::from_btc(value).map_err(|e| NodeError::Rpc {
-            method: "getblock".into(),
-            reason: e.to_string(),
-        })?;
-        Ok(KeylessCoin {
-            outpoint: OutPoint {
-                txid,
-                vout: vout as u32,
-            },
-            value,
-        })
-    }
-
-    /// Builds a transaction spending `coin` to one keyless output (optionally signalling RBF).
-    pub fn spend(
-        &self,
-        coin: &KeylessCoin,
-        fee: Amount,
-        rbf: bool,
-    ) -> Result<Transaction, NodeError> {
-        let sequence = if rbf {
-            Sequence::ENABLE_RBF_NO_LOCKTIME
-        } else {
-            Sequence::MAX
-        };
-        coin.spend(fee, 1, sequence).ok_or_else(|| {
-            NodeError::Regtest(format!("coin of {} cannot pay a fee of {fee}", coin.value))
-        })
-    }
-
-    /// Broadcasts a transaction with `sendrawtransaction`.
-    pub fn send(&self, tx: &Transaction) -> Result<Txid, NodeError> {
-        let txid: String = self.rpc("sendrawtransaction", &[json!(serialize_hex(tx))])?;
-        txid.parse().map_err(|e| NodeError::Rpc {
-            method: "sendrawtransaction".into(),
-            reason: format!("bad txid {txid}: {e}"),
-        })
-    }
-
-    /// Txids in the mempool.
-    pub fn mempool(&self) -> Result<Vec<Txid>, NodeError> {
-        let ids: Vec<String> = self.rpc("getrawmempool", &[])?;
-        Ok(ids.iter().filter_map(|t| t.parse().ok()).collect())
-    }
-
     /// Stops the node through RPC and waits (bounded) for the process to exit; kills it if
     /// it does not exit in time.
     pub fn stop(self, timeout: Duration) -> Result<(), NodeError> {
@@ -267,5 +177,17 @@ impl RegtestNode {
             std::thread::sleep(Duration::from_millis(20));
         }
         Ok(())
+    }
+}
+
+impl NodeRpc for RegtestNode {
+    fn rpc<T: DeserializeOwned>(&self, method: &str, params: &[Value]) -> Result<T, NodeError> {
+        self.inner
+            .client
+            .call::<T>(method, params)
+            .map_err(|e| NodeError::Rpc {
+                method: method.into(),
+                reason: e.to_string(),
+            })
     }
 }

@@ -5,17 +5,16 @@
 //! socket operation is bounded ([`PeerConfig::io_timeout`]) and every random choice (VERSION
 //! nonce, addresses, txids, garbage bytes, transactions) derives from `seed`.
 //!
-//! Implemented: `honest`, `no_handshake`, `slow_handshake`, `version_abuse`, `addr_flood`
-//! (`addr` and `addrv2`), `inv_flood`, `getdata_flood`, `ping_flood`, `malformed` (every
-//! [`MalformedKind`]) and `tx_spam` with `kind = "invalid"`.
-//!
-//! **Not implemented yet**: `headers_spam`, `invalid_block`, `tx_spam` with `kind = "valid"`
-//! or `"orphan"`, and `replay_recorded`. For those [`run_peer`] returns at once, without
-//! connecting, with `error = Some("not implemented yet: ...")`.
+//! Every behaviour of the scenario format is played here; those that need something from
+//! outside the connection get it in a [`PeerContext`]: mature coins for valid transaction
+//! spam (the rehearsal allots them through RPC) and the loaded [`ReplayScript`] for
+//! `replay_recorded`. Chain objects (headers, blocks, transactions) come from
+//! [`chain`](super::chain), which also learns the node's tip over P2P.
 //!
 //! Facts about Bitcoin Core's reactions are in `shared/spec/bitcoin-core.md` §5.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::absolute::LockTime;
@@ -29,13 +28,18 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::builders::{addr_message, inv_message};
+use super::chain::{
+    bad_headers, discover_tip, invalid_block, orphan_transactions, valid_transactions, ChainTip,
+};
 use super::config::{PeerConfig, DEFAULT_USER_AGENT};
 use super::connection::Peer;
 use super::error::PeerError;
 use super::framing::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
+use super::replay::{self, ReplayScript};
+use crate::node::KeylessCoin;
 use crate::scenario::{
-    AddrFlood, AddrVersion, Behaviour, GetdataFlood, InvFlood, Malformed, MalformedKind, PingFlood,
-    TxKind, TxSpam, VersionAbuse,
+    AddrFlood, AddrVersion, Behaviour, GetdataFlood, HeadersSpam, InvFlood, InvalidBlock,
+    Malformed, MalformedKind, PingFlood, TxKind, TxSpam, VersionAbuse,
 };
 
 /// Mainnet magic: the "wrong" magic of `malformed` `bad_magic` frames.
@@ -59,8 +63,17 @@ pub struct PeerOutcome {
     pub error: Option<String>,
 }
 
+/// What a behaviour needs besides the node's address.
+#[derive(Debug, Clone, Default)]
+pub struct PeerContext {
+    /// Mature keyless coins this peer may spend (`tx_spam` with `kind = "valid"`).
+    pub coins: Vec<KeylessCoin>,
+    /// What to send (`replay_recorded`); loaded once per group.
+    pub script: Option<Arc<ReplayScript>>,
+}
+
 /// Why a phase ended.
-enum Flow {
+pub(super) enum Flow {
     /// Go on with the next phase.
     Continue,
     /// `stop` fired.
@@ -81,7 +94,7 @@ pub async fn run_peer(
     seed: u64,
     stop: watch::Receiver<bool>,
 ) -> PeerOutcome {
-    run_peer_with(node, behaviour, seed, stop, |_| {}).await
+    run_peer_with(node, behaviour, seed, &PeerContext::default(), stop, |_| {}).await
 }
 
 /// [`run_peer`], telling `on_connect` the peer's local address as soon as it is connected
@@ -91,11 +104,12 @@ pub async fn run_peer_with(
     node: SocketAddr,
     behaviour: &Behaviour,
     seed: u64,
+    context: &PeerContext,
     mut stop: watch::Receiver<bool>,
     on_connect: impl FnOnce(SocketAddr),
 ) -> PeerOutcome {
     let mut outcome = PeerOutcome::default();
-    if let Some(missing) = not_implemented(behaviour) {
+    if let Some(missing) = missing_context(behaviour, context) {
         warn!(behaviour = behaviour.name(), "{missing}");
         outcome.error = Some(missing);
         return outcome;
@@ -112,7 +126,7 @@ pub async fn run_peer_with(
     on_connect(local);
     info!(%local, behaviour = behaviour.name(), seed, "peer started");
 
-    let flow = play(&mut peer, behaviour, seed, &mut stop, &mut outcome).await;
+    let flow = play(&mut peer, behaviour, seed, context, &mut stop, &mut outcome).await;
     let flow = match flow {
         Flow::Continue => idle(&mut peer, silent_idle(behaviour), &mut stop, &mut outcome).await,
         other => other,
@@ -127,23 +141,22 @@ pub async fn run_peer_with(
     outcome
 }
 
-/// `Some(reason)` for the behaviours this module does not play yet.
-fn not_implemented(behaviour: &Behaviour) -> Option<String> {
-    let what = match behaviour {
-        Behaviour::HeadersSpam(_) => "headers_spam",
-        Behaviour::InvalidBlock(_) => "invalid_block",
+/// `Some(reason)` when the behaviour needs something the context lacks.
+fn missing_context(behaviour: &Behaviour, context: &PeerContext) -> Option<String> {
+    match behaviour {
+        Behaviour::ReplayRecorded(_) if context.script.is_none() => {
+            Some("replay_recorded: no replay script was loaded for this peer".into())
+        }
         Behaviour::TxSpam(TxSpam {
             kind: TxKind::Valid,
+            transactions,
             ..
-        }) => "tx_spam kind=valid",
-        Behaviour::TxSpam(TxSpam {
-            kind: TxKind::Orphan,
-            ..
-        }) => "tx_spam kind=orphan",
-        Behaviour::ReplayRecorded(_) => "replay_recorded",
-        _ => return None,
-    };
-    Some(format!("not implemented yet: {what}"))
+        }) if *transactions > 0 && context.coins.is_empty() => Some(
+            "tx_spam kind=valid: no mature coins were given to this peer (mine_at_start >= 101?)"
+                .into(),
+        ),
+        _ => None,
+    }
 }
 
 /// Whether the peer must not send anything while idling (no pongs): after a truncated
@@ -171,6 +184,8 @@ fn config_for(behaviour: &Behaviour, seed: u64) -> PeerConfig {
             config.answer_pings = *answer_pings;
         }
         Behaviour::VersionAbuse(abuse) => apply_version_abuse(&mut config, abuse),
+        // The recorded pongs are the answers; answering too would add messages.
+        Behaviour::ReplayRecorded(_) => config.answer_pings = false,
         _ => {}
     }
     config
@@ -205,12 +220,20 @@ async fn play(
     peer: &mut Peer,
     behaviour: &Behaviour,
     seed: u64,
+    context: &PeerContext,
     stop: &mut watch::Receiver<bool>,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     // Before the handshake.
     match behaviour {
         Behaviour::NoHandshake => return Flow::Continue,
+        Behaviour::ReplayRecorded(params) => {
+            // The recorded VERSION and VERACK are part of the script.
+            return match &context.script {
+                Some(script) => replay::play(peer, script, params.speed, stop, outcome).await,
+                None => Flow::Continue,
+            };
+        }
         Behaviour::SlowHandshake(slow) => {
             let delay = Duration::from_millis(slow.delay_ms);
             debug!(local = %peer.local_addr(), ?delay, "delaying VERSION");
@@ -268,7 +291,9 @@ async fn play(
         Behaviour::Malformed(malformed) => {
             send_malformed(peer, malformed, seed, stop, outcome).await
         }
-        Behaviour::TxSpam(spam) => tx_spam(peer, spam, seed, stop, outcome).await,
+        Behaviour::TxSpam(spam) => tx_spam(peer, spam, seed, context, stop, outcome).await,
+        Behaviour::HeadersSpam(spam) => headers_spam(peer, spam, seed, stop, outcome).await,
+        Behaviour::InvalidBlock(params) => invalid_blocks(peer, params, seed, stop, outcome).await,
         _ => Flow::Continue,
     }
 }
@@ -371,12 +396,12 @@ async fn ping_flood(
     }
 }
 
-/// `tx_spam` with `kind = "invalid"`: deserializable transactions the mempool rejects
-/// before looking at their inputs (non-standard version; random prevouts and outputs).
+/// `tx_spam`: `transactions` transactions of `kind` at `rate_per_sec`.
 async fn tx_spam(
     peer: &mut Peer,
     spam: &TxSpam,
     seed: u64,
+    context: &PeerContext,
     stop: &mut watch::Receiver<bool>,
     outcome: &mut PeerOutcome,
 ) -> Flow {
@@ -386,8 +411,74 @@ async fn tx_spam(
         10.0
     };
     let interval_ms = (1000.0 / rate) as u64;
-    let build = |i: u32| NetworkMessage::Tx(invalid_tx(sub_seed(seed, i)));
-    flood(peer, spam.transactions, interval_ms, build, stop, outcome).await
+    let n = spam.transactions as usize;
+    let txs: Vec<Transaction> = match spam.kind {
+        TxKind::Invalid => (0..spam.transactions)
+            .map(|i| invalid_tx(sub_seed(seed, i)))
+            .collect(),
+        TxKind::Valid => valid_transactions(&context.coins, n),
+        TxKind::Orphan => orphan_transactions(n, seed),
+    };
+    if txs.len() < n {
+        outcome.error = Some(format!(
+            "tx_spam: only {} of {n} transactions could be built from the coins given",
+            txs.len()
+        ));
+    }
+    let build = |i: u32| NetworkMessage::Tx(txs[i as usize].clone());
+    flood(peer, txs.len() as u32, interval_ms, build, stop, outcome).await
+}
+
+/// Learns the node's tip over P2P (needed to build on it); records a failure in `outcome`.
+async fn tip_of(peer: &mut Peer, outcome: &mut PeerOutcome) -> Option<ChainTip> {
+    let limit = peer.config().io_timeout;
+    match discover_tip(peer, limit).await {
+        Ok(tip) => {
+            debug!(local = %peer.local_addr(), height = tip.height, hash = %tip.hash, "node tip");
+            Some(tip)
+        }
+        Err(e) => {
+            outcome.error = Some(format!("learning the node's tip: {e}"));
+            None
+        }
+    }
+}
+
+/// `headers_spam`: `messages` headers messages of bad headers.
+async fn headers_spam(
+    peer: &mut Peer,
+    spam: &HeadersSpam,
+    seed: u64,
+    stop: &mut watch::Receiver<bool>,
+    outcome: &mut PeerOutcome,
+) -> Flow {
+    let Some(tip) = tip_of(peer, outcome).await else {
+        return Flow::Continue;
+    };
+    let build = |i: u32| {
+        NetworkMessage::Headers(bad_headers(
+            spam.kind,
+            &tip,
+            spam.headers_per_message,
+            sub_seed(seed, i),
+        ))
+    };
+    flood(peer, spam.messages, 0, build, stop, outcome).await
+}
+
+/// `invalid_block`: `blocks` invalid blocks built on the node's tip.
+async fn invalid_blocks(
+    peer: &mut Peer,
+    params: &InvalidBlock,
+    seed: u64,
+    stop: &mut watch::Receiver<bool>,
+    outcome: &mut PeerOutcome,
+) -> Flow {
+    let Some(tip) = tip_of(peer, outcome).await else {
+        return Flow::Continue;
+    };
+    let build = |i: u32| NetworkMessage::Block(invalid_block(params.kind, &tip, sub_seed(seed, i)));
+    flood(peer, params.blocks, 0, build, stop, outcome).await
 }
 
 /// A random transaction with a non-standard version (4..=i32::MAX), so the mempool
@@ -593,7 +684,7 @@ async fn drain_silently(peer: &mut Peer, stop: &mut watch::Receiver<bool>) -> Fl
 }
 
 /// Resolves when `stop` becomes true or its sender is dropped.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
@@ -664,15 +755,16 @@ mod tests {
     }
 
     #[test]
-    fn unimplemented_behaviours_are_reported() {
+    fn behaviours_without_their_context_are_reported() {
         let spam = Behaviour::TxSpam(TxSpam {
-            kind: TxKind::Orphan,
+            kind: TxKind::Valid,
             transactions: 1,
             rate_per_sec: 1.0,
         });
-        assert!(not_implemented(&spam)
+        let context = PeerContext::default();
+        assert!(missing_context(&spam, &context)
             .unwrap()
-            .starts_with("not implemented yet"));
-        assert!(not_implemented(&Behaviour::Honest).is_none());
+            .contains("no mature coins"));
+        assert!(missing_context(&Behaviour::Honest, &context).is_none());
     }
 }

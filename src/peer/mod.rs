@@ -19,12 +19,15 @@
 
 pub mod behaviour;
 mod builders;
+pub mod chain;
 mod config;
 mod connection;
 mod error;
 mod framing;
+pub mod reencode;
+pub mod replay;
 
-pub use behaviour::{run_peer, run_peer_with, PeerOutcome};
+pub use behaviour::{run_peer, run_peer_with, PeerContext, PeerOutcome};
 pub use bitcoin::p2p::message::NetworkMessage;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use builders::{addr_message, inv_message, version_message};
@@ -35,3 +38,4 @@ pub use framing::{
     checksum, command_field, frame, Received, COMMAND_LEN, HEADER_LEN, MAX_PAYLOAD_LEN,
     REGTEST_MAGIC,
 };
+pub use replay::{ReplayScript, ScriptedMessage};

@@ -1,11 +1,11 @@
 //! Attack rehearsal: play a scenario against a regtest node while the full observer stack
 //! watches, then judge its expectations.
 //!
-//! This module owns the run of one scenario on the embedded default stack (private
-//! nats-server, regtest bitcoind with the scenario's arguments, eBPF extractor, recorder),
-//! the scripted peer groups and timeline steps, and the verdict: every expectation with what
-//! was observed. The report directory receives `recording.mcap`, `verdict.json` and
-//! `report.html`.
+//! This module owns the run of one scenario: the stack ([`StackSpec`]: the embedded default
+//! of a private nats-server, regtest bitcoind, eBPF extractor and recorder, or the user's
+//! running stack), the scripted peer groups, the timeline steps, and the verdict: every
+//! expectation with what was observed. The report directory receives `recording.mcap`,
+//! `verdict.json` and `report.html`.
 //!
 //! Time zero is when the node is up, the start-up blocks are mined and the extractor traces
 //! the node; events before it do not count. Event expectations are judged after the run over
@@ -14,30 +14,39 @@
 //! evaluated at their time.
 
 mod compare;
+mod node;
 mod observe;
 mod report;
+mod rpc_check;
+mod stack;
+mod timeline;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bitcoin::Amount;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 
 pub use observe::Observed;
+pub use stack::{ExistingStack, StackSpec};
 
-use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme, Subscriber};
-use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use crate::harness::NatsServer;
-use crate::node::{Installation, RegtestConfig, RegtestNode};
-use crate::peer::{run_peer_with, PeerOutcome};
+use crate::bus::Subscriber;
+use crate::extractor::ebpf::STATS_SUBJECT;
+use crate::node::NodeRpc;
+use crate::peer::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
 use crate::record::recorder::{record, RecordOptions};
-use crate::scenario::{Action, Aggregate, Check, RpcCheck, Scenario};
+use crate::scenario::{Action, Behaviour, Check, DropSource, Scenario, TxKind};
+use stack::{Stack, StackCounters};
+use timeline::{CoinPool, Timeline};
+
+/// Valid transactions one coinbase coin pays for (a split and its 24 children).
+const TXS_PER_COIN: usize = 25;
+/// How long joining peers, RPC checks and the observer may take after the run.
+const WIND_DOWN: Duration = Duration::from_secs(15);
 
 /// Why a rehearsal could not run (a failed expectation is a verdict, not an error).
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +60,6 @@ pub enum RehearseError {
     /// The stack did not come up.
     #[error("{0}")]
     Stack(String),
-}
-
-fn stack<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RehearseError + '_ {
-    move |e| RehearseError::Stack(format!("{what}: {e}"))
 }
 
 /// The outcome of one expectation.
@@ -116,11 +121,15 @@ pub struct Verdict {
     pub dropped_by_publisher: u64,
     /// Peer connections still open when the run ended (should be 0: no leaked sockets).
     pub peers_left_connected: u64,
+    /// `embedded` or `existing`.
+    pub stack: String,
+    /// What the reader should know (settings not applied, counters not available, ...).
+    pub notes: Vec<String>,
 }
 
-/// Runs `scenario_path` and writes the report into `report_dir`.
+/// Runs `scenario_path` on `stack` and writes the report into `report_dir`.
 pub async fn rehearse(
-    installation: &Installation,
+    stack_spec: &StackSpec,
     scenario_path: &Path,
     report_dir: &Path,
 ) -> Result<(Verdict, Vec<Observed>), RehearseError> {
@@ -130,50 +139,153 @@ pub async fn rehearse(
         let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         return Err(RehearseError::Invalid(lines.join("\n")));
     }
-    std::fs::create_dir_all(report_dir).map_err(stack("creating the report directory"))?;
+    let existing = matches!(stack_spec, StackSpec::Existing(_));
+    if existing
+        && scenario
+            .steps
+            .iter()
+            .any(|s| matches!(s.action, Action::RestartNode))
+    {
+        return Err(RehearseError::Invalid(format!(
+            "{}: a restart_node step needs the embedded node (peerlab does not kill yours); run without -a/--rpc-url",
+            scenario_path.display()
+        )));
+    }
+    let scripts = load_scripts(&scenario)?;
+    std::fs::create_dir_all(report_dir)
+        .map_err(|e| RehearseError::Stack(format!("creating {}: {e}", report_dir.display())))?;
 
-    // The stack.
-    let nats = NatsServer::start(&installation.nats_server).map_err(stack("nats-server"))?;
-    let nats_options = NatsOptions::local(nats.url());
-    let mut node_config = RegtestConfig::new(&installation.bitcoind);
-    node_config.extra_args = scenario.node.extra_args.clone();
-    let node = Arc::new(RegtestNode::start(&node_config).map_err(stack("regtest bitcoind"))?);
-    let blocks = u64::from(scenario.node.mine_at_start);
-    let mocktime = scenario.node.mocktime;
-    blocking(&node, move |node| {
-        if let Some(t) = mocktime {
-            node.rpc::<Value>("setmocktime", &[json!(t)])?;
-        }
-        node.mine(blocks).map(|_| ())
-    })
-    .await
-    .map_err(stack("preparing the node"))?;
-    let publisher = Arc::new(
-        Publisher::connect(
-            &nats_options,
-            SubjectScheme::Flat,
-            PublisherConfig::default(),
-        )
-        .await
-        .map_err(stack("publisher"))?,
-    );
-    let pid = node.pid().map_err(stack("bitcoind pid"))?;
-    let extractor = EbpfExtractor::start(
-        EbpfConfig::new(&installation.bitcoind, Target::Pid(pid)),
-        publisher.clone(),
-    )
-    .map_err(stack("eBPF extractor"))?;
-    let stats = extractor.stats();
-    let traced = tokio::time::timeout(Duration::from_secs(10), async {
-        while stats.traced_pid.load(Ordering::Relaxed) != pid {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    traced.map_err(stack("extractor never traced the node"))?;
+    let mut stack = Stack::start(stack_spec, &scenario).await?;
+    let (stop_recorder, recorder) = start_recorder(&stack, scenario_path, report_dir);
 
-    let (stop_recorder, recorder_stopped) = tokio::sync::oneshot::channel::<()>();
-    let record_options = RecordOptions {
+    // Time zero, the observer and the peers.
+    let t0 = Instant::now();
+    let observer = Observer::start(&stack, t0).await?;
+    let registry: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let coins = Arc::new(CoinPool::new(stack.first_own_block + 1));
+    let (stop_all, stop_rx) = watch::channel(false);
+    let peer_tasks = spawn_peers(&scenario, &stack, &scripts, &coins, &registry, t0, &stop_rx);
+
+    // Steps and RPC checks on the timeline.
+    let timeline = Timeline {
+        node: stack.node.clone(),
+        scenario: scenario.clone(),
+        coins: coins.clone(),
+        registry: registry.clone(),
+        extractor: stack.extractor_stats(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let steps = tokio::task::spawn_blocking(move || timeline.run(t0));
+    let rpc_tasks = spawn_rpc_checks(&scenario, &stack, &registry, t0);
+
+    tokio::time::sleep_until((t0 + run_length(&scenario)).into()).await;
+    let duration_secs = t0.elapsed().as_secs_f64();
+    let _ = stop_all.send(true);
+    let step_errors = match tokio::time::timeout(WIND_DOWN, steps).await {
+        Ok(Ok(errors)) => errors,
+        _ => vec!["the timeline did not finish within 15 s of the end".into()],
+    };
+    let mut outcomes: Vec<(String, PeerOutcome)> = Vec::new();
+    for task in peer_tasks {
+        if let Ok(Ok(result)) = tokio::time::timeout(WIND_DOWN, task).await {
+            outcomes.push(result);
+        }
+    }
+    let mut rpc_results = HashMap::new();
+    for task in rpc_tasks {
+        if let Ok(Ok((index, result))) = tokio::time::timeout(WIND_DOWN, task).await {
+            rpc_results.insert(index, result);
+        }
+    }
+    let counters = stack.finish().await?;
+    let (mut observed, remote_drops) = observer.finish(counters.published).await;
+    let _ = stop_recorder.send(());
+    let _ = recorder.await;
+    let peers_left_connected = open_peer_connections(&stack, &registry).await;
+
+    let registry = registry.lock().map(|m| m.clone()).unwrap_or_default();
+    observe::assign_groups(&mut observed, &registry);
+    let mut notes = stack.notes.clone();
+    let drops = Drops::from(&counters, remote_drops, &mut notes);
+    let expectations = scenario
+        .expect
+        .iter()
+        .enumerate()
+        .map(|(index, expectation)| {
+            let name = expectation.label(index);
+            match &expectation.check {
+                Check::Event(check) => {
+                    let deadline = scenario.deadline_secs(check);
+                    let count = observe::count_matching(check, deadline, &observed);
+                    judge_count(name, check, deadline, count)
+                }
+                Check::Rpc(check) => {
+                    let (passed, observed) = rpc_results
+                        .remove(&index)
+                        .unwrap_or((false, "not evaluated (the run ended first)".into()));
+                    ExpectationResult {
+                        name,
+                        kind: "rpc".into(),
+                        passed,
+                        observed,
+                        expected: format!(
+                            "{} {} {}",
+                            rpc_check::subject(check),
+                            check.op,
+                            check.value.describe()
+                        ),
+                    }
+                }
+                Check::Drops(check) => drops.judge(name, check.source, check.max),
+            }
+        })
+        .collect::<Vec<_>>();
+    let verdict = Verdict {
+        scenario: scenario.scenario.name.clone(),
+        file: scenario_path.display().to_string(),
+        passed: expectations.iter().all(|e| e.passed) && step_errors.is_empty(),
+        duration_secs,
+        expectations,
+        groups: group_results(&scenario, &outcomes),
+        step_errors,
+        events_seen: observed.len(),
+        dropped_in_kernel: drops.kernel.unwrap_or(0),
+        dropped_by_publisher: drops.bus.unwrap_or(0),
+        peers_left_connected,
+        stack: if existing { "existing" } else { "embedded" }.into(),
+        notes,
+    };
+    report::write(report_dir, &verdict, &observed)
+        .map_err(|e| RehearseError::Stack(format!("writing the report: {e}")))?;
+    drop(stack);
+    Ok((verdict, observed))
+}
+
+/// The replay scripts of the `replay_recorded` groups, by group name, loaded before anything
+/// starts so a bad recording is an error, not a silent peer.
+fn load_scripts(scenario: &Scenario) -> Result<HashMap<String, Arc<ReplayScript>>, RehearseError> {
+    let mut scripts = HashMap::new();
+    for group in &scenario.peers {
+        if let Behaviour::ReplayRecorded(replay) = &group.behaviour {
+            let path = scenario.resolve(&replay.recording);
+            let script = ReplayScript::load(&path, &replay.peer)
+                .map_err(|e| RehearseError::Invalid(format!("peer group `{}`: {e}", group.name)))?;
+            scripts.insert(group.name.clone(), Arc::new(script));
+        }
+    }
+    Ok(scripts)
+}
+
+fn start_recorder(
+    stack: &Stack,
+    scenario_path: &Path,
+    report_dir: &Path,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = RecordOptions {
         output: report_dir.join("recording.mcap"),
         subjects: Vec::new(),
         kinds: Vec::new(),
@@ -187,76 +299,47 @@ pub async fn rehearse(
         ],
         anonymize: None,
     };
-    let recorder = {
-        let nats_options = nats_options.clone();
-        tokio::spawn(async move {
-            record(
-                &nats_options,
-                SubjectScheme::Flat,
-                &record_options,
-                Default::default(),
-                async {
-                    let _ = recorder_stopped.await;
-                },
-            )
-            .await
+    let (nats, scheme) = (stack.nats.clone(), stack.scheme.clone());
+    let task = tokio::spawn(async move {
+        record(&nats, scheme, &options, Default::default(), async {
+            let _ = stopped.await;
         })
-    };
-
-    // Time zero, the observer and the peers.
-    let t0 = Instant::now();
-    let observed: Arc<Mutex<Vec<Observed>>> = Arc::default();
-    let seen = Arc::new(AtomicU64::new(0));
-    let mut subscriber = Subscriber::connect(&nats_options, SubjectScheme::Flat, &[])
         .await
-        .map_err(stack("observer"))?;
-    let collector = {
-        let (observed, seen) = (observed.clone(), seen.clone());
-        tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                seen.fetch_add(1, Ordering::Relaxed);
-                if let Some(event) =
-                    Observed::from_payload(t0.elapsed().as_secs_f64(), &message.payload)
-                {
-                    if let Ok(mut all) = observed.lock() {
-                        all.push(event);
-                    }
-                }
-            }
-        })
-    };
-    let addr_groups: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-    let connected_now = Arc::new(AtomicU64::new(0));
-    let (stop_all, stop_rx) = watch::channel(false);
-    let mut peer_tasks = Vec::new();
+        .map(|_| ())
+        .map_err(anyhow::Error::from)
+    });
+    (stop, task)
+}
+
+/// Starts every peer of every group at its time; each task returns (group, outcome).
+fn spawn_peers(
+    scenario: &Scenario,
+    stack: &Stack,
+    scripts: &HashMap<String, Arc<ReplayScript>>,
+    coins: &Arc<CoinPool>,
+    registry: &Arc<Mutex<HashMap<String, String>>>,
+    t0: Instant,
+    stop_all: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<(String, PeerOutcome)>> {
+    let mut tasks = Vec::new();
     for (g, group) in scenario.peers.iter().enumerate() {
-        let (group_stop, group_stop_rx) = watch::channel(false);
-        let mut any_stop = stop_rx.clone();
-        // A group stops at its own stop time or with everybody.
-        let stop_at = group.stop_at_secs;
-        tokio::spawn(async move {
-            let own = async {
-                match stop_at {
-                    Some(secs) => {
-                        tokio::time::sleep_until((t0 + crate::scenario::secs(secs)).into()).await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = own => {}
-                _ = any_stop.wait_for(|s| *s) => {}
+        let group_stop = group_stop(group.stop_at_secs, t0, stop_all.clone());
+        let coins_each = match &group.behaviour {
+            Behaviour::TxSpam(spam) if spam.kind == TxKind::Valid => {
+                (spam.transactions as usize).div_ceil(TXS_PER_COIN)
             }
-            let _ = group_stop.send(true);
-        });
+            _ => 0,
+        };
         for i in 0..group.count {
             let behaviour = group.behaviour.clone();
-            let (name, registry, stop) = (
-                group.name.clone(),
-                addr_groups.clone(),
-                group_stop_rx.clone(),
+            let name = group.name.clone();
+            let (registry, stop, node, coins) = (
+                registry.clone(),
+                group_stop.clone(),
+                stack.node.clone(),
+                coins.clone(),
             );
-            let connected_now = connected_now.clone();
+            let script = scripts.get(&group.name).cloned();
             let seed = scenario
                 .scenario
                 .seed
@@ -264,174 +347,280 @@ pub async fn rehearse(
                 .wrapping_add((g as u64) << 20)
                 .wrapping_add(u64::from(i));
             let start = t0 + crate::scenario::secs(group.start_at_secs);
-            let node_addr: SocketAddr = node.p2p_addr().into();
-            peer_tasks.push(tokio::spawn(async move {
+            tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until(start.into()).await;
-                let group_name = name.clone();
-                let outcome = run_peer_with(node_addr, &behaviour, seed, stop, move |addr| {
-                    connected_now.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut map) = registry.lock() {
-                        map.insert(addr.to_string(), group_name);
+                let mut outcome = PeerOutcome::default();
+                let mut context = PeerContext {
+                    coins: Vec::new(),
+                    script,
+                };
+                if coins_each > 0 {
+                    let node = node.clone();
+                    match tokio::task::spawn_blocking(move || coins.take(&*node, coins_each)).await
+                    {
+                        Ok(Ok(taken)) => context.coins = taken,
+                        Ok(Err(e)) => outcome.error = Some(format!("allotting coins: {e}")),
+                        Err(e) => outcome.error = Some(format!("allotting coins: {e}")),
                     }
-                })
-                .await;
-                (name, outcome)
+                }
+                // Asked at start time: a restart_node step moves the node to new ports.
+                let node_addr = match node.p2p_addr() {
+                    Ok(addr) => addr,
+                    Err(e) => {
+                        outcome.error = Some(e.to_string());
+                        return (name, outcome);
+                    }
+                };
+                let group_name = name.clone();
+                let played =
+                    run_peer_with(node_addr, &behaviour, seed, &context, stop, move |addr| {
+                        if let Ok(mut map) = registry.lock() {
+                            map.insert(addr.to_string(), group_name);
+                        }
+                    })
+                    .await;
+                if outcome.error.is_some() && played.error.is_none() {
+                    return (
+                        name,
+                        PeerOutcome {
+                            error: outcome.error,
+                            ..played
+                        },
+                    );
+                }
+                (name, played)
             }));
         }
     }
+    tasks
+}
 
-    // Steps and RPC checks on the timeline.
-    let step_errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let steps = {
-        let (node, scenario, errors, registry) = (
-            node.clone(),
-            scenario.clone(),
-            step_errors.clone(),
-            addr_groups.clone(),
-        );
-        tokio::task::spawn_blocking(move || run_steps(&node, &scenario, t0, &errors, &registry))
-    };
-    let mut rpc_tasks = Vec::new();
-    for (index, expectation) in scenario.expect.iter().enumerate() {
-        if let Check::Rpc(check) = &expectation.check {
-            let (node, check, registry) = (node.clone(), check.clone(), addr_groups.clone());
-            let name = expectation.label(index);
-            rpc_tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until((t0 + crate::scenario::secs(check.at_secs)).into()).await;
-                let result =
-                    tokio::task::spawn_blocking(move || evaluate_rpc(&node, &check, &registry))
-                        .await;
-                (
-                    index,
-                    name,
-                    result.unwrap_or_else(|e| {
-                        (false, format!("evaluation failed: {e}"), String::new())
-                    }),
-                )
-            }));
-        }
-    }
-
-    let end = run_length(&scenario);
-    tokio::time::sleep_until((t0 + end).into()).await;
-    let duration_secs = t0.elapsed().as_secs_f64();
-    let _ = stop_all.send(true);
-    let _ = steps.await;
-    let mut outcomes: Vec<(String, PeerOutcome)> = Vec::new();
-    for task in peer_tasks {
-        if let Ok(Ok(result)) = tokio::time::timeout(Duration::from_secs(15), task).await {
-            outcomes.push(result);
-        }
-    }
-    let mut rpc_results = HashMap::new();
-    for task in rpc_tasks {
-        if let Ok(Ok((index, name, result))) =
-            tokio::time::timeout(Duration::from_secs(15), task).await
-        {
-            rpc_results.insert(index, (name, result));
-        }
-    }
-    let extractor_stats = extractor
-        .stop()
-        .await
-        .map_err(stack("stopping the extractor"))?;
-    let publisher = Arc::try_unwrap(publisher)
-        .map_err(|_| RehearseError::Stack("publisher still shared".into()))?;
-    let bus = publisher.close(Duration::from_secs(10)).await;
-    // Let the observer take what is still in flight (bounded).
-    let wait_until = Instant::now() + Duration::from_secs(3);
-    while seen.load(Ordering::Relaxed) < bus.sent && Instant::now() < wait_until {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    collector.abort();
-    let _ = stop_recorder.send(());
-    let _ = recorder.await;
-    let peers_left_connected = open_peer_connections(&node).await;
-
-    let observed = observed.lock().map(|o| o.clone()).unwrap_or_default();
-    let addr_groups = addr_groups.lock().map(|m| m.clone()).unwrap_or_default();
-    let groups = observe::peer_groups(&observed, &addr_groups);
-    let mut expectations = Vec::new();
-    for (index, expectation) in scenario.expect.iter().enumerate() {
-        let name = expectation.label(index);
-        let result = match &expectation.check {
-            Check::Event(check) => {
-                let deadline = scenario.deadline_secs(check);
-                let count = observe::count_matching(check, deadline, &observed, &groups);
-                let passed = count >= check.min && check.max.is_none_or(|m| count <= m);
-                let expected = match check.max {
-                    Some(max) => format!(
-                        "between {} and {max} `{}` events by {deadline}s",
-                        check.min, check.event
-                    ),
-                    None => format!(
-                        "at least {} `{}` events by {deadline}s",
-                        check.min, check.event
-                    ),
-                };
-                ExpectationResult {
-                    name,
-                    kind: "event".into(),
-                    passed,
-                    observed: format!("{count} events"),
-                    expected,
+/// A stop signal for one group: its own stop time, or the end of the run.
+fn group_stop(
+    stop_at_secs: Option<f64>,
+    t0: Instant,
+    mut stop_all: watch::Receiver<bool>,
+) -> watch::Receiver<bool> {
+    let (stop, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let own = async {
+            match stop_at_secs {
+                Some(secs) => {
+                    tokio::time::sleep_until((t0 + crate::scenario::secs(secs)).into()).await
                 }
-            }
-            Check::Rpc(check) => {
-                let (passed, observed, _) = rpc_results.remove(&index).map(|(_, r)| r).unwrap_or((
-                    false,
-                    "not evaluated (the run ended first)".into(),
-                    String::new(),
-                ));
-                let expected = format!(
-                    "{} {} {}",
-                    check_subject(check),
-                    check.op,
-                    check.value.describe()
-                );
-                ExpectationResult {
-                    name,
-                    kind: "rpc".into(),
-                    passed,
-                    observed,
-                    expected,
-                }
-            }
-            Check::Drops(check) => {
-                let kernel = extractor_stats.dropped_in_kernel();
-                let dropped = match check.source {
-                    crate::scenario::DropSource::All => kernel + bus.dropped(),
-                    crate::scenario::DropSource::Kernel => kernel,
-                    crate::scenario::DropSource::Bus => bus.dropped(),
-                };
-                ExpectationResult {
-                    name,
-                    kind: "drops".into(),
-                    passed: dropped <= check.max,
-                    observed: format!("{dropped} dropped"),
-                    expected: format!("at most {} dropped", check.max),
-                }
+                None => std::future::pending().await,
             }
         };
-        expectations.push(result);
+        tokio::select! {
+            _ = own => {}
+            _ = stop_all.wait_for(|s| *s) => {}
+        }
+        let _ = stop.send(true);
+    });
+    stop_rx
+}
+
+fn spawn_rpc_checks(
+    scenario: &Scenario,
+    stack: &Stack,
+    registry: &Arc<Mutex<HashMap<String, String>>>,
+    t0: Instant,
+) -> Vec<tokio::task::JoinHandle<(usize, (bool, String))>> {
+    let mut tasks = Vec::new();
+    for (index, expectation) in scenario.expect.iter().enumerate() {
+        if let Check::Rpc(check) = &expectation.check {
+            let (node, check, registry) = (stack.node.clone(), check.clone(), registry.clone());
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until((t0 + crate::scenario::secs(check.at_secs)).into()).await;
+                let result = tokio::task::spawn_blocking(move || {
+                    rpc_check::evaluate(&*node, &check, &registry)
+                })
+                .await
+                .unwrap_or_else(|e| (false, format!("evaluation failed: {e}")));
+                (index, result)
+            }));
+        }
     }
-    let step_errors = step_errors.lock().map(|e| e.clone()).unwrap_or_default();
-    let verdict = Verdict {
-        scenario: scenario.scenario.name.clone(),
-        file: scenario_path.display().to_string(),
-        passed: expectations.iter().all(|e| e.passed) && step_errors.is_empty(),
-        duration_secs,
-        expectations,
-        groups: group_results(&scenario, &outcomes),
-        step_errors,
-        events_seen: observed.len(),
-        dropped_in_kernel: extractor_stats.dropped_in_kernel(),
-        dropped_by_publisher: bus.dropped(),
-        peers_left_connected,
+    tasks
+}
+
+fn judge_count(
+    name: String,
+    check: &crate::scenario::EventCheck,
+    deadline: f64,
+    count: u64,
+) -> ExpectationResult {
+    let passed = count >= check.min && check.max.is_none_or(|m| count <= m);
+    let expected = match check.max {
+        Some(max) => format!(
+            "between {} and {max} `{}` events by {deadline}s",
+            check.min, check.event
+        ),
+        None => format!(
+            "at least {} `{}` events by {deadline}s",
+            check.min, check.event
+        ),
     };
-    report::write(report_dir, &verdict, &observed, &groups).map_err(stack("writing the report"))?;
-    drop(nats);
-    Ok((verdict, observed))
+    ExpectationResult {
+        name,
+        kind: "event".into(),
+        passed,
+        observed: format!("{count} events"),
+        expected,
+    }
+}
+
+/// The bus subscriber of a run: every event with its time, plus the extractor's drop
+/// counters when a peerlab extractor publishes them.
+struct Observer {
+    observed: Arc<Mutex<Vec<Observed>>>,
+    remote_drops: Arc<Mutex<RemoteDrops>>,
+    seen: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Drop counters from `peerlab.stats.ebpf-extractor` snapshots: (kernel, publisher).
+#[derive(Debug, Default, Clone, Copy)]
+struct RemoteDrops {
+    first: Option<(u64, u64)>,
+    last: Option<(u64, u64)>,
+}
+
+impl Observer {
+    async fn start(stack: &Stack, t0: Instant) -> Result<Observer, RehearseError> {
+        let patterns = [stack.scheme.wildcard(), STATS_SUBJECT.to_string()];
+        let mut subscriber = Subscriber::connect(&stack.nats, stack.scheme.clone(), &patterns)
+            .await
+            .map_err(|e| RehearseError::Stack(format!("observer: {e}")))?;
+        let observed: Arc<Mutex<Vec<Observed>>> = Arc::default();
+        let remote_drops: Arc<Mutex<RemoteDrops>> = Arc::default();
+        let seen = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (observed, remote_drops, seen) =
+                (observed.clone(), remote_drops.clone(), seen.clone());
+            tokio::spawn(async move {
+                while let Some(message) = subscriber.next().await {
+                    if message.subject == STATS_SUBJECT {
+                        if let (Some(counts), Ok(mut drops)) =
+                            (drop_counts(&message.payload), remote_drops.lock())
+                        {
+                            drops.first.get_or_insert(counts);
+                            drops.last = Some(counts);
+                        }
+                        continue;
+                    }
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let t = t0.elapsed().as_secs_f64();
+                    if let Some(event) = Observed::from_payload(t, &message.payload) {
+                        if let Ok(mut all) = observed.lock() {
+                            all.push(event);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Observer {
+            observed,
+            remote_drops,
+            seen,
+            task,
+        })
+    }
+
+    /// Takes what is still in flight (bounded) and returns everything seen: until `expected`
+    /// events arrived when the count is known (our own publisher), otherwise until the bus
+    /// has been quiet for half a second.
+    async fn finish(self, expected: Option<u64>) -> (Vec<Observed>, RemoteDrops) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = (self.seen.load(Ordering::Relaxed), Instant::now());
+        while Instant::now() < deadline {
+            let seen = self.seen.load(Ordering::Relaxed);
+            match expected {
+                Some(n) if seen >= n => break,
+                None if seen == last.0 && last.1.elapsed() >= Duration::from_millis(500) => break,
+                _ => {}
+            }
+            if seen != last.0 {
+                last = (seen, Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.task.abort();
+        let observed = self.observed.lock().map(|o| o.clone()).unwrap_or_default();
+        let drops = self.remote_drops.lock().map(|d| *d).unwrap_or_default();
+        (observed, drops)
+    }
+}
+
+/// (dropped in the kernel, dropped by the publisher) from a stats snapshot.
+fn drop_counts(payload: &[u8]) -> Option<(u64, u64)> {
+    let json: Value = serde_json::from_slice(payload).ok()?;
+    Some((
+        json["dropped_in_kernel"].as_u64()?,
+        json["publish_dropped"].as_u64()?,
+    ))
+}
+
+/// The run's drop counts, wherever they came from (`None`: not known).
+struct Drops {
+    kernel: Option<u64>,
+    bus: Option<u64>,
+}
+
+impl Drops {
+    fn from(counters: &StackCounters, remote: RemoteDrops, notes: &mut Vec<String>) -> Drops {
+        if counters.dropped_in_kernel.is_some() {
+            return Drops {
+                kernel: counters.dropped_in_kernel,
+                bus: counters.dropped_by_publisher,
+            };
+        }
+        match (remote.first, remote.last) {
+            (Some(first), Some(last)) => {
+                // Counters are cumulative since the extractor started; with one snapshot only
+                // its total is known, which may include drops from before the run.
+                let single = first == last;
+                if single {
+                    notes.push(format!("drop counters: one snapshot on {STATS_SUBJECT}; totals since the extractor started"));
+                }
+                let (k, b) = if single {
+                    last
+                } else {
+                    (last.0 - first.0.min(last.0), last.1 - first.1.min(last.1))
+                };
+                Drops {
+                    kernel: Some(k),
+                    bus: Some(b),
+                }
+            }
+            _ => {
+                notes.push(format!(
+                    "no drop counters were published on {STATS_SUBJECT} during the run (peerlab's extractor publishes them every --stats-interval)"
+                ));
+                Drops {
+                    kernel: None,
+                    bus: None,
+                }
+            }
+        }
+    }
+
+    fn judge(&self, name: String, source: DropSource, max: u64) -> ExpectationResult {
+        let dropped = match source {
+            DropSource::All => self.kernel.zip(self.bus).map(|(k, b)| k + b),
+            DropSource::Kernel => self.kernel,
+            DropSource::Bus => self.bus,
+        };
+        ExpectationResult {
+            name,
+            kind: "drops".into(),
+            passed: dropped.is_some_and(|d| d <= max),
+            observed: dropped.map_or("no drop counters available".into(), |d| {
+                format!("{d} dropped")
+            }),
+            expected: format!("at most {max} dropped"),
+        }
+    }
 }
 
 /// How long the run lasts: until the last step, RPC check or event deadline (plus a second
@@ -455,149 +644,29 @@ fn run_length(scenario: &Scenario) -> Duration {
     crate::scenario::secs(end.min(scenario.scenario.timeout_secs as f64))
 }
 
-fn check_subject(check: &RpcCheck) -> String {
-    let field = check.field.as_deref().unwrap_or("result");
-    match check.aggregate {
-        Aggregate::Value => format!("{}.{field}", check.method),
-        other => format!("{}({}.{field})", other.as_str(), check.method),
-    }
-}
-
-/// Calls the RPC and compares; returns (passed, observed, error).
-fn evaluate_rpc(
-    node: &RegtestNode,
-    check: &RpcCheck,
-    registry: &Mutex<HashMap<String, String>>,
-) -> (bool, String, String) {
-    let result: Value = match node.rpc(&check.method, &check.params) {
-        Ok(v) => v,
-        Err(e) => return (false, format!("RPC failed: {e}"), e.to_string()),
-    };
-    let result = match (&check.group, result) {
-        (Some(group), Value::Array(items)) => {
-            let addrs = registry.lock().map(|m| m.clone()).unwrap_or_default();
-            Value::Array(
-                items
-                    .into_iter()
-                    .filter(|p| {
-                        p["addr"]
-                            .as_str()
-                            .and_then(|a| addrs.get(a))
-                            .is_some_and(|g| g == group)
-                    })
-                    .collect(),
-            )
-        }
-        (_, other) => other,
-    };
-    let field = |v: &Value| match &check.field {
-        Some(path) => compare::at_path(v, path).cloned().unwrap_or(Value::Null),
-        None => v.clone(),
-    };
-    let value = match check.aggregate {
-        Aggregate::Value => field(&result),
-        Aggregate::Count => json!(result.as_array().map_or(0, Vec::len)),
-        Aggregate::Sum | Aggregate::Min | Aggregate::Max => {
-            let numbers: Vec<f64> = result
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| compare::number(&field(v)))
-                .collect();
-            let folded = match check.aggregate {
-                Aggregate::Sum => Some(numbers.iter().sum()),
-                Aggregate::Min => numbers.iter().copied().reduce(f64::min),
-                _ => numbers.iter().copied().reduce(f64::max),
-            };
-            folded.map_or(Value::Null, |n| json!(n))
-        }
-    };
-    (
-        compare::holds(&value, check.op, &check.value),
-        value.to_string(),
-        String::new(),
-    )
-}
-
-/// Plays the timeline (blocking: RPC calls).
-fn run_steps(
-    node: &RegtestNode,
-    scenario: &Scenario,
-    t0: Instant,
-    errors: &Mutex<Vec<String>>,
-    registry: &Mutex<HashMap<String, String>>,
-) {
-    let mut next_coin = 1u64;
-    let mut mocktime = scenario.node.mocktime;
-    for step in scenario.ordered_steps() {
-        let due = t0 + crate::scenario::secs(step.at_secs);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let result: Result<(), String> = match &step.action {
-            Action::Mine(m) => node
-                .mine(u64::from(m.blocks))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Action::SendTx(s) => (0..s.count).try_for_each(|_| {
-                let coin = node.coinbase_coin(next_coin).map_err(|e| e.to_string())?;
-                next_coin += 1;
-                let tx = node
-                    .spend(&coin, Amount::from_sat(2_000), true)
-                    .map_err(|e| e.to_string())?;
-                node.send(&tx).map(|_| ()).map_err(|e| e.to_string())
-            }),
-            Action::BumpMocktime(b) => {
-                let now = mocktime.unwrap_or(0) + b.secs;
-                mocktime = Some(now);
-                node.rpc::<Value>("setmocktime", &[json!(now)])
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-            Action::Disconnect(d) => disconnect_group(node, &d.group, registry),
-            Action::RestartNode => Err("restart_node is not supported by this runner yet".into()),
-        };
-        if let Err(e) = result {
-            if let Ok(mut all) = errors.lock() {
-                all.push(format!(
-                    "step at {}s ({}): {e}",
-                    step.at_secs,
-                    step.action.name()
-                ));
-            }
-        }
-    }
-}
-
-fn disconnect_group(
-    node: &RegtestNode,
-    group: &str,
-    registry: &Mutex<HashMap<String, String>>,
-) -> Result<(), String> {
-    let addrs = registry.lock().map(|m| m.clone()).unwrap_or_default();
-    let peers: Value = node.rpc("getpeerinfo", &[]).map_err(|e| e.to_string())?;
-    for peer in peers.as_array().into_iter().flatten() {
-        let in_group = peer["addr"]
-            .as_str()
-            .and_then(|a| addrs.get(a))
-            .is_some_and(|g| g == group);
-        if let (true, Some(id)) = (in_group, peer["id"].as_u64()) {
-            node.rpc::<Value>("disconnectnode", &[json!(""), json!(id)])
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    Ok(())
-}
-
-async fn open_peer_connections(node: &Arc<RegtestNode>) -> u64 {
-    // Give the node a moment to notice our closed sockets, then count what it still has.
+/// Our peers' connections the node still has (bounded wait: closing takes a moment).
+async fn open_peer_connections(
+    stack: &Stack,
+    registry: &Arc<Mutex<HashMap<String, String>>>,
+) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let count = blocking(node, |n| n.rpc::<Value>("getconnectioncount", &[]))
-            .await
-            .ok()
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0);
+        let (node, registry) = (stack.node.clone(), registry.clone());
+        let count = tokio::task::spawn_blocking(move || {
+            let ours = registry.lock().map(|m| m.clone()).unwrap_or_default();
+            node.rpc::<Value>("getpeerinfo", &[]).ok().map(|peers| {
+                peers
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["addr"].as_str().is_some_and(|a| ours.contains_key(a)))
+                    .count() as u64
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
         if count == 0 || Instant::now() >= deadline {
             return count;
         }
@@ -629,17 +698,6 @@ fn group_results(scenario: &Scenario, outcomes: &[(String, PeerOutcome)]) -> Vec
             result
         })
         .collect()
-}
-
-async fn blocking<T: Send + 'static>(
-    node: &Arc<RegtestNode>,
-    call: impl FnOnce(&RegtestNode) -> Result<T, crate::node::NodeError> + Send + 'static,
-) -> Result<T, String> {
-    let node = node.clone();
-    tokio::task::spawn_blocking(move || call(&node))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
 }
 
 /// The report directory's files.

@@ -24,6 +24,8 @@ pub struct Observed {
     pub peer_id: Option<u64>,
     /// The peer address (`ip:port`) when the event carries it.
     pub peer_addr: Option<String>,
+    /// The scenario group of that peer (set by [`assign_groups`]).
+    pub group: Option<String>,
 }
 
 impl Observed {
@@ -58,29 +60,32 @@ impl Observed {
             body: body.clone(),
             peer_id,
             peer_addr,
+            group: None,
         })
     }
 }
 
-/// Node-side peer ids of each scenario group, learnt from connection events (the node names
-/// a peer by the address our peer connected from).
-pub fn peer_groups(
-    observed: &[Observed],
-    addr_groups: &HashMap<String, String>,
-) -> HashMap<u64, String> {
-    observed
-        .iter()
-        .filter_map(|o| Some((o.peer_id?, addr_groups.get(o.peer_addr.as_ref()?)?.clone())))
-        .collect()
+/// Sets each event's group from the address our peer connected from (`addr_groups`).
+///
+/// Events that name only the node's peer id (misbehaving) take the address the latest
+/// earlier event gave that id, in stream order: ids start again from 0 when the node
+/// restarts, so one id may belong to two peers of a run.
+pub fn assign_groups(observed: &mut [Observed], addr_groups: &HashMap<String, String>) {
+    let mut addr_of: HashMap<u64, String> = HashMap::new();
+    for event in observed.iter_mut() {
+        if let (Some(id), Some(addr)) = (event.peer_id, &event.peer_addr) {
+            addr_of.insert(id, addr.clone());
+        }
+        let addr = event
+            .peer_addr
+            .as_ref()
+            .or_else(|| event.peer_id.and_then(|id| addr_of.get(&id)));
+        event.group = addr.and_then(|a| addr_groups.get(a)).cloned();
+    }
 }
 
 /// How many events satisfy `check` before `deadline_secs`.
-pub fn count_matching(
-    check: &EventCheck,
-    deadline_secs: f64,
-    observed: &[Observed],
-    groups: &HashMap<u64, String>,
-) -> u64 {
+pub fn count_matching(check: &EventCheck, deadline_secs: f64, observed: &[Observed]) -> u64 {
     observed
         .iter()
         .filter(|o| o.t_secs <= deadline_secs)
@@ -88,10 +93,7 @@ pub fn count_matching(
         .filter(|o| check.event.arm.is_none() || o.arm == check.event.arm)
         .filter(|o| match &check.group {
             None => true,
-            Some(group) => o
-                .peer_id
-                .and_then(|id| groups.get(&id))
-                .is_some_and(|g| g == group),
+            Some(group) => o.group.as_ref() == Some(group),
         })
         .filter(|o| {
             check.filters.iter().all(|(path, filter)| {

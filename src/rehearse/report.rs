@@ -1,25 +1,20 @@
 //! The report directory: `verdict.json` and a self-contained `report.html` (inline SVG plots,
 //! no scripts, so it renders anywhere and cannot log console errors).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::{Observed, Verdict};
 
 /// Writes `verdict.json` and `report.html`.
-pub fn write(
-    dir: &Path,
-    verdict: &Verdict,
-    observed: &[Observed],
-    groups: &HashMap<u64, String>,
-) -> std::io::Result<()> {
+pub fn write(dir: &Path, verdict: &Verdict, observed: &[Observed]) -> std::io::Result<()> {
     let json = serde_json::to_string_pretty(verdict).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("verdict.json"), json)?;
-    std::fs::write(dir.join("report.html"), html(verdict, observed, groups))
+    std::fs::write(dir.join("report.html"), html(verdict, observed))
 }
 
-fn html(verdict: &Verdict, observed: &[Observed], groups: &HashMap<u64, String>) -> String {
+fn html(verdict: &Verdict, observed: &[Observed]) -> String {
     let seconds = verdict.duration_secs.ceil().max(1.0) as usize;
     let mut page = String::new();
     let status = if verdict.passed { "PASSED" } else { "FAILED" };
@@ -78,11 +73,7 @@ fn html(verdict: &Verdict, observed: &[Observed], groups: &HashMap<u64, String>)
         .iter()
         .filter(|o| o.category.as_deref() == Some("message"))
     {
-        let group = o
-            .peer_id
-            .and_then(|id| groups.get(&id))
-            .cloned()
-            .unwrap_or_else(|| "other".into());
+        let group = o.group.clone().unwrap_or_else(|| "other".into());
         let inbound = o
             .body
             .get("meta")

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use peerlab::node::{cached_installation, Installation};
+use peerlab::node::{cached_installation, Installation, NodeRpc};
 
 /// The provisioned programs, or a panic that says to run `peerlab setup`.
 pub fn installation() -> Installation {

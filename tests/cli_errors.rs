@@ -157,3 +157,49 @@ fn help_lists_the_commands() {
         assert!(text.contains(command), "--help lacks {command}:\n{text}");
     }
 }
+
+#[test]
+fn rehearsing_a_restart_on_someone_elses_node_is_refused_before_touching_it() {
+    let report = tempfile::tempdir().expect("tempdir");
+    let scenario = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/annotated-example.toml"
+    );
+    // Nothing listens on these addresses: the refusal must come before any connection.
+    let output = peerlab()
+        .args(["rehearse", scenario, "--report"])
+        .arg(report.path())
+        .args([
+            "-a",
+            "nats://127.0.0.1:9",
+            "--rpc-url",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--rpc-cookie", "/nonexistent/.cookie"])
+        .output()
+        .expect("run rehearse");
+    let line = error_line(&output);
+    assert!(
+        line.contains("restart_node step needs the embedded node"),
+        "{line}"
+    );
+}
+
+#[test]
+fn rehearsing_against_a_node_needs_rpc_credentials() {
+    let report = tempfile::tempdir().expect("tempdir");
+    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/inv-flood.toml");
+    let output = peerlab()
+        .args(["rehearse", scenario, "--report"])
+        .arg(report.path())
+        .args([
+            "-a",
+            "nats://127.0.0.1:9",
+            "--rpc-url",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .expect("run rehearse");
+    let line = error_line(&output);
+    assert!(line.contains("--rpc-cookie"), "{line}");
+}

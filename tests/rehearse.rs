@@ -1,13 +1,26 @@
-//! `peerlab rehearse` against the real stack: every scenario in scenarios/ passes, and a
-//! deliberately wrong expectation fails the run and is named in the verdict and report.
+//! `peerlab rehearse` against the real stack: every scenario in scenarios/ passes, a
+//! deliberately wrong expectation fails the run and is named in the verdict and report, a
+//! replayed recorded peer reproduces its message counts at the node, and a rehearsal runs
+//! against a stack it did not start (`-a`, `--rpc-*`).
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
+use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+use peerlab::event::proto::event::event::PeerObserverEvent;
+use peerlab::event::Event;
+use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
+use peerlab::harness::NatsServer;
+use peerlab::node::{RegtestConfig, RegtestNode};
 use peerlab::rehearse::{rehearse, StackSpec};
+use peerlab::scenario::{Behaviour, RecordedPeer, Scenario};
+use prost::Message as _;
 
 /// Scenarios run one at a time: each starts a node and up to 200 peers on 2 cores.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -141,6 +154,182 @@ deadline_secs = 4
     let html = std::fs::read_to_string(report.join("report.html")).expect("report");
     assert!(html.contains("FAILED") && html.contains("bad checksum gets the peer disconnected"));
     render_in_chromium(&report.join("report.html"));
+}
+
+/// Inbound messages by type that `peer` sent in a recording, counted straight from the file.
+fn recorded_counts(path: &Path, peer: &RecordedPeer) -> BTreeMap<String, u64> {
+    let recording = peerlab::record::read_recording(path).expect("recording reads");
+    let mut counts = BTreeMap::new();
+    for message in &recording.messages {
+        let Ok(event) = Event::decode(message.data.as_slice()) else {
+            continue;
+        };
+        let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = event.peer_observer_event else {
+            continue;
+        };
+        let Some(EbpfEvent::Message(m)) = ebpf.ebpf_event else {
+            continue;
+        };
+        let ours = match peer {
+            RecordedPeer::Id(id) => m.meta.peer_id == *id,
+            RecordedPeer::Addr(addr) => &m.meta.addr == addr,
+        };
+        if ours && m.meta.inbound {
+            *counts.entry(m.meta.command.clone()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn replayed_peers_reproduce_their_message_counts_at_the_node() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/replay-recorded-peer.toml");
+    let scenario = Scenario::from_file(&file).expect("scenario parses");
+    let report = tempfile::tempdir().expect("report dir");
+    let stack = StackSpec::Embedded(common::installation());
+    let (verdict, observed) = runtime
+        .block_on(rehearse(&stack, &file, report.path()))
+        .expect("scenario runs");
+    assert!(verdict.passed, "{:?}", verdict.expectations);
+    let mut replayers = 0;
+    for group in &scenario.peers {
+        let Behaviour::ReplayRecorded(replay) = &group.behaviour else {
+            continue;
+        };
+        replayers += 1;
+        let expected = recorded_counts(&scenario.resolve(&replay.recording), &replay.peer);
+        assert!(!expected.is_empty(), "group {} replays nothing", group.name);
+        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+        for event in observed.iter().filter(|o| {
+            o.group.as_deref() == Some(group.name.as_str())
+                && o.category.as_deref() == Some("message")
+                && o.body["meta"]["inbound"] == true
+        }) {
+            let command = event.body["meta"]["command"].as_str().unwrap_or("?");
+            *seen.entry(command.to_string()).or_default() += 1;
+        }
+        assert_eq!(
+            seen, expected,
+            "group {}: inbound messages by type at the node (left) vs the recording (right)",
+            group.name
+        );
+    }
+    assert!(
+        replayers >= 2,
+        "the scenario replays several recorded peers"
+    );
+}
+
+#[test]
+fn rehearses_against_a_running_stack() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // "The user's stack": nats-server, a regtest node and peerlab's extractor publishing its
+    // drop counters every 200 ms, all started here, not by the rehearsal.
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let mut config = RegtestConfig::new(common::bitcoind());
+    config.extra_args = vec!["-v2transport=0".into()];
+    let node = RegtestNode::start(&config).expect("node");
+    let pid = node.pid().expect("pid");
+    let extractor = runtime.block_on(async {
+        let publisher = Publisher::connect(
+            &NatsOptions::local(nats.url()),
+            SubjectScheme::Flat,
+            PublisherConfig::default(),
+        )
+        .await
+        .expect("publisher");
+        let mut ebpf = EbpfConfig::new(common::bitcoind(), Target::Pid(pid));
+        ebpf.report_period = Duration::from_millis(200);
+        let extractor = EbpfExtractor::start(ebpf, Arc::new(publisher)).expect("extractor");
+        common::wait_traced(&extractor.stats(), pid).await;
+        extractor
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("existing.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[scenario]
+name = "against-my-node"
+timeout_secs = 20
+
+[node]
+mine_at_start = 101
+
+[[peers]]
+name = "flooder"
+count = 1
+behaviour = "addr_flood"
+entries_per_message = 1001
+start_at_secs = 1
+
+[[steps]]
+at_secs = 2
+action = "mine"
+blocks = 2
+
+[[expect]]
+kind = "event"
+event = "connection.misbehaving"
+filters = { message = "addr message size = 1001" }
+group = "flooder"
+min = 1
+max = 1
+deadline_secs = 5
+
+[[expect]]
+kind = "event"
+event = "validation.block_connected"
+min = 2
+max = 2
+deadline_secs = 5
+
+[[expect]]
+kind = "rpc"
+method = "getblockcount"
+value = 103
+at_secs = 4
+
+[[expect]]
+kind = "drops"
+max = 0
+"#,
+    )
+    .expect("write scenario");
+    let report = dir.path().join("report");
+    let output = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .arg("rehearse")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&report)
+        .args(["-a", &nats.url()])
+        .args(["--rpc-url", &format!("http://{}", node.rpc_addr())])
+        .arg("--rpc-cookie")
+        .arg(node.cookie_file())
+        .args(["--p2p", &node.p2p_addr().to_string()])
+        .output()
+        .expect("rehearse runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verdict: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(report.join("verdict.json")).expect("verdict"))
+            .expect("JSON");
+    assert_eq!(verdict["stack"], "existing");
+    assert_eq!(verdict["passed"], true, "{verdict}");
+    // The user's node got our blocks and still runs; its mock clock was left alone.
+    let height: u64 = peerlab::node::NodeRpc::height(&node).expect("height");
+    assert_eq!(height, 103);
+    let info = peerlab::record::read_recording(&report.join("recording.mcap")).expect("recording");
+    assert!(info.messages.len() > 10, "the run was recorded");
+    runtime.block_on(extractor.stop()).expect("extractor stops");
 }
 
 /// Renders a report in headless Chromium (Debian's, installed by the quickstart): it must

@@ -18,8 +18,9 @@
 //!    bitcoind built with USDT tracepoints from the Bitcoin Core tree shipped in the
 //!    `libbitcoinkernel-sys` crate, cached outside the repository and checked by parsing its
 //!    `.note.stapsdt` notes. [`node::RegtestNode`] runs a private regtest node for tests, the
-//!    embedded stack and (later) attack scenarios; it mines to a keyless address so a
-//!    wallet-less node can still make and spend coins.
+//!    embedded stack and attack scenarios; it mines to a keyless address so a wallet-less
+//!    node can still make and spend coins. [`node::NodeRpc`] is the RPC surface shared by
+//!    that node and a user's node reached by URL ([`node::RemoteNode`]).
 //!
 //! 3. **[`usdt`]: tracepoints on top of aya.** aya loads BPF programs but knows nothing of
 //!    USDT. This module reads probe notes, parses argument specifications into the layout the
@@ -44,12 +45,17 @@
 //!    replay reads them back and publishes through the same [`bus::Publisher`] real
 //!    extractors use, so tools cannot tell a replay from live traffic.
 //!
-//! 8. **[`peer`]: a scriptable P2P peer**, for tests now and attack scenarios later: it enters
-//!    where real traffic does, the node's P2P port.
+//! 8. **[`peer`]: a scriptable P2P peer** for tests and attack scenarios: it enters where real
+//!    traffic does, the node's P2P port. [`peer::behaviour`] plays every scenario behaviour
+//!    (floods, malformed frames, header spam, invalid blocks, transaction spam, ...) with
+//!    chain objects from [`peer::chain`], and [`peer::replay`] re-sends a recorded peer's
+//!    inbound messages, turned back into wire bytes by [`peer::reencode`] (the exact inverse
+//!    of the extractor's decoder).
 //!
 //! [`scenario`] reads attack-rehearsal scenario files (TOML, errors with file:line:col) and
-//! [`rehearse`] plays them against the embedded stack with [`peer::run_peer`]'s scripted
-//! peers, then judges the expectations from what the observer saw.
+//! [`rehearse`] plays them, against the embedded stack or a user's running one, with
+//! [`peer::run_peer`]'s scripted peers, then judges the expectations from what the observer
+//! saw.
 //!
 //! 9. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
 //!    default stack that `peerlab run` starts.

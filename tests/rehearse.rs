@@ -44,17 +44,22 @@ fn every_scenario_passes() {
     let files = scenarios();
     assert!(files.len() >= 10, "at least 10 scenarios: {files:?}");
     let mut failures = Vec::new();
+    let mut durations = Vec::new();
     for file in files {
         let report = tempfile::tempdir().expect("report dir");
         let (verdict, _) = runtime
             .block_on(rehearse(&stack, &file, report.path()))
             .expect("scenario runs");
-        eprintln!(
-            "{}: {} in {:.1}s",
+        let line = format!(
+            "{}: {} in {:.1}s ({} events, {} connections left open)",
             verdict.scenario,
             if verdict.passed { "passed" } else { "FAILED" },
-            verdict.duration_secs
+            verdict.duration_secs,
+            verdict.events_seen,
+            verdict.peers_left_connected
         );
+        eprintln!("{line}");
+        durations.push(line);
         for name in ["recording.mcap", "verdict.json", "report.html"] {
             assert!(
                 report.path().join(name).is_file(),
@@ -88,6 +93,9 @@ fn every_scenario_passes() {
             ));
         }
     }
+    // For people and CI logs (not a timing assertion beyond the 60 s limit above).
+    let summary = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/scenario-durations.txt");
+    let _ = std::fs::write(&summary, durations.join("\n") + "\n");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

@@ -48,6 +48,48 @@ use primitives::address::Address as AddressArm;
 use primitives::inventory_item::Item;
 use wire::message_event::Msg;
 
+/// Every P2P message type with a structured arm (wire names), for tests of this decoder and
+/// of its inverse (`peer::reencode`).
+#[cfg(test)]
+pub(crate) const KNOWN_COMMANDS: &[&str] = &[
+    "version",
+    "verack",
+    "ping",
+    "pong",
+    "inv",
+    "getdata",
+    "notfound",
+    "tx",
+    "block",
+    "headers",
+    "getheaders",
+    "getblocks",
+    "addr",
+    "addrv2",
+    "sendaddrv2",
+    "feefilter",
+    "reject",
+    "sendcmpct",
+    "cmpctblock",
+    "getblocktxn",
+    "blocktxn",
+    "alert",
+    "filterload",
+    "filteradd",
+    "filterclear",
+    "merkleblock",
+    "getcfilters",
+    "cfilter",
+    "getcfheaders",
+    "cfheaders",
+    "getcfcheckpt",
+    "cfcheckpt",
+    "sendheaders",
+    "getaddr",
+    "mempool",
+    "wtxidrelay",
+];
+
 /// Result of decoding one payload; any error means "keep it raw".
 type Decoded = Result<Msg, encode::Error>;
 
@@ -836,46 +878,6 @@ mod tests {
 
     use super::*;
     use crate::event::strict::check_required;
-
-    /// Every P2P message type with a structured arm (wire names).
-    const KNOWN_COMMANDS: &[&str] = &[
-        "version",
-        "verack",
-        "ping",
-        "pong",
-        "inv",
-        "getdata",
-        "notfound",
-        "tx",
-        "block",
-        "headers",
-        "getheaders",
-        "getblocks",
-        "addr",
-        "addrv2",
-        "sendaddrv2",
-        "feefilter",
-        "reject",
-        "sendcmpct",
-        "cmpctblock",
-        "getblocktxn",
-        "blocktxn",
-        "alert",
-        "filterload",
-        "filteradd",
-        "filterclear",
-        "merkleblock",
-        "getcfilters",
-        "cfilter",
-        "getcfheaders",
-        "cfheaders",
-        "getcfcheckpt",
-        "cfcheckpt",
-        "sendheaders",
-        "getaddr",
-        "mempool",
-        "wtxidrelay",
-    ];
 
     /// Serializes `msg` as rust-bitcoin puts it on the wire, then decodes it back.
     fn roundtrip(msg: &NetworkMessage) -> Msg {

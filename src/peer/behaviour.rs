@@ -36,6 +36,7 @@ use super::connection::Peer;
 use super::error::PeerError;
 use super::framing::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::replay::{self, ReplayScript};
+use super::rng::Rng;
 use crate::node::KeylessCoin;
 use crate::scenario::{
     AddrFlood, AddrVersion, Behaviour, GetdataFlood, HeadersSpam, InvFlood, InvalidBlock,
@@ -691,30 +692,6 @@ pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
 /// The seed of the `i`-th message of a peer.
 fn sub_seed(seed: u64, i: u32) -> u64 {
     Rng::new(seed ^ (u64::from(i) << 32 | 0x5eed)).next()
-}
-
-/// SplitMix64: small, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
 }
 
 #[cfg(test)]

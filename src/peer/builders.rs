@@ -13,6 +13,7 @@ use bitcoin::p2p::ServiceFlags;
 use bitcoin::Txid;
 
 use super::config::PeerConfig;
+use super::rng::Rng;
 
 /// Port of the addresses [`addr_message`] announces (mainnet default).
 const ADDR_PORT: u16 = 8333;
@@ -39,7 +40,7 @@ pub fn version_message(config: &PeerConfig, nonce: u64, receiver: SocketAddr) ->
 /// An `addr` with `n` distinct routable IPv4 addresses (port 8333, NETWORK | WITNESS),
 /// the same for the same `seed`, with timestamps up to three hours old.
 pub fn addr_message(n: usize, seed: u64) -> NetworkMessage {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let now = unix_now();
     let services = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
     let mut seen = HashSet::with_capacity(n);
@@ -60,7 +61,7 @@ pub fn addr_message(n: usize, seed: u64) -> NetworkMessage {
 /// An `inv` with `n` MSG_TX items whose txids are pseudo-random, the same for the same
 /// `seed`.
 pub fn inv_message(n: usize, seed: u64) -> NetworkMessage {
-    let mut rng = SplitMix64(seed);
+    let mut rng = Rng::new(seed);
     let items = (0..n)
         .map(|_| {
             let mut bytes = [0u8; 32];
@@ -88,19 +89,6 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// SplitMix64: a tiny deterministic generator, enough for test data.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@
 //! invalid blocks and valid or orphan transactions.
 //!
 //! This module owns everything a scripted peer needs to know or forge about the node's
-//! chain. The builders are pure and deterministic from a `u64` seed (their own SplitMix64,
-//! [`Rng`]); only [`discover_tip`] talks to the node. What the builders aim at, from Bitcoin
+//! chain. The builders are pure and deterministic from a `u64` seed (a SplitMix64,
+//! `Rng`); only [`discover_tip`] talks to the node. What the builders aim at, from Bitcoin
 //! Core's `net_processing.cpp` (see `shared/spec/bitcoin-core.md` §5):
 //!
 //! - A `headers` message is checked in this order before Core looks at whether it connects:
@@ -43,6 +43,7 @@ use tracing::debug;
 use super::connection::Peer;
 use super::error::PeerError;
 use super::framing::Received;
+use super::rng::Rng;
 use crate::node::KeylessCoin;
 use crate::scenario::{HeadersKind, InvalidBlockKind};
 
@@ -464,40 +465,6 @@ fn random_merkle_root(rng: &mut Rng) -> TxMerkleNode {
 
 fn random_txid(rng: &mut Rng) -> Txid {
     Txid::from_byte_array(rng.bytes32())
-}
-
-/// SplitMix64: small and deterministic, so every forged object follows from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_u32(&mut self) -> u32 {
-        (self.next() >> 32) as u32
-    }
-
-    fn fill(&mut self, bytes: &mut [u8]) {
-        for chunk in bytes.chunks_mut(8) {
-            let word = self.next().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut bytes = [0u8; 32];
-        self.fill(&mut bytes);
-        bytes
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ mod error;
 mod framing;
 pub mod reencode;
 pub mod replay;
+mod rng;
 
 pub use behaviour::{run_peer, run_peer_with, PeerContext, PeerOutcome};
 pub use bitcoin::p2p::message::NetworkMessage;

@@ -776,47 +776,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::extractor::p2p_decode::decoded_kind;
-
-    /// Every P2P message type the decoder dispatches on (wire names).
-    const DECODER_COMMANDS: &[&str] = &[
-        "version",
-        "verack",
-        "ping",
-        "pong",
-        "inv",
-        "getdata",
-        "notfound",
-        "tx",
-        "block",
-        "headers",
-        "getheaders",
-        "getblocks",
-        "addr",
-        "addrv2",
-        "sendaddrv2",
-        "feefilter",
-        "reject",
-        "sendcmpct",
-        "cmpctblock",
-        "getblocktxn",
-        "blocktxn",
-        "alert",
-        "filterload",
-        "filteradd",
-        "filterclear",
-        "merkleblock",
-        "getcfilters",
-        "cfilter",
-        "getcfheaders",
-        "cfheaders",
-        "getcfcheckpt",
-        "cfcheckpt",
-        "sendheaders",
-        "getaddr",
-        "mempool",
-        "wtxidrelay",
-    ];
+    use crate::extractor::p2p_decode::{decoded_kind, KNOWN_COMMANDS};
 
     /// Every arm of `MessageEvent.msg`, as `decoded_kind` names them.
     const ALL_ARMS: &[&str] = &[
@@ -1576,7 +1536,7 @@ mod tests {
 
     fn command_strategy() -> impl Strategy<Value = String> {
         prop_oneof![
-            8 => proptest::sample::select(DECODER_COMMANDS).prop_map(str::to_string),
+            8 => proptest::sample::select(KNOWN_COMMANDS).prop_map(str::to_string),
             1 => "[a-z]{0,12}",
         ]
     }

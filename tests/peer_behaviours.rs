@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use peerlab::node::{cached_installation, NodeRpc, RegtestConfig, RegtestNode};
-use peerlab::peer::{run_peer, PeerOutcome, DEFAULT_USER_AGENT};
+use peerlab::peer::chain::discover_tip;
+use peerlab::peer::{run_peer, Peer, PeerConfig, PeerOutcome, DEFAULT_USER_AGENT};
 use peerlab::scenario::{
     AddrFlood, AddrVersion, Behaviour, InvFlood, Malformed, MalformedKind, PingFlood, TxKind,
     TxSpam, VersionAbuse,
@@ -192,7 +193,7 @@ async fn bad_checksum_is_dropped_silently() {
 }
 
 #[tokio::test]
-async fn unimplemented_behaviours_report_instead_of_panicking() {
+async fn behaviours_missing_their_context_report_instead_of_panicking() {
     let (_stop, stop_rx) = watch::channel(false);
     let behaviour = Behaviour::TxSpam(TxSpam {
         kind: TxKind::Valid,
@@ -206,9 +207,24 @@ async fn unimplemented_behaviours_report_instead_of_panicking() {
         outcome
             .error
             .as_deref()
-            .is_some_and(|e| e.starts_with("not implemented yet")),
+            .is_some_and(|e| e.contains("no mature coins")),
         "{outcome:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tip_is_learnt_over_p2p() {
+    let node = start_node();
+    let hashes = node.mine(7).expect("mine");
+    let mut peer = Peer::connect(p2p(&node), PeerConfig::default())
+        .await
+        .expect("connect");
+    peer.handshake().await.expect("handshake");
+    let tip = discover_tip(&mut peer, REACT).await.expect("tip");
+    assert_eq!(tip.height, 7);
+    assert_eq!(Some(&tip.hash), hashes.last());
+    assert_eq!(tip.header.block_hash(), tip.hash);
+    peer.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,8 +150,10 @@ async fn a_replayed_recording_records_identically() {
     extractor.stop().await.expect("extractor stops");
     let publisher = Arc::try_unwrap(publisher).ok().expect("sole owner");
     let sent = publisher.close(common::TIMEOUT).await.sent;
+    // At least 102 block_connected, the transaction's added and removed, the connection and
+    // the handshake's messages both ways; pings and announcements vary from run to run.
     assert!(
-        sent > 150,
+        sent >= 110,
         "a live pipeline with blocks, a transaction and a peer: {sent} events"
     );
     let live = recorder.stop_when(sent).await;

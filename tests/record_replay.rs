@@ -156,6 +156,7 @@ async fn a_replayed_recording_records_identically() {
         sent >= 110,
         "a live pipeline with blocks, a transaction and a peer: {sent} events"
     );
+    eprintln!("live pipeline: {sent} events sent");
     let live = recorder.stop_when(sent).await;
     assert!(live.messages >= sent);
     // `sent` also counts the extractor's stats snapshots, which are recorded but not replayed.

@@ -13,6 +13,7 @@
 //! from, even for events that came before the mapping was known); RPC expectations are
 //! evaluated at their time.
 
+mod collector;
 mod compare;
 mod node;
 mod observe;
@@ -20,28 +21,28 @@ mod report;
 mod rpc_check;
 mod stack;
 mod timeline;
+mod verdict;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::watch;
 
 pub use observe::Observed;
 pub use stack::{ExistingStack, StackSpec};
+pub use verdict::{ExpectationResult, GroupResult, Verdict};
 
-use crate::bus::Subscriber;
-use crate::extractor::ebpf::STATS_SUBJECT;
 use crate::node::NodeRpc;
 use crate::peer::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
 use crate::record::recorder::{record, RecordOptions};
-use crate::scenario::{Action, Behaviour, Check, DropSource, Scenario, TxKind};
-use stack::{Stack, StackCounters};
+use crate::scenario::{Action, Behaviour, Check, Scenario, TxKind};
+use collector::{Collector, Drops};
+use stack::Stack;
 use timeline::{CoinPool, Timeline};
+use verdict::{group_results, judge_count};
 
 /// Valid transactions one coinbase coin pays for (a split and its 24 children).
 const TXS_PER_COIN: usize = 25;
@@ -61,73 +62,6 @@ pub enum RehearseError {
     #[error("{0}")]
     Stack(String),
 }
-
-/// The outcome of one expectation.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExpectationResult {
-    /// Its label.
-    pub name: String,
-    /// `event`, `rpc` or `drops`.
-    pub kind: String,
-    /// Whether it held.
-    pub passed: bool,
-    /// What was observed.
-    pub observed: String,
-    /// What was expected.
-    pub expected: String,
-}
-
-/// What one peer group did.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct GroupResult {
-    /// Group name.
-    pub name: String,
-    /// Behaviour name.
-    pub behaviour: String,
-    /// Peers started.
-    pub peers: u32,
-    /// Peers whose handshake completed.
-    pub handshakes: u32,
-    /// Peers the node disconnected.
-    pub disconnected_by_node: u32,
-    /// Messages the behaviour sent, all peers together.
-    pub messages_sent: u64,
-    /// Distinct errors the peers reported.
-    pub errors: Vec<String>,
-}
-
-/// The verdict of a rehearsal (written as `verdict.json`).
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    /// Scenario name.
-    pub scenario: String,
-    /// Scenario file.
-    pub file: String,
-    /// Every expectation held and every step ran.
-    pub passed: bool,
-    /// Wall time from time zero to the end of the run.
-    pub duration_secs: f64,
-    /// Expectations, in file order.
-    pub expectations: Vec<ExpectationResult>,
-    /// Peer groups, in file order.
-    pub groups: Vec<GroupResult>,
-    /// Steps that failed, with why.
-    pub step_errors: Vec<String>,
-    /// Events the observer saw after time zero.
-    pub events_seen: usize,
-    /// Events the extractor dropped in the kernel.
-    pub dropped_in_kernel: u64,
-    /// Events the publisher dropped.
-    pub dropped_by_publisher: u64,
-    /// Peer connections still open when the run ended (should be 0: no leaked sockets).
-    pub peers_left_connected: u64,
-    /// `embedded` or `existing`.
-    pub stack: String,
-    /// What the reader should know (settings not applied, counters not available, ...).
-    pub notes: Vec<String>,
-}
-
-/// Runs `scenario_path` on `stack` and writes the report into `report_dir`.
 pub async fn rehearse(
     stack_spec: &StackSpec,
     scenario_path: &Path,
@@ -160,7 +94,7 @@ pub async fn rehearse(
 
     // Time zero, the observer and the peers.
     let t0 = Instant::now();
-    let observer = Observer::start(&stack, t0).await?;
+    let collector = Collector::start(&stack, t0).await?;
     let registry: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let coins = Arc::new(CoinPool::new(stack.first_own_block + 1));
     let (stop_all, stop_rx) = watch::channel(false);
@@ -198,7 +132,7 @@ pub async fn rehearse(
         }
     }
     let counters = stack.finish().await?;
-    let (mut observed, remote_drops) = observer.finish(counters.published).await;
+    let (mut observed, remote_drops) = collector.finish(counters.published).await;
     let _ = stop_recorder.send(());
     let _ = recorder.await;
     let peers_left_connected = open_peer_connections(&stack, &registry).await;
@@ -444,185 +378,6 @@ fn spawn_rpc_checks(
     tasks
 }
 
-fn judge_count(
-    name: String,
-    check: &crate::scenario::EventCheck,
-    deadline: f64,
-    count: u64,
-) -> ExpectationResult {
-    let passed = count >= check.min && check.max.is_none_or(|m| count <= m);
-    let expected = match check.max {
-        Some(max) => format!(
-            "between {} and {max} `{}` events by {deadline}s",
-            check.min, check.event
-        ),
-        None => format!(
-            "at least {} `{}` events by {deadline}s",
-            check.min, check.event
-        ),
-    };
-    ExpectationResult {
-        name,
-        kind: "event".into(),
-        passed,
-        observed: format!("{count} events"),
-        expected,
-    }
-}
-
-/// The bus subscriber of a run: every event with its time, plus the extractor's drop
-/// counters when a peerlab extractor publishes them.
-struct Observer {
-    observed: Arc<Mutex<Vec<Observed>>>,
-    remote_drops: Arc<Mutex<RemoteDrops>>,
-    seen: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Drop counters from `peerlab.stats.ebpf-extractor` snapshots: (kernel, publisher).
-#[derive(Debug, Default, Clone, Copy)]
-struct RemoteDrops {
-    first: Option<(u64, u64)>,
-    last: Option<(u64, u64)>,
-}
-
-impl Observer {
-    async fn start(stack: &Stack, t0: Instant) -> Result<Observer, RehearseError> {
-        let patterns = [stack.scheme.wildcard(), STATS_SUBJECT.to_string()];
-        let mut subscriber = Subscriber::connect(&stack.nats, stack.scheme.clone(), &patterns)
-            .await
-            .map_err(|e| RehearseError::Stack(format!("observer: {e}")))?;
-        let observed: Arc<Mutex<Vec<Observed>>> = Arc::default();
-        let remote_drops: Arc<Mutex<RemoteDrops>> = Arc::default();
-        let seen = Arc::new(AtomicU64::new(0));
-        let task = {
-            let (observed, remote_drops, seen) =
-                (observed.clone(), remote_drops.clone(), seen.clone());
-            tokio::spawn(async move {
-                while let Some(message) = subscriber.next().await {
-                    if message.subject == STATS_SUBJECT {
-                        if let (Some(counts), Ok(mut drops)) =
-                            (drop_counts(&message.payload), remote_drops.lock())
-                        {
-                            drops.first.get_or_insert(counts);
-                            drops.last = Some(counts);
-                        }
-                        continue;
-                    }
-                    seen.fetch_add(1, Ordering::Relaxed);
-                    let t = t0.elapsed().as_secs_f64();
-                    if let Some(event) = Observed::from_payload(t, &message.payload) {
-                        if let Ok(mut all) = observed.lock() {
-                            all.push(event);
-                        }
-                    }
-                }
-            })
-        };
-        Ok(Observer {
-            observed,
-            remote_drops,
-            seen,
-            task,
-        })
-    }
-
-    /// Takes what is still in flight (bounded) and returns everything seen: until `expected`
-    /// events arrived when the count is known (our own publisher), otherwise until the bus
-    /// has been quiet for half a second.
-    async fn finish(self, expected: Option<u64>) -> (Vec<Observed>, RemoteDrops) {
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut last = (self.seen.load(Ordering::Relaxed), Instant::now());
-        while Instant::now() < deadline {
-            let seen = self.seen.load(Ordering::Relaxed);
-            match expected {
-                Some(n) if seen >= n => break,
-                None if seen == last.0 && last.1.elapsed() >= Duration::from_millis(500) => break,
-                _ => {}
-            }
-            if seen != last.0 {
-                last = (seen, Instant::now());
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.task.abort();
-        let observed = self.observed.lock().map(|o| o.clone()).unwrap_or_default();
-        let drops = self.remote_drops.lock().map(|d| *d).unwrap_or_default();
-        (observed, drops)
-    }
-}
-
-/// (dropped in the kernel, dropped by the publisher) from a stats snapshot.
-fn drop_counts(payload: &[u8]) -> Option<(u64, u64)> {
-    let json: Value = serde_json::from_slice(payload).ok()?;
-    Some((
-        json["dropped_in_kernel"].as_u64()?,
-        json["publish_dropped"].as_u64()?,
-    ))
-}
-
-/// The run's drop counts, wherever they came from (`None`: not known).
-struct Drops {
-    kernel: Option<u64>,
-    bus: Option<u64>,
-}
-
-impl Drops {
-    fn from(counters: &StackCounters, remote: RemoteDrops, notes: &mut Vec<String>) -> Drops {
-        if counters.dropped_in_kernel.is_some() {
-            return Drops {
-                kernel: counters.dropped_in_kernel,
-                bus: counters.dropped_by_publisher,
-            };
-        }
-        match (remote.first, remote.last) {
-            (Some(first), Some(last)) => {
-                // Counters are cumulative since the extractor started; with one snapshot only
-                // its total is known, which may include drops from before the run.
-                let single = first == last;
-                if single {
-                    notes.push(format!("drop counters: one snapshot on {STATS_SUBJECT}; totals since the extractor started"));
-                }
-                let (k, b) = if single {
-                    last
-                } else {
-                    (last.0 - first.0.min(last.0), last.1 - first.1.min(last.1))
-                };
-                Drops {
-                    kernel: Some(k),
-                    bus: Some(b),
-                }
-            }
-            _ => {
-                notes.push(format!(
-                    "no drop counters were published on {STATS_SUBJECT} during the run (peerlab's extractor publishes them every --stats-interval)"
-                ));
-                Drops {
-                    kernel: None,
-                    bus: None,
-                }
-            }
-        }
-    }
-
-    fn judge(&self, name: String, source: DropSource, max: u64) -> ExpectationResult {
-        let dropped = match source {
-            DropSource::All => self.kernel.zip(self.bus).map(|(k, b)| k + b),
-            DropSource::Kernel => self.kernel,
-            DropSource::Bus => self.bus,
-        };
-        ExpectationResult {
-            name,
-            kind: "drops".into(),
-            passed: dropped.is_some_and(|d| d <= max),
-            observed: dropped.map_or("no drop counters available".into(), |d| {
-                format!("{d} dropped")
-            }),
-            expected: format!("at most {max} dropped"),
-        }
-    }
-}
-
 /// How long the run lasts: until the last step, RPC check or event deadline (plus a second
 /// for the observer), never past the scenario's timeout.
 fn run_length(scenario: &Scenario) -> Duration {
@@ -672,32 +427,6 @@ async fn open_peer_connections(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn group_results(scenario: &Scenario, outcomes: &[(String, PeerOutcome)]) -> Vec<GroupResult> {
-    scenario
-        .peers
-        .iter()
-        .map(|group| {
-            let mut result = GroupResult {
-                name: group.name.clone(),
-                behaviour: group.behaviour.name().to_string(),
-                ..GroupResult::default()
-            };
-            for (_, outcome) in outcomes.iter().filter(|(name, _)| name == &group.name) {
-                result.peers += 1;
-                result.handshakes += u32::from(outcome.handshake_completed);
-                result.disconnected_by_node += u32::from(outcome.disconnected_by_node);
-                result.messages_sent += outcome.messages_sent;
-                if let Some(e) = &outcome.error {
-                    if !result.errors.contains(e) {
-                        result.errors.push(e.clone());
-                    }
-                }
-            }
-            result
-        })
-        .collect()
 }
 
 /// The report directory's files.

@@ -1,0 +1,174 @@
+//! The collector, the bus side of a run: every event the observer saw, with its time, and
+//! the drop counters a peerlab extractor publishes on [`STATS_SUBJECT`] (what a rehearsal
+//! against someone else's stack judges `drops` expectations by).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::stack::{Stack, StackCounters};
+use super::{ExpectationResult, Observed, RehearseError};
+use crate::bus::Subscriber;
+use crate::extractor::ebpf::STATS_SUBJECT;
+use crate::scenario::DropSource;
+
+/// The bus subscriber of a run: every event with its time, plus the extractor's drop
+/// counters when a peerlab extractor publishes them.
+pub(super) struct Collector {
+    observed: Arc<Mutex<Vec<Observed>>>,
+    remote_drops: Arc<Mutex<RemoteDrops>>,
+    seen: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Drop counters from `peerlab.stats.ebpf-extractor` snapshots: (kernel, publisher).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RemoteDrops {
+    first: Option<(u64, u64)>,
+    last: Option<(u64, u64)>,
+}
+
+impl Collector {
+    pub(super) async fn start(stack: &Stack, t0: Instant) -> Result<Collector, RehearseError> {
+        let patterns = [stack.scheme.wildcard(), STATS_SUBJECT.to_string()];
+        let mut subscriber = Subscriber::connect(&stack.nats, stack.scheme.clone(), &patterns)
+            .await
+            .map_err(|e| RehearseError::Stack(format!("observer: {e}")))?;
+        let observed: Arc<Mutex<Vec<Observed>>> = Arc::default();
+        let remote_drops: Arc<Mutex<RemoteDrops>> = Arc::default();
+        let seen = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (observed, remote_drops, seen) =
+                (observed.clone(), remote_drops.clone(), seen.clone());
+            tokio::spawn(async move {
+                while let Some(message) = subscriber.next().await {
+                    if message.subject == STATS_SUBJECT {
+                        if let (Some(counts), Ok(mut drops)) =
+                            (drop_counts(&message.payload), remote_drops.lock())
+                        {
+                            drops.first.get_or_insert(counts);
+                            drops.last = Some(counts);
+                        }
+                        continue;
+                    }
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    let t = t0.elapsed().as_secs_f64();
+                    if let Some(event) = Observed::from_payload(t, &message.payload) {
+                        if let Ok(mut all) = observed.lock() {
+                            all.push(event);
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Collector {
+            observed,
+            remote_drops,
+            seen,
+            task,
+        })
+    }
+
+    /// Takes what is still in flight (bounded) and returns everything seen: until `expected`
+    /// events arrived when the count is known (our own publisher), otherwise until the bus
+    /// has been quiet for half a second.
+    pub(super) async fn finish(self, expected: Option<u64>) -> (Vec<Observed>, RemoteDrops) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut last = (self.seen.load(Ordering::Relaxed), Instant::now());
+        while Instant::now() < deadline {
+            let seen = self.seen.load(Ordering::Relaxed);
+            match expected {
+                Some(n) if seen >= n => break,
+                None if seen == last.0 && last.1.elapsed() >= Duration::from_millis(500) => break,
+                _ => {}
+            }
+            if seen != last.0 {
+                last = (seen, Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.task.abort();
+        let observed = self.observed.lock().map(|o| o.clone()).unwrap_or_default();
+        let drops = self.remote_drops.lock().map(|d| *d).unwrap_or_default();
+        (observed, drops)
+    }
+}
+
+/// (dropped in the kernel, dropped by the publisher) from a stats snapshot.
+fn drop_counts(payload: &[u8]) -> Option<(u64, u64)> {
+    let json: Value = serde_json::from_slice(payload).ok()?;
+    Some((
+        json["dropped_in_kernel"].as_u64()?,
+        json["publish_dropped"].as_u64()?,
+    ))
+}
+
+/// The run's drop counts, wherever they came from (`None`: not known).
+pub(super) struct Drops {
+    /// Dropped in BPF.
+    pub kernel: Option<u64>,
+    /// Dropped by the publisher.
+    pub bus: Option<u64>,
+}
+
+impl Drops {
+    pub(super) fn from(
+        counters: &StackCounters,
+        remote: RemoteDrops,
+        notes: &mut Vec<String>,
+    ) -> Drops {
+        if counters.dropped_in_kernel.is_some() {
+            return Drops {
+                kernel: counters.dropped_in_kernel,
+                bus: counters.dropped_by_publisher,
+            };
+        }
+        match (remote.first, remote.last) {
+            (Some(first), Some(last)) => {
+                // Counters are cumulative since the extractor started; with one snapshot only
+                // its total is known, which may include drops from before the run.
+                let single = first == last;
+                if single {
+                    notes.push(format!("drop counters: one snapshot on {STATS_SUBJECT}; totals since the extractor started"));
+                }
+                let (k, b) = if single {
+                    last
+                } else {
+                    (last.0 - first.0.min(last.0), last.1 - first.1.min(last.1))
+                };
+                Drops {
+                    kernel: Some(k),
+                    bus: Some(b),
+                }
+            }
+            _ => {
+                notes.push(format!(
+                    "no drop counters were published on {STATS_SUBJECT} during the run (peerlab's extractor publishes them every --stats-interval)"
+                ));
+                Drops {
+                    kernel: None,
+                    bus: None,
+                }
+            }
+        }
+    }
+
+    pub(super) fn judge(&self, name: String, source: DropSource, max: u64) -> ExpectationResult {
+        let dropped = match source {
+            DropSource::All => self.kernel.zip(self.bus).map(|(k, b)| k + b),
+            DropSource::Kernel => self.kernel,
+            DropSource::Bus => self.bus,
+        };
+        ExpectationResult {
+            name,
+            kind: "drops".into(),
+            passed: dropped.is_some_and(|d| d <= max),
+            observed: dropped.map_or("no drop counters available".into(), |d| {
+                format!("{d} dropped")
+            }),
+            expected: format!("at most {max} dropped"),
+        }
+    }
+}

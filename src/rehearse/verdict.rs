@@ -1,0 +1,128 @@
+//! The verdict of a rehearsal: what each expectation and peer group came to.
+
+use serde::Serialize;
+
+use crate::peer::PeerOutcome;
+use crate::scenario::{EventCheck, Scenario};
+
+/// The outcome of one expectation.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectationResult {
+    /// Its label.
+    pub name: String,
+    /// `event`, `rpc` or `drops`.
+    pub kind: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// What was observed.
+    pub observed: String,
+    /// What was expected.
+    pub expected: String,
+}
+
+/// What one peer group did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GroupResult {
+    /// Group name.
+    pub name: String,
+    /// Behaviour name.
+    pub behaviour: String,
+    /// Peers started.
+    pub peers: u32,
+    /// Peers whose handshake completed.
+    pub handshakes: u32,
+    /// Peers the node disconnected.
+    pub disconnected_by_node: u32,
+    /// Messages the behaviour sent, all peers together.
+    pub messages_sent: u64,
+    /// Distinct errors the peers reported.
+    pub errors: Vec<String>,
+}
+
+/// The verdict of a rehearsal (written as `verdict.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// Scenario name.
+    pub scenario: String,
+    /// Scenario file.
+    pub file: String,
+    /// Every expectation held and every step ran.
+    pub passed: bool,
+    /// Wall time from time zero to the end of the run.
+    pub duration_secs: f64,
+    /// Expectations, in file order.
+    pub expectations: Vec<ExpectationResult>,
+    /// Peer groups, in file order.
+    pub groups: Vec<GroupResult>,
+    /// Steps that failed, with why.
+    pub step_errors: Vec<String>,
+    /// Events the observer saw after time zero.
+    pub events_seen: usize,
+    /// Events the extractor dropped in the kernel.
+    pub dropped_in_kernel: u64,
+    /// Events the publisher dropped.
+    pub dropped_by_publisher: u64,
+    /// Peer connections still open when the run ended (should be 0: no leaked sockets).
+    pub peers_left_connected: u64,
+    /// `embedded` or `existing`.
+    pub stack: String,
+    /// What the reader should know (settings not applied, counters not available, ...).
+    pub notes: Vec<String>,
+}
+
+/// Judges an event expectation by its count.
+pub(super) fn judge_count(
+    name: String,
+    check: &EventCheck,
+    deadline: f64,
+    count: u64,
+) -> ExpectationResult {
+    let passed = count >= check.min && check.max.is_none_or(|m| count <= m);
+    let expected = match check.max {
+        Some(max) => format!(
+            "between {} and {max} `{}` events by {deadline}s",
+            check.min, check.event
+        ),
+        None => format!(
+            "at least {} `{}` events by {deadline}s",
+            check.min, check.event
+        ),
+    };
+    ExpectationResult {
+        name,
+        kind: "event".into(),
+        passed,
+        observed: format!("{count} events"),
+        expected,
+    }
+}
+
+/// What every peer group did, from its peers' outcomes.
+pub(super) fn group_results(
+    scenario: &Scenario,
+    outcomes: &[(String, PeerOutcome)],
+) -> Vec<GroupResult> {
+    scenario
+        .peers
+        .iter()
+        .map(|group| {
+            let mut result = GroupResult {
+                name: group.name.clone(),
+                behaviour: group.behaviour.name().to_string(),
+                ..GroupResult::default()
+            };
+            for (_, outcome) in outcomes.iter().filter(|(name, _)| name == &group.name) {
+                result.peers += 1;
+                result.handshakes += u32::from(outcome.handshake_completed);
+                result.disconnected_by_node += u32::from(outcome.disconnected_by_node);
+                result.messages_sent += outcome.messages_sent;
+                if let Some(e) = &outcome.error {
+                    if !result.errors.contains(e) {
+                        result.errors.push(e.clone());
+                    }
+                }
+            }
+            result
+        })
+        .collect()
+}

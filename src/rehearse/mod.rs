@@ -41,7 +41,7 @@ use crate::record::recorder::{record, RecordOptions};
 use crate::scenario::{Action, Behaviour, Check, Scenario, TxKind};
 use collector::{Collector, Drops};
 use stack::Stack;
-use timeline::{CoinPool, Timeline};
+use timeline::{CoinPool, Timeline, TimelineOutcome};
 use verdict::{group_results, judge_count};
 
 /// Valid transactions one coinbase coin pays for (a split and its 24 children).
@@ -115,10 +115,14 @@ pub async fn rehearse(
     tokio::time::sleep_until((t0 + run_length(&scenario)).into()).await;
     let duration_secs = t0.elapsed().as_secs_f64();
     let _ = stop_all.send(true);
-    let step_errors = match tokio::time::timeout(WIND_DOWN, steps).await {
-        Ok(Ok(errors)) => errors,
-        _ => vec!["the timeline did not finish within 15 s of the end".into()],
+    let timeline = match tokio::time::timeout(WIND_DOWN, steps).await {
+        Ok(Ok(outcome)) => outcome,
+        _ => TimelineOutcome {
+            errors: vec!["the timeline did not finish within 15 s of the end".into()],
+            restarts_secs: Vec::new(),
+        },
     };
+    let step_errors = timeline.errors;
     let mut outcomes: Vec<(String, PeerOutcome)> = Vec::new();
     for task in peer_tasks {
         if let Ok(Ok(result)) = tokio::time::timeout(WIND_DOWN, task).await {
@@ -182,6 +186,7 @@ pub async fn rehearse(
         expectations,
         groups: group_results(&scenario, &outcomes),
         step_errors,
+        restarts_secs: timeline.restarts_secs,
         events_seen: observed.len(),
         dropped_in_kernel: drops.kernel.unwrap_or(0),
         dropped_by_publisher: drops.bus.unwrap_or(0),

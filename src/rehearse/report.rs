@@ -89,32 +89,46 @@ fn html(verdict: &Verdict, observed: &[Observed]) -> String {
     page.push_str("<h2>P2P messages per second, by peer group and direction</h2>");
     page.push_str(&chart(&series, seconds));
 
-    // Open connections over time.
-    let mut open = vec![0.0; seconds + 1];
-    let mut level = 0.0;
-    let mut changes: Vec<(f64, f64)> = observed
+    // Open connections over time. A killed node closes nothing visibly: its connections are
+    // gone at each restart.
+    let mut changes: Vec<(f64, Change)> = observed
         .iter()
         .filter(|o| o.category.as_deref() == Some("connection"))
         .filter_map(|o| match o.arm.as_deref() {
-            Some("inbound") | Some("outbound") => Some((o.t_secs, 1.0)),
-            Some("closed") => Some((o.t_secs, -1.0)),
+            Some("inbound") | Some("outbound") => Some((o.t_secs, Change::Opened)),
+            Some("closed") => Some((o.t_secs, Change::Closed)),
             _ => None,
         })
+        .chain(verdict.restarts_secs.iter().map(|t| (*t, Change::Restart)))
         .collect();
     changes.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut open = vec![0.0; seconds + 1];
+    let mut level: f64 = 0.0;
     let mut it = changes.iter().peekable();
     for (second, slot) in open.iter_mut().enumerate() {
-        while let Some((t, delta)) = it.peek() {
-            if *t <= second as f64 + 1.0 {
-                level += delta;
-                it.next();
-            } else {
-                break;
-            }
+        while let Some((_, change)) = it.next_if(|(t, _)| *t <= second as f64 + 1.0) {
+            level = match change {
+                Change::Opened => level + 1.0,
+                Change::Closed => (level - 1.0).max(0.0),
+                Change::Restart => 0.0,
+            };
         }
         *slot = level;
     }
-    page.push_str("<h2>Connections over time (traced connects minus closes)</h2>");
+    let restarts = if verdict.restarts_secs.is_empty() {
+        String::new()
+    } else {
+        let at: Vec<String> = verdict
+            .restarts_secs
+            .iter()
+            .map(|t| format!("{t:.1} s"))
+            .collect();
+        format!("; back to 0 at node restarts: {}", at.join(", "))
+    };
+    let _ = write!(
+        page,
+        "<h2>Connections over time</h2><p>traced connects minus closes{restarts}</p>"
+    );
     page.push_str(&chart(
         &BTreeMap::from([("connections".to_string(), open)]),
         seconds,
@@ -141,6 +155,13 @@ fn html(verdict: &Verdict, observed: &[Observed]) -> String {
     page
 }
 
+/// A step of the connection count.
+enum Change {
+    Opened,
+    Closed,
+    Restart,
+}
+
 fn bump(buckets: &mut [f64], t: f64) {
     let i = (t.max(0.0) as usize).min(buckets.len().saturating_sub(1));
     if let Some(slot) = buckets.get_mut(i) {
@@ -148,17 +169,22 @@ fn bump(buckets: &mut [f64], t: f64) {
     }
 }
 
-/// A line chart of per-second series as inline SVG, with a legend.
+/// A line chart of per-second series as inline SVG, with a legend column beside the plot
+/// that grows the chart to fit every series; colours repeat with a different dash pattern.
 fn chart(series: &BTreeMap<String, Vec<f64>>, seconds: usize) -> String {
     const COLORS: [&str; 8] = [
         "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     ];
-    let (w, h, pad) = (900.0, 240.0, 40.0);
+    const DASHES: [&str; 3] = ["none", "6 3", "2 2"];
+    const LINE: f64 = 14.0;
     if series.is_empty() {
         return "<p>(nothing to plot)</p>".into();
     }
+    let (w, pad, legend) = (1000.0, 40.0, 230.0);
+    let h = f64::max(240.0, 2.0 * pad + LINE * (series.len() as f64 + 1.0));
+    let right = w - legend;
     let max = series.values().flatten().copied().fold(1.0_f64, f64::max);
-    let x = |s: usize| pad + (w - 2.0 * pad) * s as f64 / seconds.max(1) as f64;
+    let x = |s: usize| pad + (right - 2.0 * pad) * s as f64 / seconds.max(1) as f64;
     let y = |v: f64| h - pad - (h - 2.0 * pad) * v / max;
     let mut svg =
         format!("<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\">");
@@ -168,25 +194,30 @@ fn chart(series: &BTreeMap<String, Vec<f64>>, seconds: usize) -> String {
          <text x=\"4\" y=\"{t}\" font-size=\"11\">{max}</text><text x=\"4\" y=\"{b}\" font-size=\"11\">0</text>\
          <text x=\"{r}\" y=\"{lbl}\" font-size=\"11\" text-anchor=\"end\">{seconds} s</text>",
         b = h - pad,
-        r = w - pad,
+        r = right - pad,
         t = pad + 4.0,
         lbl = h - pad + 16.0,
     );
     for (i, (name, values)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
+        let dash = DASHES[(i / COLORS.len()) % DASHES.len()];
         let points: Vec<String> = values
             .iter()
             .enumerate()
             .map(|(s, v)| format!("{:.1},{:.1}", x(s), y(*v)))
             .collect();
+        let ly = pad + LINE * (i as f64 + 1.0);
         let _ = write!(
             svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <text x=\"{lx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{}</text>",
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\" points=\"{}\"/>\
+             <line x1=\"{lx}\" y1=\"{sy}\" x2=\"{lx2}\" y2=\"{sy}\" stroke=\"{color}\" stroke-width=\"2\" stroke-dasharray=\"{dash}\"/>\
+             <text x=\"{tx}\" y=\"{ly}\" font-size=\"12\" fill=\"{color}\">{}</text>",
             points.join(" "),
             escape(name),
-            lx = w - pad - 160.0,
-            ly = pad + 14.0 * (i as f64 + 1.0),
+            lx = right,
+            lx2 = right + 24.0,
+            tx = right + 30.0,
+            sy = ly - 4.0,
         );
     }
     svg.push_str("</svg>");

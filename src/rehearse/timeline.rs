@@ -48,6 +48,15 @@ impl CoinPool {
     }
 }
 
+/// What playing the steps came to.
+#[derive(Debug, Default)]
+pub(super) struct TimelineOutcome {
+    /// One line per failed step.
+    pub errors: Vec<String>,
+    /// When each node restart completed, in seconds since time zero.
+    pub restarts_secs: Vec<f64>,
+}
+
 /// Everything the steps touch.
 pub(super) struct Timeline {
     pub node: Arc<RehearsalNode>,
@@ -61,23 +70,27 @@ pub(super) struct Timeline {
 }
 
 impl Timeline {
-    /// Plays every step at its time; returns one line per failed step.
-    pub fn run(&self, t0: Instant) -> Vec<String> {
-        let mut errors = Vec::new();
+    /// Plays every step at its time.
+    pub fn run(&self, t0: Instant) -> TimelineOutcome {
+        let mut outcome = TimelineOutcome::default();
         for step in self.scenario.ordered_steps() {
             let due = t0 + crate::scenario::secs(step.at_secs);
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            if let Err(e) = self.act(&step.action) {
-                errors.push(format!(
+            match self.act(&step.action) {
+                Ok(()) if matches!(step.action, Action::RestartNode) => {
+                    outcome.restarts_secs.push(t0.elapsed().as_secs_f64());
+                }
+                Ok(()) => {}
+                Err(e) => outcome.errors.push(format!(
                     "step at {}s ({}): {e}",
                     step.at_secs,
                     step.action.name()
-                ));
+                )),
             }
         }
-        errors
+        outcome
     }
 
     fn act(&self, action: &Action) -> Result<(), String> {

@@ -56,6 +56,9 @@ pub struct Verdict {
     pub groups: Vec<GroupResult>,
     /// Steps that failed, with why.
     pub step_errors: Vec<String>,
+    /// When the node was restarted (seconds since time zero): connections it had then were
+    /// dropped without `closed` events, since the process was killed.
+    pub restarts_secs: Vec<f64>,
     /// Events the observer saw after time zero.
     pub events_seen: usize,
     /// Events the extractor dropped in the kernel.

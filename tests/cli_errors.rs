@@ -158,16 +158,13 @@ fn help_lists_the_commands() {
     }
 }
 
-#[test]
-fn rehearsing_a_restart_on_someone_elses_node_is_refused_before_touching_it() {
+/// `peerlab rehearse` of a scenario in scenarios/ against a stack nobody runs (nothing
+/// listens on port 9), with `extra` arguments.
+fn rehearse_against_nothing(scenario: &str, extra: &[&str]) -> Output {
     let report = tempfile::tempdir().expect("tempdir");
-    let scenario = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/scenarios/annotated-example.toml"
-    );
-    // Nothing listens on these addresses: the refusal must come before any connection.
-    let output = peerlab()
-        .args(["rehearse", scenario, "--report"])
+    let scenario = format!("{}/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    peerlab()
+        .args(["rehearse", &scenario, "--report"])
         .arg(report.path())
         .args([
             "-a",
@@ -175,9 +172,18 @@ fn rehearsing_a_restart_on_someone_elses_node_is_refused_before_touching_it() {
             "--rpc-url",
             "http://127.0.0.1:9",
         ])
-        .args(["--rpc-cookie", "/nonexistent/.cookie"])
+        .args(extra)
         .output()
-        .expect("run rehearse");
+        .expect("run rehearse")
+}
+
+#[test]
+fn rehearsing_a_restart_on_someone_elses_node_is_refused_before_touching_it() {
+    // The refusal must come before any connection.
+    let output = rehearse_against_nothing(
+        "annotated-example.toml",
+        &["--rpc-cookie", "/nonexistent/.cookie"],
+    );
     let line = error_line(&output);
     assert!(
         line.contains("restart_node step needs the embedded node"),
@@ -187,19 +193,7 @@ fn rehearsing_a_restart_on_someone_elses_node_is_refused_before_touching_it() {
 
 #[test]
 fn rehearsing_against_a_node_needs_rpc_credentials() {
-    let report = tempfile::tempdir().expect("tempdir");
-    let scenario = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/inv-flood.toml");
-    let output = peerlab()
-        .args(["rehearse", scenario, "--report"])
-        .arg(report.path())
-        .args([
-            "-a",
-            "nats://127.0.0.1:9",
-            "--rpc-url",
-            "http://127.0.0.1:9",
-        ])
-        .output()
-        .expect("run rehearse");
+    let output = rehearse_against_nothing("inv-flood.toml", &[]);
     let line = error_line(&output);
     assert!(line.contains("--rpc-cookie"), "{line}");
 }

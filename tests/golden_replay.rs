@@ -11,7 +11,6 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
 use peerlab::harness::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::replayer::{replay, ReplayOptions};
@@ -73,13 +72,7 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
         let _ = lines_tx.send(lines);
     });
 
-    let publisher = Publisher::connect(
-        &NatsOptions::local(nats.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = common::local_publisher(&nats.url()).await;
     let options = ReplayOptions {
         speed: 0.0,
         ..ReplayOptions::new(vec![RECORDING.into()])

@@ -5,7 +5,6 @@ mod common;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
 use peerlab::event::proto::ebpf_extractor::{ebpf::EbpfEvent, mempool, validation, Ebpf};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::Event;
@@ -86,13 +85,7 @@ fn start_logger(url: &str, extra: &[&str]) -> KillOnDrop {
 }
 
 async fn publish(url: &str) {
-    let publisher = Publisher::connect(
-        &NatsOptions::local(url),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("pub");
+    let publisher = common::local_publisher(url).await;
     for event in [added(), block(7), added(), block(8)] {
         assert!(publisher.publish_event(&event));
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin::Amount;
-use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
+use peerlab::bus::{NatsOptions, SubjectScheme};
 use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use peerlab::harness::NatsServer;
 use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
@@ -107,24 +107,10 @@ async fn a_replayed_recording_records_identically() {
     // Subscribe to the stats subject too, so the subscription is in place before events flow.
     let recorder = Recorder::start(&nats_a.url(), &first_file).await;
     // Give the recorder's subscription a server round trip before events flow.
-    let probe = Publisher::connect(
-        &NatsOptions::local(nats_a.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("probe publisher");
+    let probe = common::local_publisher(&nats_a.url()).await;
     probe.close(common::TIMEOUT).await;
     let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
-    let publisher = Arc::new(
-        Publisher::connect(
-            &NatsOptions::local(nats_a.url()),
-            SubjectScheme::Flat,
-            PublisherConfig::default(),
-        )
-        .await
-        .expect("publisher"),
-    );
+    let publisher = Arc::new(common::local_publisher(&nats_a.url()).await);
     let pid = node.pid().expect("pid");
     let extractor = EbpfExtractor::start(
         EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
@@ -169,21 +155,9 @@ async fn a_replayed_recording_records_identically() {
     // Replay at full speed into NATS B, recording again.
     let nats_b = NatsServer::start(&common::nats_server()).expect("nats B");
     let recorder = Recorder::start(&nats_b.url(), &second_file).await;
-    let probe = Publisher::connect(
-        &NatsOptions::local(nats_b.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("probe publisher");
+    let probe = common::local_publisher(&nats_b.url()).await;
     probe.close(common::TIMEOUT).await;
-    let replay_publisher = Publisher::connect(
-        &NatsOptions::local(nats_b.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("publisher B");
+    let replay_publisher = common::local_publisher(&nats_b.url()).await;
     let replay_options = ReplayOptions {
         speed: 0.0,
         ..ReplayOptions::new(vec![first_file.clone()])
@@ -218,13 +192,7 @@ async fn a_replayed_recording_records_identically() {
         to: Some(Duration::from_secs(2)),
         ..replay_options
     };
-    let publisher = Publisher::connect(
-        &NatsOptions::local(nats_b.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = common::local_publisher(&nats_b.url()).await;
     let summary = replay(&publisher, &paced, std::future::pending())
         .await
         .expect("paced replay");
@@ -265,13 +233,7 @@ async fn a_killed_recorder_leaves_a_readable_file_losing_at_most_a_second() {
     })
     .await
     .expect("recording file created");
-    let publisher = Publisher::connect(
-        &NatsOptions::local(nats.url()),
-        SubjectScheme::Flat,
-        PublisherConfig::default(),
-    )
-    .await
-    .expect("publisher");
+    let publisher = common::local_publisher(&nats.url()).await;
     // One event per millisecond for 2.5 s; Event.timestamp carries the send time in ms.
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     let started = std::time::Instant::now();

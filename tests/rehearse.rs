@@ -11,7 +11,6 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
 use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::Event;
@@ -134,11 +133,7 @@ deadline_secs = 4
     )
     .expect("write scenario");
     let report = dir.path().join("report");
-    let output = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .arg("rehearse")
-        .arg(&scenario)
-        .arg("--report")
-        .arg(&report)
+    let output = rehearse_command(&scenario, &report)
         .output()
         .expect("rehearse runs");
     assert!(
@@ -162,6 +157,17 @@ deadline_secs = 4
     let html = std::fs::read_to_string(report.join("report.html")).expect("report");
     assert!(html.contains("FAILED") && html.contains("bad checksum gets the peer disconnected"));
     render_in_chromium(&report.join("report.html"));
+}
+
+/// `peerlab rehearse SCENARIO --report REPORT`, ready for more arguments.
+fn rehearse_command(scenario: &Path, report: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_peerlab"));
+    command
+        .arg("rehearse")
+        .arg(scenario)
+        .arg("--report")
+        .arg(report);
+    command
 }
 
 /// Inbound messages by type that `peer` sent in a recording, counted straight from the file.
@@ -242,13 +248,7 @@ fn rehearses_against_a_running_stack() {
     let node = RegtestNode::start(&config).expect("node");
     let pid = node.pid().expect("pid");
     let extractor = runtime.block_on(async {
-        let publisher = Publisher::connect(
-            &NatsOptions::local(nats.url()),
-            SubjectScheme::Flat,
-            PublisherConfig::default(),
-        )
-        .await
-        .expect("publisher");
+        let publisher = common::local_publisher(&nats.url()).await;
         let mut ebpf = EbpfConfig::new(common::bitcoind(), Target::Pid(pid));
         ebpf.report_period = Duration::from_millis(200);
         let extractor = EbpfExtractor::start(ebpf, Arc::new(publisher)).expect("extractor");
@@ -309,11 +309,7 @@ max = 0
     )
     .expect("write scenario");
     let report = dir.path().join("report");
-    let output = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .arg("rehearse")
-        .arg(&scenario)
-        .arg("--report")
-        .arg(&report)
+    let output = rehearse_command(&scenario, &report)
         .args(["-a", &nats.url()])
         .args(["--rpc-url", &format!("http://{}", node.rpc_addr())])
         .arg("--rpc-cookie")

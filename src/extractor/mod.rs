@@ -6,3 +6,5 @@
 
 pub mod ebpf;
 pub mod p2p_decode;
+#[cfg(test)]
+pub(crate) mod p2p_samples;

@@ -859,8 +859,6 @@ mod sha3 {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use bitcoin::absolute::LockTime;
     use bitcoin::bip158::{FilterHash, FilterHeader};
     use bitcoin::blockdata::constants::genesis_block;
@@ -868,16 +866,17 @@ mod tests {
     use bitcoin::p2p::address::AddrV2Message;
     use bitcoin::p2p::message::NetworkMessage;
     use bitcoin::p2p::message_compact_blocks::{BlockTxn, CmpctBlock, GetBlockTxn};
-    use bitcoin::p2p::message_network::{Reject, VersionMessage};
+    use bitcoin::p2p::message_network::Reject;
     use bitcoin::{
-        transaction, Amount, BlockHash, Network, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid,
-        Witness, Wtxid,
+        transaction, Amount, Network, OutPoint, ScriptBuf, Sequence, TxIn, TxOut, Txid, Witness,
+        Wtxid,
     };
     use proptest::prelude::*;
     use prost::Message as _;
 
     use super::*;
     use crate::event::strict::check_required;
+    use crate::extractor::p2p_samples::*;
 
     /// Serializes `msg` as rust-bitcoin puts it on the wire, then decodes it back.
     fn roundtrip(msg: &NetworkMessage) -> Msg {
@@ -921,15 +920,6 @@ mod tests {
         );
     }
 
-    /// 32 ascending bytes: not a palindrome, so internal and display order differ.
-    fn ascending(start: u8) -> [u8; 32] {
-        std::array::from_fn(|i| start.wrapping_add(i as u8))
-    }
-
-    fn block_hash(start: u8) -> BlockHash {
-        BlockHash::from_byte_array(ascending(start))
-    }
-
     fn witness_tx() -> Transaction {
         Transaction {
             version: transaction::Version::TWO,
@@ -963,10 +953,6 @@ mod tests {
             wtxid: tx.compute_wtxid().to_byte_array().to_vec(),
             raw: Some(serialize(tx)),
         }
-    }
-
-    fn socket(s: &str) -> SocketAddr {
-        s.parse().expect("test address")
     }
 
     fn address_arm(address: &primitives::Address) -> &AddressArm {
@@ -1346,17 +1332,7 @@ mod tests {
         }
     }
 
-    /// The Tor v3 and I2P names in Bitcoin Core's net tests, with their raw keys.
-    const TORV3_NAME: &str = "pg6mmjiyjmcrsslvykfwnntlaru7p5svn6y2ymmju6nubxndf4pscryd.onion";
-    const TORV3_PUBKEY: &str = "79bcc625184b05194975c28b66b66b0469f7f6556fb1ac3189a79b40dda32f1f";
     const I2P_NAME: &str = "udhdrtrcetjm5sxzskjyr5ztpeszydbh4dpl3pl4utgqqw2v4jna.b32.i2p";
-    const I2P_HASH: &str = "a0ce38ce2224d2cecaf9929388f73379259c0c27e0debdbd7ca4cd085b55e25a";
-
-    fn array32(hex_str: &str) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&hex::decode(hex_str).expect("hex"));
-        out
-    }
 
     fn addrv2_entry_of(addr: AddrV2) -> AddrV2Message {
         AddrV2Message {
@@ -1468,21 +1444,6 @@ mod tests {
 
     // ---- version, reject, feefilter, alert ---------------------------------------------------
 
-    fn version_message(relay: bool) -> VersionMessage {
-        let services = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
-        let mut msg = VersionMessage::new(
-            services,
-            1_700_000_000,
-            P2pAddress::new(&socket("1.2.3.4:8333"), ServiceFlags::NONE),
-            P2pAddress::new(&socket("[2001:db8::1]:18444"), services),
-            0xdead_beef_cafe_f00d,
-            "/Satoshi:27.0.0/".into(),
-            850_000,
-        );
-        msg.relay = relay;
-        msg
-    }
-
     fn expected_version(relay: bool) -> Msg {
         let services = (ServiceFlags::NETWORK | ServiceFlags::WITNESS).to_u64();
         Msg::Version(wire::Version {
@@ -1541,14 +1502,6 @@ mod tests {
         let position = payload.len() - 4 - 1 - 2; // the 'x', before start height and relay
         payload[position] = 0xff;
         assert_unknown("version", &payload);
-    }
-
-    fn reject_payload(code: u8, hash: &[u8]) -> Vec<u8> {
-        let mut payload = serialize(&"tx".to_string());
-        payload.push(code);
-        payload.extend(serialize(&"reason".to_string()));
-        payload.extend_from_slice(hash);
-        payload
     }
 
     #[test]

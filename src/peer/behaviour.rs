@@ -39,8 +39,8 @@ use super::replay::{self, ReplayScript};
 use super::rng::Rng;
 use crate::node::KeylessCoin;
 use crate::scenario::{
-    AddrFlood, AddrVersion, Behaviour, GetdataFlood, HeadersSpam, InvFlood, InvalidBlock,
-    Malformed, MalformedKind, PingFlood, TxKind, TxSpam, VersionAbuse,
+    AddrFlood, AddrVersion, Behaviour, GetdataFlood, InvFlood, Malformed, MalformedKind, PingFlood,
+    TxKind, TxSpam, VersionAbuse,
 };
 
 /// Mainnet magic: the "wrong" magic of `malformed` `bad_magic` frames.
@@ -293,8 +293,19 @@ async fn play(
             send_malformed(peer, malformed, seed, stop, outcome).await
         }
         Behaviour::TxSpam(spam) => tx_spam(peer, spam, seed, context, stop, outcome).await,
-        Behaviour::HeadersSpam(spam) => headers_spam(peer, spam, seed, stop, outcome).await,
-        Behaviour::InvalidBlock(params) => invalid_blocks(peer, params, seed, stop, outcome).await,
+        Behaviour::HeadersSpam(spam) => {
+            let build = |tip: &ChainTip, i: u32| {
+                let seed = sub_seed(seed, i);
+                NetworkMessage::Headers(bad_headers(spam.kind, tip, spam.headers_per_message, seed))
+            };
+            flood_on_tip(peer, spam.messages, build, stop, outcome).await
+        }
+        Behaviour::InvalidBlock(params) => {
+            let build = |tip: &ChainTip, i: u32| {
+                NetworkMessage::Block(invalid_block(params.kind, tip, sub_seed(seed, i)))
+            };
+            flood_on_tip(peer, params.blocks, build, stop, outcome).await
+        }
         _ => Flow::Continue,
     }
 }
@@ -445,41 +456,19 @@ async fn tip_of(peer: &mut Peer, outcome: &mut PeerOutcome) -> Option<ChainTip> 
     }
 }
 
-/// `headers_spam`: `messages` headers messages of bad headers.
-async fn headers_spam(
+/// `headers_spam` and `invalid_block`: learns the node's tip, then sends `count` messages
+/// built on it.
+async fn flood_on_tip(
     peer: &mut Peer,
-    spam: &HeadersSpam,
-    seed: u64,
+    count: u32,
+    build: impl Fn(&ChainTip, u32) -> NetworkMessage,
     stop: &mut watch::Receiver<bool>,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let Some(tip) = tip_of(peer, outcome).await else {
         return Flow::Continue;
     };
-    let build = |i: u32| {
-        NetworkMessage::Headers(bad_headers(
-            spam.kind,
-            &tip,
-            spam.headers_per_message,
-            sub_seed(seed, i),
-        ))
-    };
-    flood(peer, spam.messages, 0, build, stop, outcome).await
-}
-
-/// `invalid_block`: `blocks` invalid blocks built on the node's tip.
-async fn invalid_blocks(
-    peer: &mut Peer,
-    params: &InvalidBlock,
-    seed: u64,
-    stop: &mut watch::Receiver<bool>,
-    outcome: &mut PeerOutcome,
-) -> Flow {
-    let Some(tip) = tip_of(peer, outcome).await else {
-        return Flow::Continue;
-    };
-    let build = |i: u32| NetworkMessage::Block(invalid_block(params.kind, &tip, sub_seed(seed, i)));
-    flood(peer, params.blocks, 0, build, stop, outcome).await
+    flood(peer, count, 0, |i| build(&tip, i), stop, outcome).await
 }
 
 /// A random transaction with a non-standard version (4..=i32::MAX), so the mempool

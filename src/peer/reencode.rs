@@ -757,8 +757,6 @@ fn cfcheckpt(msg: &wire::CfCheckpt) -> Encoded {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use bitcoin::absolute::LockTime;
     use bitcoin::bip152::{BlockTransactions, BlockTransactionsRequest, HeaderAndShortIds};
     use bitcoin::bip158::{FilterHash, FilterHeader};
@@ -768,15 +766,16 @@ mod tests {
     use bitcoin::p2p::address::AddrV2Message;
     use bitcoin::p2p::message::NetworkMessage;
     use bitcoin::p2p::message_compact_blocks::{BlockTxn, CmpctBlock, GetBlockTxn};
-    use bitcoin::p2p::message_network::{Reject, VersionMessage};
+    use bitcoin::p2p::message_network::Reject;
     use bitcoin::{
-        transaction, Amount, BlockHash, MerkleBlock, Network, OutPoint, ScriptBuf, Sequence,
-        Transaction, TxIn, TxOut, Txid, Witness, Wtxid,
+        transaction, Amount, MerkleBlock, Network, OutPoint, ScriptBuf, Sequence, Transaction,
+        TxIn, TxOut, Txid, Witness, Wtxid,
     };
     use proptest::prelude::*;
 
     use super::*;
     use crate::extractor::p2p_decode::{decoded_kind, KNOWN_COMMANDS};
+    use crate::extractor::p2p_samples::*;
 
     /// Every arm of `MessageEvent.msg`, as `decoded_kind` names them.
     const ALL_ARMS: &[&str] = &[
@@ -821,31 +820,7 @@ mod tests {
         "oldping",
     ];
 
-    /// The Tor v3 and I2P names in Bitcoin Core's net tests, with their raw keys.
-    const TORV3_NAME: &str = "pg6mmjiyjmcrsslvykfwnntlaru7p5svn6y2ymmju6nubxndf4pscryd.onion";
-    const TORV3_PUBKEY: &str = "79bcc625184b05194975c28b66b66b0469f7f6556fb1ac3189a79b40dda32f1f";
-    const I2P_HASH: &str = "a0ce38ce2224d2cecaf9929388f73379259c0c27e0debdbd7ca4cd085b55e25a";
-
     // ---- sample messages -----------------------------------------------------------------------
-
-    /// 32 ascending bytes: not a palindrome, so a byte-order mistake would show.
-    fn ascending(start: u8) -> [u8; 32] {
-        std::array::from_fn(|i| start.wrapping_add(i as u8))
-    }
-
-    fn block_hash(start: u8) -> BlockHash {
-        BlockHash::from_byte_array(ascending(start))
-    }
-
-    fn array32(hex_str: &str) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(&hex::decode(hex_str).expect("hex"));
-        out
-    }
-
-    fn socket(s: &str) -> SocketAddr {
-        s.parse().expect("test address")
-    }
 
     fn witness_tx() -> Transaction {
         Transaction {
@@ -884,21 +859,6 @@ mod tests {
         block
     }
 
-    fn version_message(relay: bool) -> VersionMessage {
-        let services = ServiceFlags::NETWORK | ServiceFlags::WITNESS;
-        let mut msg = VersionMessage::new(
-            services,
-            1_700_000_000,
-            P2pAddress::new(&socket("1.2.3.4:8333"), ServiceFlags::NONE),
-            P2pAddress::new(&socket("[2001:db8::1]:18444"), services),
-            0xdead_beef_cafe_f00d,
-            "/Satoshi:27.0.0/".into(),
-            850_000,
-        );
-        msg.relay = relay;
-        msg
-    }
-
     fn addrv2_entry(addr: AddrV2, services: ServiceFlags) -> AddrV2Message {
         AddrV2Message {
             time: 1_700_000_000,
@@ -906,14 +866,6 @@ mod tests {
             addr,
             port: 8333,
         }
-    }
-
-    fn reject_payload(code: u8, hash: &[u8]) -> Vec<u8> {
-        let mut payload = serialize(&"tx".to_string());
-        payload.push(code);
-        payload.extend(serialize(&"reason".to_string()));
-        payload.extend_from_slice(hash);
-        payload
     }
 
     /// Structured messages built with rust-bitcoin, at least one for every arm but `unknown`.

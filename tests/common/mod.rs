@@ -80,3 +80,15 @@ pub fn assert_nothing_lost(stats: &peerlab::extractor::ebpf::ExtractorStats) {
         "publisher drops"
     );
 }
+
+/// A publisher with the default configuration and flat subjects, connected to the NATS
+/// server at `url`.
+pub async fn local_publisher(url: &str) -> peerlab::bus::Publisher {
+    peerlab::bus::Publisher::connect(
+        &peerlab::bus::NatsOptions::local(url),
+        peerlab::bus::SubjectScheme::Flat,
+        peerlab::bus::PublisherConfig::default(),
+    )
+    .await
+    .expect("publisher connects to the local nats-server")
+}

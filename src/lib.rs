@@ -74,5 +74,6 @@ pub mod peer;
 pub mod record;
 pub mod rehearse;
 pub mod scenario;
+pub mod secret;
 pub mod tools;
 pub mod usdt;

@@ -47,9 +47,9 @@ enum Command {
         /// Discard the cached bitcoind and build it again.
         #[arg(long)]
         rebuild: bool,
-        /// Parallel compile jobs (default: number of CPUs).
-        #[arg(long, short = 'j', default_value_t = 0)]
-        jobs: usize,
+        /// Parallel compile jobs (0 = number of CPUs; at most 256).
+        #[arg(long, short = 'j', default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
+        jobs: u16,
         /// Print `{"bitcoind": ..., "bitcoin_cli": ..., "nats_server": ...}` on stdout.
         #[arg(long)]
         json: bool,
@@ -58,14 +58,15 @@ enum Command {
     /// bitcoind, exercised with blocks and transactions, watched over the bus.
     Run {
         /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = whole_seconds())]
         duration: Option<u64>,
         /// Seconds between regtest activity rounds (a block and a transaction each).
-        #[arg(long, value_name = "SECONDS", default_value_t = 2)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 2, value_parser = whole_seconds())]
         interval: u64,
-        /// Honest P2P peers to connect to the node.
-        #[arg(long, default_value_t = 1)]
-        peers: usize,
+        /// Honest P2P peers to connect to the node (0-100; the node takes at most ~114
+        /// inbound peers by default).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=100))]
+        peers: u16,
         /// Also record everything the bus carries into this MCAP file.
         #[arg(long, value_name = "FILE")]
         record: Option<PathBuf>,
@@ -91,14 +92,14 @@ enum Command {
         /// Only these event kinds (netmsg, netconn, mempool, validation, ...), comma-separated.
         #[arg(long, value_delimiter = ',')]
         kind: Vec<EventKind>,
-        /// Start a new file after this many MiB of events.
-        #[arg(long, value_name = "MIB")]
+        /// Start a new file after this many MiB of events (1 to 1048576, i.e. 1 TiB).
+        #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
         rotate_mib: Option<u64>,
         /// Start a new file after this many seconds.
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = whole_seconds())]
         rotate_secs: Option<u64>,
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = whole_seconds())]
         duration: Option<u64>,
         /// Replace peer addresses with keyed pseudonyms (same network type, consistent within
         /// the recording) so the file can be shared.
@@ -117,14 +118,15 @@ enum Command {
         /// Recordings, replayed one after another.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
-        /// Pacing factor: 1 = as recorded, 2 = twice as fast, 0 = as fast as possible.
-        #[arg(long, default_value_t = 1.0)]
+        /// Pacing factor: 1 = as recorded, 2 = twice as fast, 0 = as fast as possible
+        /// (0 to 1000000).
+        #[arg(long, default_value_t = 1.0, value_parser = speed_factor)]
         speed: f64,
-        /// Skip the first SECONDS of the recording.
-        #[arg(long, value_name = "SECONDS")]
+        /// Skip the first SECONDS of the recording (fractions allowed).
+        #[arg(long, value_name = "SECONDS", value_parser = recording_offset)]
         from: Option<f64>,
-        /// Stop at SECONDS after the recording's start.
-        #[arg(long, value_name = "SECONDS")]
+        /// Stop at SECONDS after the recording's start (fractions allowed).
+        #[arg(long, value_name = "SECONDS", value_parser = recording_offset)]
         to: Option<f64>,
         /// Only these subjects (exact names; repeatable).
         #[arg(long = "subject", value_name = "SUBJECT")]
@@ -198,12 +200,26 @@ struct ExistingStackArgs {
     /// The node's RPC cookie file (<datadir>/regtest/.cookie).
     #[arg(long, value_name = "FILE", conflicts_with = "rpc_user")]
     rpc_cookie: Option<PathBuf>,
-    /// RPC user (with --rpc-password).
-    #[arg(long, value_name = "USER", requires = "rpc_password")]
+    /// RPC user (with --rpc-password-file or --rpc-password).
+    #[arg(long, value_name = "USER", requires = "rpc_password_source")]
     rpc_user: Option<String>,
-    /// RPC password (with --rpc-user).
-    #[arg(long, value_name = "PASSWORD", requires = "rpc_user")]
+    /// RPC password (with --rpc-user). Visible to every user in `ps`: prefer
+    /// --rpc-password-file.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        requires = "rpc_user",
+        group = "rpc_password_source"
+    )]
     rpc_password: Option<String>,
+    /// File whose first line is the RPC password (with --rpc-user).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "rpc_user",
+        group = "rpc_password_source"
+    )]
+    rpc_password_file: Option<PathBuf>,
     /// Where the scenario's peers connect (default: the RPC host, port 18444).
     #[arg(long, value_name = "HOST:PORT")]
     p2p: Option<String>,
@@ -220,6 +236,7 @@ impl ExistingStackArgs {
             rpc_cookie: self.rpc_cookie.clone(),
             rpc_user: self.rpc_user.clone(),
             rpc_password: self.rpc_password.clone(),
+            rpc_password_file: self.rpc_password_file.clone(),
             p2p: self.p2p.clone(),
             scheme: self.subjects_scheme.scheme(),
         })
@@ -259,20 +276,21 @@ enum Extractor {
         /// Trace only these tracepoints (provider:name, repeatable); overrides the groups.
         #[arg(long = "probe", value_name = "PROVIDER:NAME")]
         probes: Vec<String>,
-        /// Ring buffer for messages up to 64 KiB, in MiB (power of two).
-        #[arg(long, default_value_t = 4)]
+        /// Ring buffer for messages up to 64 KiB, in MiB (power of two, 1 to 1024).
+        #[arg(long, default_value_t = 4, value_parser = ring_mib(1))]
         message_ring_mib: u32,
-        /// Ring buffer for large messages (blocks), in MiB (power of two, >= 8).
-        #[arg(long, default_value_t = 8)]
+        /// Ring buffer for large messages (blocks), in MiB (power of two, 8 to 1024).
+        #[arg(long, default_value_t = 8, value_parser = ring_mib(8))]
         big_message_ring_mib: u32,
-        /// Ring buffer for connection, mempool and validation events, in MiB (power of two).
-        #[arg(long, default_value_t = 2)]
+        /// Ring buffer for connection, mempool and validation events, in MiB (power of two,
+        /// 1 to 1024).
+        #[arg(long, default_value_t = 2, value_parser = ring_mib(1))]
         event_ring_mib: u32,
         /// Seconds between counter reports (drops are logged when non-zero).
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
         stats_interval: u64,
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
-        #[arg(long)]
+        #[arg(long, value_parser = whole_seconds())]
         duration: Option<u64>,
         #[command(flatten)]
         nats: NatsArgs,
@@ -303,9 +321,71 @@ enum Tool {
     },
 }
 
+/// Longest duration any option accepts: ten years, far beyond any run, far below overflow.
+const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// Whole seconds, 1 to [`MAX_SECONDS`].
+fn whole_seconds() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=MAX_SECONDS)
+}
+
+/// A ring size in MiB: a power of two from `min` to 1024.
+fn ring_mib(min: u32) -> impl Fn(&str) -> Result<u32, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let mib: u32 = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number of MiB"))?;
+        if !mib.is_power_of_two() || !(min..=1024).contains(&mib) {
+            return Err(format!(
+                "{mib} MiB: a ring must be a power of two from {min} to 1024 MiB"
+            ));
+        }
+        Ok(mib)
+    }
+}
+
+/// A point in a recording, in seconds from its start: finite, 0 to [`MAX_SECONDS`].
+fn recording_offset(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !seconds.is_finite() || !(0.0..=MAX_SECONDS as f64).contains(&seconds) {
+        return Err(format!(
+            "{text}: give a number of seconds from 0 to {MAX_SECONDS}"
+        ));
+    }
+    Ok(seconds)
+}
+
+/// A replay pacing factor: 0 (as fast as possible), or 0.001 to 1000000.
+fn speed_factor(text: &str) -> Result<f64, String> {
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if !(speed == 0.0 || (1e-3..=1e6).contains(&speed)) {
+        return Err(format!(
+            "{text}: the speed is 0 (as fast as possible) or a factor from 0.001 to 1000000"
+        ));
+    }
+    Ok(speed)
+}
+
+/// Says once that a secret given as an argument is visible to every user (`ps`, shell
+/// history), and which option reads it from a file instead.
+fn warn_about_secrets_on_the_command_line() {
+    let arguments: Vec<String> = std::env::args().collect();
+    for (given, instead) in peerlab::secret::secrets_on_command_line(&arguments) {
+        tracing::warn!(
+            "{given} given on the command line is visible to every user of this machine (ps, \
+             /proc/<pid>/cmdline); use {instead} instead"
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     peerlab::logging::init(&cli.log);
+    warn_about_secrets_on_the_command_line();
     let result = match cli.command {
         Command::Setup {
             bitcoind,
@@ -320,7 +400,7 @@ fn main() -> ExitCode {
                 bitcoin_cli,
                 no_install,
                 rebuild,
-                jobs,
+                jobs: usize::from(jobs),
             };
             peerlab::commands::setup::run(&options, json)
         }
@@ -334,7 +414,7 @@ fn main() -> ExitCode {
             duration: duration.map(Duration::from_secs),
             interval: Duration::from_secs(interval.max(1)),
             scheme: subjects.scheme(),
-            peers,
+            peers: usize::from(peers),
             record,
         }),
         Command::Extract {

@@ -132,6 +132,14 @@ fn events() -> Vec<Event> {
                 })),
             })));
         }
+        // An undecodable message whose bytes carry the peer's address as text (issue 9.3).
+        events.push(ebpf(EbpfEvent::Message(message::MessageEvent {
+            meta: meta(peer, id, "chatty"),
+            msg: Some(Msg::Unknown(message::Unknown {
+                command: "chatty".into(),
+                payload: format!("\u{1}peer at {peer}; relay {ADDR_ENTRY_V4}").into_bytes(),
+            })),
+        })));
         events.push(ebpf(EbpfEvent::Connection(connection::ConnectionEvent {
             event: Some(connection_event::Event::Closed(
                 connection::ClosedConnection {

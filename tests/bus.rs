@@ -333,3 +333,53 @@ async fn prefixed_scheme_routes_by_node() {
         ("fleet.beta.netmsg", Some("beta"))
     );
 }
+
+/// Regression (issue 9.1): a client subscribed to the full wildcard `>` (what `nats sub '>'`
+/// does) used to swallow every batch confirmation, so nothing was confirmed, every batch was
+/// re-sent and every event counted as dropped. Now every event arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wildcard_subscriber_does_not_stall_the_publisher() {
+    let server = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(server.url());
+    // The bystander subscribes to everything and never answers anything.
+    let bystander = async_nats::connect(server.url()).await.expect("bystander");
+    let mut everything = bystander.subscribe(">").await.expect("subscribe >");
+    let observer = async_nats::connect(server.url()).await.expect("observer");
+    let mut single_token = observer.subscribe("*").await.expect("subscribe *");
+    bystander.flush().await.expect("flush");
+    observer.flush().await.expect("flush");
+    let drain_bystander = tokio::spawn(async move {
+        use futures::StreamExt as _;
+        let mut seen = 0u64;
+        while everything.next().await.is_some() {
+            seen += 1;
+        }
+        seen
+    });
+
+    let publisher = Publisher::connect(&options, SubjectScheme::Flat, PublisherConfig::default())
+        .await
+        .expect("publisher");
+    const N: u64 = 40_000;
+    for i in 0..N {
+        assert!(publisher.publish_event(&event(i)), "event {i} dropped");
+    }
+    let stats = publisher.close(common::TIMEOUT).await;
+
+    let mut seen = HashSet::new();
+    while (seen.len() as u64) < N {
+        use futures::StreamExt as _;
+        let message = tokio::time::timeout(common::TIMEOUT, single_token.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out with {} of {N} events received", seen.len()))
+            .expect("subscription open");
+        let seq = seq_of(&message.payload);
+        assert!(seen.insert(seq), "event {seq} arrived twice");
+    }
+    // No duplicate can still be on its way: nothing was sent twice.
+    assert_eq!(stats.sent, N, "{stats:?}");
+    assert_eq!(stats.dropped(), 0, "{stats:?}");
+    assert_eq!(stats.resent, 0, "{stats:?}");
+    drop(bystander);
+    drain_bystander.abort();
+}

@@ -78,7 +78,7 @@ impl ConnectionMonitor {
 /// rather than a silent hang. Once connected, the client reconnects forever.
 pub async fn connect(options: &NatsOptions) -> Result<Connection, BusError> {
     let addrs = options.server_addrs()?;
-    let shown = options.addresses.join(", ");
+    let shown = crate::secret::redact_url_list(&options.addresses.join(","));
     let started = Instant::now();
     let mut last_log: Option<Instant> = None;
     let mut attempts = 0u64;

@@ -52,8 +52,14 @@ pub struct NatsArgs {
     /// Client private key (PEM) for mutual TLS; needs --nats-tls-cert.
     #[arg(long = "nats-tls-key", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Give up if no server answers within this many seconds at start-up (0 = keep trying).
-    #[arg(long = "nats-wait", value_name = "SECONDS", default_value_t = 0)]
+    /// Give up if no server answers within this many seconds at start-up (0 = keep trying;
+    /// at most one year).
+    #[arg(
+        long = "nats-wait",
+        value_name = "SECONDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=365 * 24 * 3600)
+    )]
     pub wait_secs: u64,
 }
 
@@ -152,8 +158,12 @@ impl NatsOptions {
         self.addresses
             .iter()
             .map(|a| {
-                a.parse::<ServerAddr>()
-                    .map_err(|e| BusError::InvalidOption(format!("bad NATS address `{a}`: {e}")))
+                a.parse::<ServerAddr>().map_err(|e| {
+                    BusError::InvalidOption(format!(
+                        "bad NATS address `{}`: {e}",
+                        crate::secret::redact_url(a)
+                    ))
+                })
             })
             .collect()
     }

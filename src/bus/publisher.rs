@@ -2,26 +2,35 @@
 //!
 //! Producers (extractors, replay) call [`Publisher::publish_event`] or
 //! [`Publisher::publish_raw`], which only enqueue. One forwarding task sends the queue in
-//! batches and confirms each batch with a server round trip (a request to a subject nobody
-//! answers: the server's "no responders" reply proves it processed everything sent before it
-//! on this connection). A batch that is not confirmed, because the connection died under it,
-//! is sent again once the client has reconnected. While NATS is away the buffer fills; what
-//! does not fit is counted as dropped and reported, never lost silently.
+//! batches and confirms each batch with a server round trip: after the batch it publishes a
+//! numbered marker to a subject of its own that it subscribes to itself. The server handles a
+//! connection's messages in order, so the marker coming back proves the server processed
+//! everything sent before it. Other clients cannot intercept that round trip: a subscriber to
+//! `>` receives a copy of the marker, but the server still delivers ours (unlike a request,
+//! which any subscriber may answer or swallow).
+//!
+//! Invariants:
+//! - A batch is sent again only when the connection was lost while it was unconfirmed (what
+//!   a reconnect may have lost); a slow confirmation on a live connection is waited for, never
+//!   re-sent, so a busy server causes no duplicates.
+//! - While NATS is away the buffer fills; what does not fit is counted as dropped and
+//!   reported, never lost silently.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::client::{PublishErrorKind, RequestErrorKind};
-use async_nats::Client;
+use async_nats::client::PublishErrorKind;
 pub use async_nats::Subject;
+use async_nats::{Client, Subscriber as NatsSubscription};
 use bytes::Bytes;
+use futures::StreamExt as _;
 use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::connect::{connect, Connection};
+use super::connect::{connect, Connection, ConnectionMonitor};
 use super::{BusError, NatsOptions, SubjectScheme};
 use crate::event::{Event, EventKind};
 
@@ -34,7 +43,7 @@ pub struct PublisherConfig {
     pub max_buffered_bytes: usize,
     /// Most events sent before waiting for the server's confirmation.
     pub max_batch: usize,
-    /// How long to wait for a batch's confirmation before assuming the connection died.
+    /// How often an unconfirmed batch checks whether the connection was lost meanwhile.
     pub confirm_timeout: Duration,
     /// How often drops are logged (when there are any) and stats are published.
     pub report_period: Duration,
@@ -151,7 +160,7 @@ impl Publisher {
         let buffered_bytes = Arc::new(AtomicUsize::new(0));
         let forwarder = tokio::spawn(forward(
             connection.client.clone(),
-            connection.monitor.connected(),
+            connection.monitor.clone(),
             rx,
             stats.clone(),
             buffered_bytes.clone(),
@@ -290,40 +299,115 @@ impl Drop for AbortOnDrop {
 /// The forwarding task: batches out of the queue, each confirmed or re-sent.
 async fn forward(
     client: Client,
-    mut connected: watch::Receiver<bool>,
+    monitor: Arc<ConnectionMonitor>,
     mut rx: mpsc::Receiver<Outgoing>,
     stats: Arc<PublisherStats>,
     buffered_bytes: Arc<AtomicUsize>,
     config: PublisherConfig,
 ) {
-    let confirm_subject = format!(
-        "_peerlab.confirm.{}",
-        client.new_inbox().replace("_INBOX.", "")
-    );
+    let mut confirmer = Confirmer::new(&client, monitor).await;
     let mut batch = Vec::with_capacity(config.max_batch);
     while rx.recv_many(&mut batch, config.max_batch).await > 0 {
         let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
-        let delivered = deliver(
-            &client,
-            &mut connected,
-            &batch,
-            &confirm_subject,
-            &stats,
-            &config,
-        )
-        .await;
+        let delivered = deliver(&client, &mut confirmer, &batch, &stats, &config).await;
         stats.sent.fetch_add(delivered, Ordering::Relaxed);
         buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
         batch.clear();
     }
 }
 
+/// The publisher's own round trip through the server: numbered markers on a subject only
+/// this connection subscribes to on purpose (see the module docs).
+struct Confirmer {
+    subject: Subject,
+    /// `None` until the subscription could be made (NATS away at start): then the next
+    /// confirmation makes it first.
+    replies: Option<NatsSubscription>,
+    monitor: Arc<ConnectionMonitor>,
+    connected: watch::Receiver<bool>,
+    next_marker: u64,
+}
+
+/// How a confirmation ended.
+enum Confirmation {
+    /// The server processed everything sent before the marker.
+    Confirmed,
+    /// The connection was lost while waiting: what was sent may be lost, send it again.
+    ConnectionLost,
+}
+
+impl Confirmer {
+    async fn new(client: &Client, monitor: Arc<ConnectionMonitor>) -> Confirmer {
+        let subject = Subject::from(format!(
+            "_peerlab.confirm.{}",
+            client.new_inbox().trim_start_matches("_INBOX.")
+        ));
+        let replies = client.subscribe(subject.clone()).await.ok();
+        Confirmer {
+            subject,
+            replies,
+            connected: monitor.connected(),
+            monitor,
+            next_marker: 0,
+        }
+    }
+
+    /// Times the connection was lost so far: a change means unconfirmed sends may be lost.
+    fn epoch(&self) -> u64 {
+        self.monitor.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Waits (in bounded steps, re-checking) until the connection is up.
+    async fn wait_connected(&mut self, step: Duration) {
+        while !*self.connected.borrow() {
+            let _ = tokio::time::timeout(step, self.connected.wait_for(|up| *up)).await;
+        }
+    }
+
+    /// Sends a marker and waits for it to come back, or for the connection to drop.
+    async fn confirm(&mut self, client: &Client, epoch: u64, step: Duration) -> Confirmation {
+        if self.replies.is_none() {
+            match client.subscribe(self.subject.clone()).await {
+                Ok(subscription) => self.replies = Some(subscription),
+                Err(_) => return Confirmation::ConnectionLost,
+            }
+        }
+        self.next_marker += 1;
+        let marker = self.next_marker;
+        let payload = Bytes::from(marker.to_be_bytes().to_vec());
+        if client.publish(self.subject.clone(), payload).await.is_err() {
+            return Confirmation::ConnectionLost;
+        }
+        loop {
+            let Some(replies) = self.replies.as_mut() else {
+                return Confirmation::ConnectionLost;
+            };
+            match tokio::time::timeout(step, replies.next()).await {
+                Ok(Some(message)) => {
+                    // Markers of earlier attempts may still arrive: only ours counts.
+                    if message.payload.as_ref() == marker.to_be_bytes() {
+                        return Confirmation::Confirmed;
+                    }
+                }
+                Ok(None) => {
+                    // The client closed the subscription (connection closed for good).
+                    self.replies = None;
+                    return Confirmation::ConnectionLost;
+                }
+                Err(_) if self.epoch() != epoch => return Confirmation::ConnectionLost,
+                Err(_) => tracing::debug!(
+                    "batch confirmation slow on a live connection; still waiting (not re-sent)"
+                ),
+            }
+        }
+    }
+}
+
 /// Sends one batch until the server confirms it; returns how many events it took.
 async fn deliver(
     client: &Client,
-    connected: &mut watch::Receiver<bool>,
+    confirmer: &mut Confirmer,
     batch: &[Outgoing],
-    confirm_subject: &str,
     stats: &PublisherStats,
     config: &PublisherConfig,
 ) -> u64 {
@@ -336,12 +420,9 @@ async fn deliver(
         }
         first_try = false;
         // Hold the batch while disconnected, so the outage shows up as a full buffer (counted
-        // drops) instead of events piling up unseen inside the client. Bounded wait, then check
-        // again: the watch may lag the client's own state.
-        while !*connected.borrow() {
-            let _ =
-                tokio::time::timeout(config.confirm_timeout, connected.wait_for(|up| *up)).await;
-        }
+        // drops) instead of events piling up unseen inside the client.
+        confirmer.wait_connected(config.confirm_timeout).await;
+        let epoch = confirmer.epoch();
         let mut too_large = 0u64;
         let mut failed = false;
         for item in batch {
@@ -365,16 +446,13 @@ async fn deliver(
         if failed {
             continue;
         }
-        let confirm = client.request(confirm_subject.to_string(), Bytes::new());
-        match tokio::time::timeout(config.confirm_timeout, confirm).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "batch not confirmed; re-sending after reconnect");
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!("batch confirmation timed out; re-sending after reconnect");
+        match confirmer
+            .confirm(client, epoch, config.confirm_timeout)
+            .await
+        {
+            Confirmation::Confirmed => {}
+            Confirmation::ConnectionLost => {
+                tracing::debug!("connection lost before the batch was confirmed; re-sending");
                 continue;
             }
         }

@@ -82,6 +82,17 @@ pub fn replay(options: &ReplayOptions, nats: &NatsOptions) -> anyhow::Result<()>
                 "timing error (actual minus scheduled send time)"
             );
         }
+        if bus.dropped() > 0 {
+            anyhow::bail!(
+                "{} of {} replayed events did not reach NATS (buffer full: {}, larger than the server's max_payload: {}, not taken before shutdown: {}); {} delivered",
+                bus.dropped(),
+                bus.offered,
+                bus.dropped_buffer_full,
+                bus.dropped_too_large,
+                bus.dropped_at_shutdown,
+                bus.sent
+            );
+        }
         anyhow::Ok(())
     })
 }

@@ -25,6 +25,8 @@ pub struct ExistingStackArgs {
     pub rpc_user: Option<String>,
     /// RPC password.
     pub rpc_password: Option<String>,
+    /// File whose first line is the RPC password.
+    pub rpc_password_file: Option<PathBuf>,
     /// The node's P2P address.
     pub p2p: Option<String>,
     /// Subject scheme of the stack.
@@ -33,11 +35,16 @@ pub struct ExistingStackArgs {
 
 impl ExistingStackArgs {
     fn to_stack(&self) -> anyhow::Result<ExistingStack> {
-        let rpc_auth = match (&self.rpc_cookie, &self.rpc_user, &self.rpc_password) {
+        let password = match (&self.rpc_password, &self.rpc_password_file) {
+            (Some(password), _) => Some(password.clone()),
+            (None, Some(file)) => Some(read_password_file(file)?),
+            (None, None) => None,
+        };
+        let rpc_auth = match (&self.rpc_cookie, &self.rpc_user, password) {
             (Some(cookie), _, _) => RpcAuth::Cookie(cookie.clone()),
-            (None, Some(user), Some(password)) => RpcAuth::UserPass(user.clone(), password.clone()),
+            (None, Some(user), Some(password)) => RpcAuth::UserPass(user.clone(), password),
             _ => bail!(
-                "--rpc-url needs credentials: --rpc-cookie FILE, or --rpc-user and --rpc-password"
+                "--rpc-url needs credentials: --rpc-cookie FILE, or --rpc-user with --rpc-password-file"
             ),
         };
         let p2p_text = match &self.p2p {
@@ -61,16 +68,33 @@ impl ExistingStackArgs {
     }
 }
 
+/// The first line of a password file, trimmed.
+fn read_password_file(file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read --rpc-password-file {}", file.display()))?;
+    let password = text.lines().next().unwrap_or("").trim().to_string();
+    if password.is_empty() {
+        bail!("--rpc-password-file {} is empty", file.display());
+    }
+    Ok(password)
+}
+
 /// The host of `http://host:port/...`.
 fn rpc_host(url: &str) -> anyhow::Result<String> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let host = match authority.rsplit_once(':') {
         Some((host, _port)) => host,
         None => authority,
     };
     if host.is_empty() {
-        bail!("--rpc-url {url} has no host; give it as http://HOST:PORT");
+        bail!(
+            "--rpc-url {} has no host; give it as http://HOST:PORT",
+            crate::secret::redact_url(url)
+        );
     }
     Ok(host
         .trim_start_matches('[')

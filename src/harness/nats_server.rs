@@ -20,11 +20,19 @@ pub struct NatsServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Configuration appended to the harness's own (e.g. an `authorization` block).
+    extra_config: String,
 }
 
 impl NatsServer {
     /// Starts `exe` on a free port and waits until it greets clients.
     pub fn start(exe: &Path) -> Result<NatsServer, HarnessError> {
+        NatsServer::start_with_config(exe, "")
+    }
+
+    /// Like [`start`](Self::start), with `extra_config` (nats-server configuration syntax)
+    /// appended to the harness's settings, e.g. `authorization { ... }`.
+    pub fn start_with_config(exe: &Path, extra_config: &str) -> Result<NatsServer, HarnessError> {
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port().map_err(|e| start_error(format!("no free port: {e}")))?;
@@ -35,6 +43,7 @@ impl NatsServer {
                 port,
                 dir,
                 child: None,
+                extra_config: extra_config.to_string(),
             };
             match server.launch() {
                 Ok(()) => return Ok(server),
@@ -87,11 +96,12 @@ impl NatsServer {
         std::fs::write(
             &config,
             format!(
-                "host: 127.0.0.1\nport: {}\nmax_payload: {NATS_MAX_PAYLOAD}\nmax_pending: {}\nlog_file: \"{}\"\n",
+                "host: 127.0.0.1\nport: {}\nmax_payload: {NATS_MAX_PAYLOAD}\nmax_pending: {}\nlog_file: \"{}\"\n{}\n",
                 self.port,
                 // Room for a subscriber to lag behind a fast publisher of large events.
                 256 << 20,
-                log.display()
+                log.display(),
+                self.extra_config
             ),
         )
         .map_err(|e| start_error(format!("cannot write {}: {e}", config.display())))?;

@@ -84,6 +84,18 @@ pub enum EntryState {
     Valid(Manifest),
     /// Something is wrong; the reason says what.
     Corrupt(String),
+    /// The entry exists but this user may not read it (or another I/O error): not corrupt,
+    /// and not to be deleted. The reason says what failed.
+    Unreadable(String),
+}
+
+/// The state for an I/O error on `path`: missing, or unreadable (never "corrupt": a
+/// permission problem says nothing about the content).
+fn io_state(path: &Path, e: &std::io::Error) -> EntryState {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => EntryState::Missing,
+        _ => EntryState::Unreadable(format!("cannot read {}: {e}", path.display())),
+    }
 }
 
 /// One cache entry directory.
@@ -125,8 +137,7 @@ impl CacheEntry {
         let path = self.manifest_path();
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return EntryState::Missing,
-            Err(e) => return EntryState::Corrupt(format!("cannot read {}: {e}", path.display())),
+            Err(e) => return io_state(&path, &e),
         };
         let manifest: Manifest = match serde_json::from_str(&text) {
             Ok(m) => m,
@@ -149,9 +160,13 @@ impl CacheEntry {
                         binary.display()
                     ))
                 }
-                Err(e) => {
-                    return EntryState::Corrupt(format!("cannot read {}: {e}", binary.display()))
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return EntryState::Corrupt(format!(
+                        "{} is missing although the manifest lists it",
+                        binary.display()
+                    ))
                 }
+                Err(e) => return io_state(&binary, &e),
             }
         }
         EntryState::Valid(manifest)

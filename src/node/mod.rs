@@ -56,6 +56,14 @@ pub enum NodeError {
         /// What does not match.
         reason: String,
     },
+    /// A cache entry exists but cannot be read by this user.
+    #[error("cannot use the bitcoind cache entry {dir}: {reason}; run peerlab as the user who ran `peerlab setup` (or as root), or set PEERLAB_CACHE_DIR to a cache this user can read")]
+    UnreadableCache {
+        /// The entry directory.
+        dir: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
     /// A build step failed.
     #[error("{step} failed; last lines of its output:\n{output_tail}")]
     Build {

@@ -128,9 +128,10 @@ impl RemoteNode {
                 corepc_regtest_client::Auth::UserPass(user.clone(), password.clone())
             }
         };
+        let shown = crate::secret::redact_url(url);
         let client = bitcoind::Client::new_with_auth(url, auth).map_err(|e| {
             NodeError::Regtest(format!(
-                "cannot use the RPC credentials for {url}: {e} (check --rpc-cookie or --rpc-user/--rpc-password)"
+                "cannot use the RPC credentials for {shown}: {e} (check --rpc-cookie or --rpc-user/--rpc-password-file)"
             ))
         })?;
         let node = RemoteNode {
@@ -139,7 +140,7 @@ impl RemoteNode {
         };
         let _: Value = node.rpc("getblockchaininfo", &[]).map_err(|e| {
             NodeError::Regtest(format!(
-                "the node at {url} does not answer RPC ({e}); is bitcoind running with -server and are the credentials right?"
+                "the node at {shown} does not answer RPC ({e}); is bitcoind running with -server and are the credentials right?"
             ))
         })?;
         Ok(node)

@@ -136,6 +136,12 @@ fn cached_or_built(options: &SetupOptions) -> Result<(CacheEntry, BitcoindOrigin
                 reason,
             });
         }
+        EntryState::Unreadable(reason) => {
+            return Err(NodeError::UnreadableCache {
+                dir: entry.dir().to_path_buf(),
+                reason,
+            });
+        }
         EntryState::Missing => {}
     }
     let source = fetch_core_source()?;
@@ -199,6 +205,10 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
             hint: "run `peerlab setup` (builds one into the cache) or set BITCOIND_EXE".into(),
         }),
         EntryState::Corrupt(reason) => Err(NodeError::CorruptCache {
+            dir: entry.dir().to_path_buf(),
+            reason,
+        }),
+        EntryState::Unreadable(reason) => Err(NodeError::UnreadableCache {
             dir: entry.dir().to_path_buf(),
             reason,
         }),

@@ -5,8 +5,11 @@
 //! the same pseudonym within a recording (so a peer stays one peer), and without the key the
 //! mapping cannot be reversed. Ports are kept. Covered: message and connection metadata,
 //! addr/addrv2 entries, version receiver/sender, RPC peer infos, addrman events, P2P-extractor
-//! announcements; addresses inside payloads we could not decode, and dotted-quad IPv4 text in
-//! log messages, are scrubbed by searching for every address seen so far (text and binary).
+//! announcements. Inside payloads we could not decode (unknown P2P messages, events that do
+//! not parse) and in log text, two passes run: every address seen so far is replaced where it
+//! occurs in binary form (4 or 16 bytes), and every textual IPv4 or IPv6 address (bare, with a
+//! port, or in brackets) standing as a word of its own is replaced by its pseudonym. Hostnames
+//! and onion names in free text are replaced only once seen in a structured field.
 //! The key itself is never written.
 
 use std::collections::HashMap;
@@ -98,11 +101,7 @@ impl Anonymizer {
                 self.event(&mut event);
                 event.encode_to_vec()
             }
-            Err(_) => {
-                let mut bytes = payload.to_vec();
-                self.scrub_bytes(&mut bytes);
-                bytes
-            }
+            Err(_) => self.scrub_payload(payload),
         }
     }
 
@@ -120,7 +119,7 @@ impl Anonymizer {
                             self.address(&mut v.receiver);
                             self.address(&mut v.sender);
                         }
-                        Some(Msg::Unknown(u)) => self.scrub_bytes(&mut u.payload),
+                        Some(Msg::Unknown(u)) => u.payload = self.scrub_payload(&u.payload),
                         _ => {}
                     }
                 }
@@ -323,29 +322,22 @@ impl Anonymizer {
         }
     }
 
-    /// Replaces known address texts and any dotted-quad IPv4 in free text.
+    /// An undecodable payload, scrubbed of binary and textual addresses.
+    fn scrub_payload(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = payload.to_vec();
+        self.scrub_bytes(&mut bytes);
+        let bytes = self.scrub_address_text(&bytes);
+        let mut bytes = bytes;
+        // Addresses first seen as text are now known in binary form too.
+        self.scrub_bytes(&mut bytes);
+        bytes
+    }
+
+    /// Replaces textual addresses and known host names in free text.
     fn scrub_text(&mut self, text: &mut String) {
-        let mut result = String::with_capacity(text.len());
-        let mut token = String::new();
-        for c in text.chars().chain(std::iter::once(' ')) {
-            if c.is_ascii_digit() || c == '.' {
-                token.push(c);
-                continue;
-            }
-            if !token.is_empty() {
-                match token.trim_end_matches('.').parse::<Ipv4Addr>() {
-                    Ok(ip) => {
-                        let dots = &token[token.trim_end_matches('.').len()..];
-                        result.push_str(&self.ipv4(ip).to_string());
-                        result.push_str(dots);
-                    }
-                    Err(_) => result.push_str(&token),
-                }
-                token.clear();
-            }
-            result.push(c);
-        }
-        result.pop();
+        let scrubbed = self.scrub_address_text(text.as_bytes());
+        // Only ASCII runs were replaced, by ASCII: the text stays valid UTF-8.
+        let mut result = String::from_utf8_lossy(&scrubbed).into_owned();
         for (original, pseudo) in &self.text {
             if result.contains(original.as_str()) {
                 result = result.replace(original.as_str(), pseudo);
@@ -353,6 +345,69 @@ impl Anonymizer {
         }
         *text = result;
     }
+
+    /// Every IPv4 / IPv6 address written as text in `input` (any bytes), replaced by its
+    /// pseudonym; ports, brackets and surrounding bytes are kept.
+    ///
+    /// A candidate is a maximal run of hex digits, dots and colons that stands as a word of
+    /// its own (no letter, digit or `_` touching it), so `CConnman::Start` or `v28.1.0.0rc1`
+    /// are left alone.
+    fn scrub_address_text(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len());
+        let mut i = 0;
+        while i < input.len() {
+            if !is_address_char(input[i]) {
+                out.push(input[i]);
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < input.len() && is_address_char(input[i]) {
+                i += 1;
+            }
+            let standalone = (start == 0 || !is_word_char(input[start - 1]))
+                && (i == input.len() || !is_word_char(input[i]));
+            let token = &input[start..i];
+            match standalone.then(|| self.address_token(token)).flatten() {
+                Some(replaced) => out.extend_from_slice(replaced.as_bytes()),
+                None => out.extend_from_slice(token),
+            }
+        }
+        out
+    }
+
+    /// The pseudonymous form of a token that is an address (optionally `ipv4:port`, and with
+    /// trailing punctuation dots or colons kept), or `None`.
+    fn address_token(&mut self, token: &[u8]) -> Option<String> {
+        let text = std::str::from_utf8(token).ok()?;
+        let core = text.trim_end_matches(['.', ':']);
+        let trailing = &text[core.len()..];
+        if let Ok(socket) = core.parse::<std::net::SocketAddrV4>() {
+            let ip = self.ipv4(*socket.ip());
+            return Some(format!("{ip}:{}{trailing}", socket.port()));
+        }
+        if let Ok(v4) = core.parse::<Ipv4Addr>() {
+            return Some(format!("{}{trailing}", self.ipv4(v4)));
+        }
+        // An IPv6 address needs at least two colons and one hex digit ("::" alone is not one).
+        let colons = core.bytes().filter(|b| *b == b':').count();
+        if colons >= 2 && core.bytes().any(|b| b.is_ascii_hexdigit()) {
+            if let Ok(v6) = core.parse::<Ipv6Addr>() {
+                return Some(format!("{}{trailing}", self.ip(IpAddr::V6(v6))));
+            }
+        }
+        None
+    }
+}
+
+/// Characters an IP address is written with (hex digits, dots, colons).
+fn is_address_char(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b'.' || b == b':'
+}
+
+/// Characters that make a neighbouring run part of a longer word.
+fn is_word_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 fn replace_all(bytes: &mut [u8], needle: &[u8], replacement: &[u8]) {
@@ -440,5 +495,40 @@ mod tests {
         let mut raw = vec![1, 198, 51, 100, 7, 2];
         a.scrub_bytes(&mut raw);
         assert_ne!(&raw[1..5], &[198, 51, 100, 7]);
+    }
+
+    /// Regression (issue 9.3): an unknown message's payload carrying `peer at
+    /// 127.0.0.1:18444` kept the text verbatim.
+    #[test]
+    fn textual_addresses_in_undecodable_payloads_are_replaced() {
+        let mut a = anonymizer();
+        let payload = b"\x00\xffpeer at 127.0.0.1:18444, also [2a01:4f8::1]:8333 and ::1 and 2a01:4f8:0:1::2.";
+        let out = a.scrub_payload(payload);
+        let text = String::from_utf8_lossy(&out);
+        for original in ["127.0.0.1", "2a01:4f8::1", "2a01:4f8:0:1::2", " ::1 "] {
+            assert!(!text.contains(original), "{original} kept in {text}");
+        }
+        assert!(
+            text.contains(":18444, also ["),
+            "port and brackets kept: {text}"
+        );
+        assert!(text.contains("]:8333 and "), "{text}");
+        assert!(out.starts_with(b"\x00\xffpeer at 10."), "{text}");
+        // The pseudonym is the same one the structured fields get.
+        let structured = a.endpoint("127.0.0.1:18444");
+        assert!(text.contains(&structured), "{structured} not in {text}");
+    }
+
+    #[test]
+    fn code_names_versions_and_times_are_not_addresses() {
+        let mut a = anonymizer();
+        let mut text =
+            "CConnman::ThreadMessageHandler v28.1.0.0rc1 at 12:34:56 block 00ab::cd_x".to_string();
+        let before = text.clone();
+        a.scrub_text(&mut text);
+        assert_eq!(text, before);
+        let mut log = "connection from [fe80::1%eth0]:8333 and 2001:db8:1:2:3:4:5:6".to_string();
+        a.scrub_text(&mut log);
+        assert!(!log.contains("2001:db8:1:2:3:4:5:6"), "{log}");
     }
 }

@@ -69,6 +69,30 @@ pub enum RecordingError {
         /// Its encoding.
         encoding: String,
     },
+    /// The path is not a regular file (a device, FIFO, directory, ...).
+    #[error("{}: {what}, not a recording file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: &'static str,
+    },
+    /// Reading the whole recording would not fit in this machine's memory.
+    #[error(
+        "{}: needs more than {} MiB of memory to read ({} MiB available to peerlab); recordings \
+         are read whole for now: split long captures with `peerlab record --rotate-mib`",
+        path.display(),
+        needed >> 20,
+        budget >> 20
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Bytes it needs (at least).
+        needed: u64,
+        /// Bytes it may use.
+        budget: u64,
+    },
     /// Writing failed.
     #[error("{}: cannot write: {reason}", path.display())]
     Write {
@@ -119,12 +143,67 @@ pub struct Recording {
 }
 
 /// Reads a whole recording; see the module docs for how damage is reported.
+///
+/// Only regular files are read (a device such as `/dev/zero` never ends), and only when the
+/// file and its decompressed chunks fit in half the memory available now; both are refused
+/// with an error before any large allocation.
 pub fn read_recording(path: &Path) -> Result<Recording, RecordingError> {
-    let bytes = std::fs::read(path).map_err(|source| RecordingError::Io {
+    let io = |source| RecordingError::Io {
         path: path.into(),
         source,
-    })?;
-    parse(path, &bytes)
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    let file_type = meta.file_type();
+    if !file_type.is_file() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let what = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        };
+        return Err(RecordingError::NotAFile {
+            path: path.into(),
+            what,
+        });
+    }
+    let budget = memory_budget();
+    if meta.len() > budget {
+        return Err(RecordingError::TooLarge {
+            path: path.into(),
+            needed: meta.len(),
+            budget,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    parse(path, &bytes, budget.saturating_sub(bytes.len() as u64))
+}
+
+/// Half of the memory the kernel says is available now (`MemAvailable`), or 4 GiB when that
+/// cannot be read.
+fn memory_budget() -> u64 {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("MemAvailable:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+        })
+        .map(|kib| kib.saturating_mul(1024));
+    available.map_or(4 << 30, |bytes| bytes / 2)
 }
 
 struct Parser<'p> {
@@ -138,9 +217,13 @@ struct Parser<'p> {
     statistics_count: Option<(u64, u64)>,
     /// Written by peerlab, whose writer puts every message in a chunk.
     peerlab_profile: bool,
+    /// Bytes the decompressed chunks may take in all.
+    chunk_budget: u64,
+    /// Bytes decompressed so far.
+    decompressed: u64,
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
+fn parse(path: &Path, bytes: &[u8], chunk_budget: u64) -> Result<Recording, RecordingError> {
     if bytes.is_empty() {
         return Err(RecordingError::Empty { path: path.into() });
     }
@@ -154,6 +237,8 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Recording, RecordingError> {
         data_ended: false,
         statistics_count: None,
         peerlab_profile: false,
+        chunk_budget,
+        decompressed: 0,
         recording: Recording {
             path: path.into(),
             messages: Vec::new(),
@@ -271,6 +356,14 @@ impl Parser<'_> {
                             header.uncompressed_size
                         ),
                     ));
+                }
+                self.decompressed += header.uncompressed_size;
+                if self.decompressed > self.chunk_budget {
+                    return Err(RecordingError::TooLarge {
+                        path: self.path.into(),
+                        needed: self.decompressed,
+                        budget: self.chunk_budget,
+                    });
                 }
                 // Decompress with a hard cap and check the CRC before trusting any length inside:
                 // a damaged chunk must be an error, not a huge allocation.

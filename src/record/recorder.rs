@@ -32,7 +32,8 @@ pub struct RecordOptions {
     pub rotate_after: Option<Duration>,
     /// Stop after this long.
     pub duration: Option<Duration>,
-    /// The command line, stored in the file's metadata.
+    /// The command line, stored in the file's metadata with secrets redacted
+    /// ([`crate::secret::redact_arguments`]).
     pub arguments: Vec<String>,
     /// Replace peer addresses by keyed pseudonyms (see [`super::anonymize`]).
     pub anonymize: Option<AnonymizeKey>,
@@ -186,8 +187,14 @@ fn metadata(
         ),
         ("node".to_string(), node),
         ("subject_scheme".to_string(), scheme.describe()),
-        ("nats".to_string(), nats.addresses.join(",")),
-        ("arguments".to_string(), options.arguments.join(" ")),
+        (
+            "nats".to_string(),
+            crate::secret::redact_url_list(&nats.addresses.join(",")),
+        ),
+        (
+            "arguments".to_string(),
+            crate::secret::redact_arguments(&options.arguments).join(" "),
+        ),
         ("started_at_ns".to_string(), now_nanos().to_string()),
         (
             "anonymized".to_string(),

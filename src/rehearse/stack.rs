@@ -148,7 +148,8 @@ impl Stack {
         if chain["chain"] != "regtest" {
             return Err(RehearseError::Stack(format!(
                 "the node at {} runs chain {}; rehearsals mine blocks and move the clock, so they only run against regtest",
-                existing.rpc_url, chain["chain"]
+                crate::secret::redact_url(&existing.rpc_url),
+                chain["chain"]
             )));
         }
         let mut notes = Vec::new();

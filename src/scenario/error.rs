@@ -59,6 +59,14 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than any scenario needs to be.
+    #[error("{}: larger than {limit} bytes; a scenario file is a few KiB (is this the right file?)", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// One or more problems; syntax errors come alone, schema and validation problems are all
     /// reported at once (validation runs only when the schema stage found nothing).
     #[error("{}", DisplayLines(.0))]
@@ -69,7 +77,7 @@ impl ScenarioError {
     /// The located problems (empty for [`ScenarioError::Read`]).
     pub fn diagnostics(&self) -> &[Diagnostic] {
         match self {
-            ScenarioError::Read { .. } => &[],
+            ScenarioError::Read { .. } | ScenarioError::TooLarge { .. } => &[],
             ScenarioError::Invalid(d) => d,
         }
     }
@@ -86,6 +94,25 @@ impl fmt::Display for DisplayLines<'_> {
             write!(f, "{d}")?;
         }
         Ok(())
+    }
+}
+
+/// The diagnostic for a file that is not UTF-8: line and column (in characters) of the first
+/// bad byte.
+pub(crate) fn not_utf8(file: &Path, bytes: &[u8], error: std::str::Utf8Error) -> Diagnostic {
+    let offset = error.valid_up_to();
+    // Everything before the bad byte is valid UTF-8.
+    let valid = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+    let (line, column) = LineIndex::new(valid).locate(valid, offset);
+    Diagnostic {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message: format!(
+            "invalid UTF-8 (byte 0x{:02x}); scenario files are UTF-8 text",
+            bytes[offset]
+        ),
+        stage: Stage::Syntax,
     }
 }
 

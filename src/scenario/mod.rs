@@ -49,6 +49,16 @@ pub use types::{
 /// Largest number of peers in one group.
 pub const MAX_GROUP_PEERS: u32 = 1000;
 
+/// Largest scenario file accepted (the biggest shipped one is a few KiB).
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
+/// Most peers a scenario may start in all, whatever the node takes (each is a task, a socket
+/// and an ephemeral port of this machine).
+pub const MAX_TOTAL_PEERS: u32 = 5000;
+
+/// Most `[[peers]]` groups, `[[steps]]` and `[[expect]]` entries a scenario may have.
+pub const MAX_ENTRIES: usize = 1000;
+
 /// A parsed and validated scenario file.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -75,11 +85,29 @@ struct Source {
 
 impl Scenario {
     /// Reads, parses and validates a scenario file.
+    ///
+    /// Files over [`MAX_SCENARIO_BYTES`] are refused before they are read whole; text that is
+    /// not UTF-8 is reported at the line and column of its first bad byte.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Scenario, ScenarioError> {
+        use std::io::Read as _;
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        let read_error = |source| ScenarioError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_SCENARIO_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+            return Err(ScenarioError::TooLarge {
+                path: path.to_path_buf(),
+                limit: MAX_SCENARIO_BYTES,
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|e| {
+            ScenarioError::Invalid(vec![error::not_utf8(path, e.as_bytes(), e.utf8_error())])
         })?;
         Scenario::from_str(&text, path)
     }

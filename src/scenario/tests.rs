@@ -826,3 +826,72 @@ proptest! {
         }
     }
 }
+
+/// Regression (issue 9.4): 20,000 groups of 1,000 peers were accepted and `rehearse` grew to
+/// 17 GiB. Peers over all groups are now bounded by what the node takes.
+#[test]
+fn more_peers_than_the_node_takes_are_refused_at_the_group_that_crosses_the_limit() {
+    let mut text =
+        "[scenario]\nname = \"t\"\n\n[node]\nextra_args = [\"-maxconnections=40\"]\n".to_string();
+    for i in 0..3 {
+        text.push_str(&format!(
+            "\n[[peers]]\nname = \"g{i}\"\ncount = 30\nbehaviour = \"honest\"\n"
+        ));
+    }
+    let d = only_problem(&text);
+    // 30 + 30 = 60 is within twice 40; the third group crosses it.
+    assert_eq!((d.line, d.column), pos(&text, "30\nbehaviour", 2), "{d}");
+    assert!(
+        d.message.contains("90 peers") && d.message.contains("-maxconnections=40"),
+        "{d}"
+    );
+}
+
+#[test]
+fn too_many_groups_are_refused() {
+    let mut text =
+        "[scenario]\nname = \"t\"\n\n[node]\nextra_args = [\"-maxconnections=100000\"]\n"
+            .to_string();
+    for i in 0..=MAX_ENTRIES {
+        text.push_str(&format!(
+            "[[peers]]\nname = \"g{i}\"\ncount = 1\nbehaviour = \"honest\"\n"
+        ));
+    }
+    let p = problems(&text);
+    assert!(
+        p.iter().any(|d| d
+            .message
+            .contains("more than 1000 [[peers]] entries (1001 in all)")),
+        "{p:#?}"
+    );
+}
+
+#[test]
+fn invalid_utf8_is_located_at_its_first_bad_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    let mut bytes = b"[scenario]\nname = \"t\xc3\xa9\"\n# caf\xff\n".to_vec();
+    bytes.extend_from_slice(b"[[peers]]\n");
+    std::fs::write(&path, &bytes).expect("write");
+    let err = Scenario::from_file(&path).unwrap_err();
+    let d = &err.diagnostics()[0];
+    // Line 3, after "# caf" (5 characters): column 6.
+    assert_eq!((d.line, d.column), (3, 6), "{d}");
+    assert!(d.message.contains("invalid UTF-8 (byte 0xff)"), "{d}");
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}:3:6: ", path.display())));
+}
+
+#[test]
+fn oversized_files_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("huge.toml");
+    std::fs::write(&path, vec![b'#'; MAX_SCENARIO_BYTES as usize + 1]).expect("write");
+    let err = Scenario::from_file(&path).unwrap_err();
+    assert!(matches!(err, ScenarioError::TooLarge { .. }), "{err}");
+    assert!(
+        err.to_string().contains("larger than 1048576 bytes"),
+        "{err}"
+    );
+}

@@ -13,6 +13,10 @@
 //!   `bump_mocktime` needs `[node] mocktime`.
 //! - transactions (`send_tx`, `tx_spam` `valid`) need a mature coinbase by their time:
 //!   `mine_at_start` plus blocks mined by earlier steps >= 101.
+//! - limits of the node and the machine: at most `MAX_ENTRIES` groups, steps and
+//!   expectations; peers over all groups at most twice the node's `-maxconnections` (default
+//!   125; twice, so eviction can be rehearsed), half the machine's ephemeral ports, and
+//!   `MAX_TOTAL_PEERS`; reported at the group that crosses the limit.
 //! - `[[expect]]`: groups exist (and apply: message and connection events, `getpeerinfo`);
 //!   `min <= max`; `min = 0` needs a `max`; deadlines and RPC times within the timeout;
 //!   filters name scalar fields of the event with values of their type; RPC aggregates have
@@ -28,7 +32,7 @@ use super::types::{
     Action, AddrVersion, Aggregate, Behaviour, Check, EventCheck, RecordedPeer, RpcCheck, Scalar,
     Speed, TxKind,
 };
-use super::{Scenario, MAX_GROUP_PEERS};
+use super::{Scenario, MAX_ENTRIES, MAX_GROUP_PEERS, MAX_TOTAL_PEERS};
 
 /// Bitcoin Core's `MAX_PROTOCOL_MESSAGE_LENGTH`.
 const MAX_PAYLOAD: u64 = 4_000_000;
@@ -68,6 +72,7 @@ pub(crate) fn validate(s: &Scenario) -> Vec<Diagnostic> {
     };
     v.meta();
     v.node();
+    v.limits();
     v.peers();
     v.steps();
     v.coins();
@@ -195,6 +200,65 @@ impl Validator<'_> {
                 "scenario.timeout_secs",
                 format!("must be 1 to 3600 seconds, found {}", meta.timeout_secs),
             );
+        }
+    }
+
+    /// Sizes that follow from what the node and this machine can take; see the module docs.
+    fn limits(&mut self) {
+        for (section, len) in [
+            ("peers", self.s.peers.len()),
+            ("steps", self.s.steps.len()),
+            ("expect", self.s.expect.len()),
+        ] {
+            if len > MAX_ENTRIES {
+                self.bad(
+                    &format!("{section}[{MAX_ENTRIES}]"),
+                    format!("more than {MAX_ENTRIES} [[{section}]] entries ({len} in all)"),
+                );
+            }
+        }
+        let max_connections = node_max_connections(&self.s.node.extra_args);
+        let ports = ephemeral_ports();
+        let (limit, why) = [
+            (
+                max_connections.saturating_mul(2),
+                format!(
+                    "twice the node's -maxconnections={max_connections}; raise it in [node] extra_args"
+                ),
+            ),
+            (
+                ports / 2,
+                format!("half of this machine's {ports} ephemeral ports (net.ipv4.ip_local_port_range)"),
+            ),
+            (MAX_TOTAL_PEERS, "peerlab's limit per rehearsal".to_string()),
+        ]
+        .into_iter()
+        .min_by_key(|(limit, _)| *limit)
+        .unwrap_or((MAX_TOTAL_PEERS, String::new()));
+        // Groups whose own count is out of range are reported by `peers` and left out here.
+        let counted = |count: u32| (1..=MAX_GROUP_PEERS).contains(&count);
+        let mut total = 0u64;
+        for (i, group) in self.s.peers.iter().enumerate() {
+            if !counted(group.count) {
+                continue;
+            }
+            total += u64::from(group.count);
+            if total > u64::from(limit) {
+                let all: u64 = self
+                    .s
+                    .peers
+                    .iter()
+                    .filter(|g| counted(g.count))
+                    .map(|g| u64::from(g.count))
+                    .sum();
+                self.bad(
+                    &format!("peers[{i}].count"),
+                    format!(
+                        "this group brings the scenario to {total} peers ({all} in all); at most {limit} can run: {why}"
+                    ),
+                );
+                break;
+            }
         }
     }
 
@@ -687,4 +751,27 @@ fn compact_size_len(n: u64) -> u64 {
         0x1_0000..=0xffff_ffff => 5,
         _ => 9,
     }
+}
+
+/// The node's `-maxconnections` as the scenario sets it (last one wins, as in bitcoind), or
+/// Bitcoin Core's default of 125.
+fn node_max_connections(extra_args: &[String]) -> u32 {
+    extra_args
+        .iter()
+        .filter_map(|arg| arg.trim_start_matches('-').strip_prefix("maxconnections="))
+        .filter_map(|value| value.parse::<u32>().ok())
+        .next_back()
+        .unwrap_or(125)
+}
+
+/// Size of this machine's ephemeral port range (Linux's default range when unreadable).
+fn ephemeral_ports() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(|n| n.parse::<u32>().ok());
+            let (low, high) = (bounds.next()??, bounds.next()??);
+            high.checked_sub(low).map(|n| n + 1)
+        })
+        .unwrap_or(60_999 - 32_768 + 1)
 }

@@ -92,3 +92,67 @@ pub async fn local_publisher(url: &str) -> peerlab::bus::Publisher {
     .await
     .expect("publisher connects to the local nats-server")
 }
+
+/// Every zstd frame found in `bytes`, decompressed (MCAP chunks are zstd frames). Read with
+/// nothing of peerlab's, so a leak inside a compressed chunk cannot hide behind our reader.
+pub fn zstd_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    let mut frames = Vec::new();
+    for start in 0..bytes.len().saturating_sub(3) {
+        if bytes[start..start + 4] == MAGIC {
+            let mut out = Vec::new();
+            let decoded = zstd::stream::read::Decoder::new(&bytes[start..])
+                .map(|d| d.single_frame())
+                .and_then(|mut d| std::io::Read::read_to_end(&mut d, &mut out));
+            if decoded.is_ok() {
+                frames.push(out);
+            }
+        }
+    }
+    frames
+}
+
+/// Panics when `secret` occurs in `haystack`, naming where (`what`).
+pub fn assert_no_secret(haystack: &[u8], secret: &str, what: &str) {
+    let found = haystack
+        .windows(secret.len())
+        .any(|w| w == secret.as_bytes());
+    assert!(!found, "the secret {secret:?} leaked into {what}");
+}
+
+/// Asserts that `secret` appears nowhere in the file at `path`: raw bytes, every decompressed
+/// zstd frame, and the output of `peerlab inspect` and `peerlab cat`. Returns the bytes
+/// searched.
+pub fn assert_recording_has_no_secret(path: &std::path::Path, secret: &str) -> usize {
+    let raw = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert_no_secret(&raw, secret, &format!("{} (raw)", path.display()));
+    let mut searched = raw.len();
+    for (i, frame) in zstd_frames(&raw).iter().enumerate() {
+        assert_no_secret(
+            frame,
+            secret,
+            &format!("{} (zstd frame {i})", path.display()),
+        );
+        searched += frame.len();
+    }
+    for command in [&["inspect"][..], &["inspect", "--json"][..], &["cat"][..]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+            .args(command)
+            .arg(path)
+            .output()
+            .expect("peerlab runs");
+        assert!(output.status.success(), "peerlab {command:?} failed");
+        assert_no_secret(
+            &output.stdout,
+            secret,
+            &format!("peerlab {command:?} stdout"),
+        );
+        assert_no_secret(
+            &output.stderr,
+            secret,
+            &format!("peerlab {command:?} stderr"),
+        );
+        searched += output.stdout.len() + output.stderr.len();
+    }
+    searched
+}

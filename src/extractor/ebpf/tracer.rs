@@ -75,9 +75,7 @@ impl Tracer {
             .map_max_entries("big_msg_ring", rings.big_messages)
             .override_global("wakeup_bytes", &wakeup_bytes, true)
             .load(BPF_OBJECT)
-            .map_err(|e| {
-                ExtractorError::Load(format!("{e}; eBPF needs root (CAP_BPF, CAP_PERFMON)"))
-            })?;
+            .map_err(|e| ExtractorError::Load(load_failure(&e, rings)))?;
 
         let mut specs_to_write = Vec::new();
         let mut plan = Vec::new();
@@ -196,6 +194,34 @@ impl Tracer {
     /// The traced binary.
     pub fn binary(&self) -> &Path {
         &self.binary
+    }
+}
+
+/// Why loading failed, in terms of what the user can change: privileges only when this
+/// process lacks them, otherwise the ring sizes it asked for, otherwise the kernel's reason.
+fn load_failure(e: &aya::EbpfError, rings: RingSizes) -> String {
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        return format!("{e}; eBPF needs root (CAP_BPF, CAP_PERFMON): run as root");
+    }
+    let page = 4096u32;
+    let bad: Vec<String> = [
+        ("--event-ring-mib", rings.events),
+        ("--message-ring-mib", rings.messages),
+        ("--big-message-ring-mib", rings.big_messages),
+    ]
+    .iter()
+    .filter(|(_, bytes)| !bytes.is_power_of_two() || *bytes < page)
+    .map(|(option, bytes)| format!("{option} gives {bytes} bytes"))
+    .collect();
+    if bad.is_empty() {
+        format!("the kernel refused the eBPF programs: {e}")
+    } else {
+        format!(
+            "the kernel refused the ring buffers ({e}): {}; each ring must be a power of two of at least one page",
+            bad.join(", ")
+        )
     }
 }
 

@@ -370,6 +370,23 @@ fn speed_factor(text: &str) -> Result<f64, String> {
     Ok(speed)
 }
 
+/// The error and its causes on one line, each cause once: many errors already quote their
+/// source in their own message, and printing the chain would repeat it.
+fn render_error(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 /// Says once that a secret given as an argument is visible to every user (`ps`, shell
 /// history), and which option reads it from a file instead.
 fn warn_about_secrets_on_the_command_line() {
@@ -543,7 +560,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", render_error(&error));
             ExitCode::FAILURE
         }
     }

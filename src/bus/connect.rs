@@ -142,3 +142,27 @@ fn retry_pause(options: &NatsOptions, started: Instant) -> Duration {
         None => options.retry_interval,
     }
 }
+
+/// Waits until the server has processed everything this client sent so far (subscriptions
+/// included), by sending a message to a fresh inbox of its own and receiving it back: the
+/// server handles one connection's operations in order. async-nats's `flush` only writes
+/// the socket; this proves the server read it. Bounded by `timeout`.
+pub async fn server_round_trip(client: &Client, timeout: Duration) -> Result<(), String> {
+    use futures::StreamExt as _;
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let result = match tokio::time::timeout(timeout, echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the connection closed".to_string()),
+        Err(_) => Err(format!("no round trip through the server within {timeout:?}")),
+    };
+    let _ = echo.unsubscribe().await;
+    result
+}

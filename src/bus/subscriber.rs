@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -67,14 +68,13 @@ impl Subscriber {
                 })?;
             inner.push(subscription);
         }
-        // Make sure the server has the subscriptions before the caller starts publishing.
-        connection
-            .client
-            .flush()
+        // Make sure the server has the subscriptions before the caller starts publishing:
+        // whatever is published after this returns reaches this subscriber.
+        super::connect::server_round_trip(&connection.client, Duration::from_secs(10))
             .await
-            .map_err(|e| BusError::Subscribe {
+            .map_err(|reason| BusError::Subscribe {
                 subject: patterns.join(", "),
-                reason: e.to_string(),
+                reason,
             })?;
         Ok(Subscriber {
             inner,

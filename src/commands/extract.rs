@@ -46,7 +46,13 @@ pub fn run(
         }
     };
     let target = match (options.pid, &options.pid_file) {
-        (Some(pid), _) => Target::Pid(pid),
+        (Some(pid), _) => {
+            // A pid is a promise about one process: check it now rather than wait forever.
+            if let Some(reason) = crate::node::pid_mismatch(pid, &bitcoind) {
+                bail!("--pid {pid}: {reason}");
+            }
+            Target::Pid(pid)
+        }
         (None, Some(file)) => Target::PidFile(file.clone()),
         (None, None) => Target::Auto,
     };

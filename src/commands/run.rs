@@ -16,7 +16,7 @@ use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use crate::harness::NatsServer;
 use crate::node::{setup, NodeRpc, RegtestConfig, RegtestNode, SetupOptions};
 use crate::peer::{Peer, PeerConfig};
-use crate::record::recorder::{record, RecordOptions};
+use crate::record::recorder::{RecordOptions, Recorder};
 use crate::tools::logger::{format_message, LogFormat};
 
 /// What `peerlab run` should do.
@@ -57,14 +57,16 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let result = runtime.block_on(async {
         let nats_options = NatsOptions::local(nats.url());
-        let logger = tokio::spawn(print_events(
-            nats_options.clone(),
-            scheme.clone(),
-            printed.clone(),
-        ));
+        // The logger and the recorder subscribe (confirmed by the server) before anything
+        // publishes, so they see every event the extractor sends.
+        let subscriber = Subscriber::connect(&nats_options, scheme.clone(), &[])
+            .await
+            .context("subscribing the logger")?;
+        let logger = tokio::spawn(print_events(subscriber, printed.clone()));
         let (stop_recording, recording_stopped) = tokio::sync::oneshot::channel::<()>();
-        let recorder = options.record.clone().map(|output| {
-            let (nats_options, scheme) = (nats_options.clone(), scheme.clone());
+        let recorder = match options.record.clone() {
+            None => None,
+            Some(output) => {
             let record_options = RecordOptions {
                 output,
                 subjects: Vec::new(),
@@ -75,19 +77,14 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
                 arguments: std::env::args().collect(),
                 anonymize: None,
             };
-            tokio::spawn(async move {
-                record(
-                    &nats_options,
-                    scheme,
-                    &record_options,
-                    Default::default(),
-                    async {
-                        let _ = recording_stopped.await;
-                    },
-                )
+            let recorder = Recorder::connect(&nats_options, scheme.clone(), &record_options)
                 .await
-            })
-        });
+                .context("subscribing the recorder")?;
+            Some(tokio::spawn(recorder.run(Default::default(), async {
+                let _ = recording_stopped.await;
+            })))
+            }
+        };
         let publisher = Arc::new(
             Publisher::connect(&nats_options, scheme, PublisherConfig::default())
                 .await
@@ -129,13 +126,28 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
         let publisher =
             Arc::try_unwrap(publisher).map_err(|_| anyhow::anyhow!("publisher still in use"))?;
         let bus = publisher.close(Duration::from_secs(5)).await;
-        // Let the logger print the events still in flight (bounded), then stop it.
-        let events = stats.published.load(Ordering::Relaxed);
-        let wait_until = Instant::now() + Duration::from_secs(2);
+        // Let the logger print the events still in flight (bounded), then stop it. The
+        // server confirmed every sent event, and the logger subscribed before the first.
+        // (The publisher also carried the extractor's counter snapshots, which the logger
+        // does not print: count events only.)
+        let events = stats
+            .published
+            .load(Ordering::Relaxed)
+            .saturating_sub(bus.dropped());
+        let wait_until = Instant::now() + Duration::from_secs(5);
         while printed.load(Ordering::Relaxed) < events && Instant::now() < wait_until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         logger.abort();
+        let printed_count = printed.load(Ordering::Relaxed);
+        if printed_count != events {
+            tracing::warn!(
+                published = events,
+                printed = printed_count,
+                "the logger printed {} of the {events} events the server confirmed before it was stopped after 5 s",
+                printed_count
+            );
+        }
         if let Some(recorder) = recorder {
             let _ = stop_recording.send(());
             let summary = recorder
@@ -147,8 +159,9 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
         tracing::info!(
             blocks,
             transactions = txs,
-            events_published = bus.sent,
-            events_printed = printed.load(Ordering::Relaxed),
+            events_published = events,
+            events_printed = printed_count,
+            messages_sent_to_nats = bus.sent,
             dropped_in_kernel = stats.dropped_in_kernel(),
             dropped_by_publisher = bus.dropped(),
             "embedded run finished"
@@ -163,12 +176,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn print_events(
-    options: NatsOptions,
-    scheme: SubjectScheme,
-    printed: Arc<AtomicU64>,
-) -> anyhow::Result<()> {
-    let mut subscriber = Subscriber::connect(&options, scheme, &[]).await?;
+async fn print_events(mut subscriber: Subscriber, printed: Arc<AtomicU64>) -> anyhow::Result<()> {
     while let Some(message) = subscriber.next().await {
         if let Some(line) = format_message(&message, LogFormat::Text, &[]) {
             println!("{line}");

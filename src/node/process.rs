@@ -1,6 +1,6 @@
 //! Finding and watching bitcoind processes through /proc.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Whether a process exists and has not exited (a zombie has exited).
 pub fn process_alive(pid: u32) -> bool {
@@ -33,4 +33,29 @@ pub fn processes_of(binary: &Path) -> Vec<u32> {
 /// The pid written in a pid file, if the file holds one.
 pub fn pid_from_file(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The executable a live process runs (`/proc/<pid>/exe`), `None` if it is gone or hidden.
+pub fn process_executable(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// Why `pid` cannot be traced as `binary`, or `None` when it can: it must be alive and run
+/// exactly that executable.
+pub fn pid_mismatch(pid: u32, binary: &Path) -> Option<String> {
+    if !process_alive(pid) {
+        return Some(format!("no running process has pid {pid}"));
+    }
+    let wanted = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
+    match process_executable(pid) {
+        Some(exe) if exe == wanted => None,
+        Some(exe) => Some(format!(
+            "pid {pid} runs {}, not {}; pass that binary with --bitcoind-path",
+            exe.display(),
+            wanted.display()
+        )),
+        None => Some(format!(
+            "cannot read /proc/{pid}/exe (permission denied?); run as root"
+        )),
+    }
 }

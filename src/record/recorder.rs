@@ -83,14 +83,54 @@ pub async fn record(
     written: Arc<AtomicU64>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<RecordSummary, RecorderError> {
+    Recorder::connect(nats, scheme, options)
+        .await?
+        .run(written, stop)
+        .await
+}
+
+/// A recorder that is subscribed (every event published from now on will be recorded) but
+/// not yet writing: callers that start producers afterwards lose nothing to a race.
+pub struct Recorder {
+    subscriber: Subscriber,
+    anonymizer: Option<Anonymizer>,
+    metadata: BTreeMap<String, String>,
+    options: RecordOptions,
+}
+
+impl Recorder {
+    /// Subscribes (confirmed by the server) and prepares the anonymizer; no file yet.
+    pub async fn connect(
+        nats: &NatsOptions,
+        scheme: SubjectScheme,
+        options: &RecordOptions,
+    ) -> Result<Recorder, RecorderError> {
+        connect_recorder(nats, scheme, options).await
+    }
+
+    /// Records until `stop` resolves (or `options.duration` passes).
+    pub async fn run(
+        self,
+        written: Arc<AtomicU64>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<RecordSummary, RecorderError> {
+        run_recorder(self, written, stop).await
+    }
+}
+
+async fn connect_recorder(
+    nats: &NatsOptions,
+    scheme: SubjectScheme,
+    options: &RecordOptions,
+) -> Result<Recorder, RecorderError> {
     let mut patterns = if options.subjects.is_empty() {
         vec![scheme.wildcard()]
     } else {
         options.subjects.clone()
     };
     patterns.push(STATS_PATTERN.to_string());
-    let mut subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
-    let mut anonymizer = match &options.anonymize {
+    let subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
+    let anonymizer = match &options.anonymize {
         None => None,
         Some(AnonymizeKey::Random) => {
             Some(Anonymizer::random().map_err(|source| RecordingError::Io {
@@ -106,6 +146,26 @@ pub async fn record(
         )?),
     };
     let metadata = metadata(options, nats, &scheme);
+    Ok(Recorder {
+        subscriber,
+        anonymizer,
+        metadata,
+        options: options.clone(),
+    })
+}
+
+async fn run_recorder(
+    recorder: Recorder,
+    written: Arc<AtomicU64>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<RecordSummary, RecorderError> {
+    let Recorder {
+        mut subscriber,
+        mut anonymizer,
+        metadata,
+        options,
+    } = recorder;
+    let options = &options;
     let mut files = FileSequence::new(
         &options.output,
         options.rotate_bytes.is_some() || options.rotate_after.is_some(),

@@ -49,7 +49,7 @@ impl RecordingWriter {
         let file = File::create(path).map_err(io)?;
         let mcap_error = |e: mcap::McapError| RecordingError::Write {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: describe(&e),
         };
         let mut writer = WriteOptions::new()
             .profile(PROFILE)
@@ -155,7 +155,20 @@ impl RecordingWriter {
     fn error(&self, e: mcap::McapError) -> RecordingError {
         RecordingError::Write {
             path: self.path.clone(),
-            reason: e.to_string(),
+            reason: format!(
+                "{}; {} events were handed to this file before, and it stays readable up to its last complete chunk (flushed every second)",
+                describe(&e),
+                self.stats.messages
+            ),
         }
+    }
+}
+
+/// The cause of a writer error in the user's terms: for I/O, the operating system's own
+/// words ("No space left on device"), not the mcap crate's generic wrapper.
+fn describe(e: &mcap::McapError) -> String {
+    match e {
+        mcap::McapError::Io(io) => io.to_string(),
+        other => other.to_string(),
     }
 }

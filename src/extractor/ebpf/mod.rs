@@ -424,8 +424,29 @@ impl ProcessWatcher {
 
     fn resolve(&self) -> Result<Option<u32>, String> {
         match &self.target {
-            Target::Pid(pid) if !self.started => Ok(process_alive(*pid).then_some(*pid)),
-            Target::PidFile(file) => Ok(pid_from_file(file).filter(|pid| process_alive(*pid))),
+            Target::Pid(pid) if !self.started => match crate::node::pid_mismatch(*pid, &self.binary) {
+                None => Ok(Some(*pid)),
+                Some(reason) => Err(reason),
+            },
+            Target::PidFile(file) => {
+                let Some(pid) = pid_from_file(file) else {
+                    return Err(if file.exists() {
+                        format!("pid file {} holds no pid", file.display())
+                    } else {
+                        format!("pid file {} does not exist (yet)", file.display())
+                    });
+                };
+                if !process_alive(pid) {
+                    return Err(format!(
+                        "pid file {} names pid {pid}, which is not running",
+                        file.display()
+                    ));
+                }
+                match crate::node::pid_mismatch(pid, &self.binary) {
+                    None => Ok(Some(pid)),
+                    Some(reason) => Err(format!("pid file {}: {reason}", file.display())),
+                }
+            }
             _ => {
                 let pids = processes_of(&self.binary);
                 match pids.as_slice() {

@@ -15,7 +15,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
 # Debian's chromium (rehearsal reports are rendered headless and screenshotted).
 BUILD_DEPS=(clang libbpf-dev pkg-config)
-TEST_DEPS=(nix-bin chromium)
+TEST_DEPS=(nix-bin chromium time)
 
 install_missing() {
     local missing=()

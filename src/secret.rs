@@ -23,6 +23,11 @@ pub const SECRET_OPTIONS: &[(&str, &str)] = &[
     ("--rpc-password", "--rpc-password-file"),
 ];
 
+/// `url` without its userinfo: what is handed to libraries that log the addresses they use.
+pub fn strip_userinfo(url: &str) -> String {
+    redact_url(url).replacen(&format!("{REDACTED}@"), "", 1)
+}
+
 /// `url` with its userinfo (credentials or token) replaced by [`REDACTED`].
 ///
 /// Works with or without a scheme (`nats://u:p@h:4222`, `u:p@h:4222`); text without an `@` in
@@ -119,6 +124,7 @@ mod tests {
             "http://<redacted>@127.0.0.1:18443/wallet"
         );
         assert_eq!(redact_url("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(strip_userinfo("nats://a:b@h:1"), "nats://h:1");
         // An '@' after the authority is not userinfo.
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
         assert_eq!(

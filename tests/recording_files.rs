@@ -1039,3 +1039,99 @@ fn every_byte_of_a_corrupt_chunk_gives_an_error_not_a_crash() {
         failures.join("\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// d. The committed recordings
+
+/// Regression (issue 9.6): `recordings/regtest-sample.mcap` declared its JSON stats channel
+/// as `event.Event`/protobuf, which Foxglove's reader rejects. Every committed recording is
+/// read with the mcap crate's own reader, and every message decoded by what its channel
+/// declares: protobuf with the schema's own descriptors, JSON as JSON; nothing else is
+/// accepted.
+///
+/// `UPDATE_RECORDINGS=1 cargo test --test recording_files committed` first rewrites each file
+/// through the current `RecordingWriter` (same messages, times, subjects and metadata).
+#[test]
+fn committed_recordings_decode_by_their_declared_schemas_with_the_mcap_crate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("recordings/ exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "mcap"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 2,
+        "expected the sample recordings, found {files:?}"
+    );
+    for path in &files {
+        if std::env::var_os("UPDATE_RECORDINGS").is_some() {
+            rewrite_with_current_writer(path);
+        }
+        let bytes = std::fs::read(path).expect("read");
+        let mut checked = 0usize;
+        for message in mcap::MessageStream::new(&bytes).expect("stream") {
+            let message = message.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let channel = &message.channel;
+            match (channel.message_encoding.as_str(), channel.schema.as_ref()) {
+                ("protobuf", Some(schema)) if schema.encoding == "protobuf" => {
+                    let pool = prost_reflect::DescriptorPool::decode(schema.data.as_ref())
+                        .expect("the schema is a descriptor set");
+                    let descriptor = pool
+                        .get_message_by_name(&schema.name)
+                        .unwrap_or_else(|| panic!("{} not in its own schema", schema.name));
+                    prost_reflect::DynamicMessage::decode(descriptor, message.data.as_ref())
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "{}: a message on {} does not decode as {}: {e}",
+                                path.display(),
+                                channel.topic,
+                                schema.name
+                            )
+                        });
+                }
+                ("json", None) => {
+                    serde_json::from_slice::<Value>(&message.data).unwrap_or_else(|e| {
+                        panic!(
+                            "{}: a message on {} is not JSON: {e}",
+                            path.display(),
+                            channel.topic
+                        )
+                    });
+                }
+                (encoding, schema) => panic!(
+                    "{}: channel {} declares encoding {encoding:?} with schema {:?}, which no reader can decode",
+                    path.display(),
+                    channel.topic,
+                    schema.map(|s| (&s.name, &s.encoding))
+                ),
+            }
+            checked += 1;
+        }
+        assert!(checked > 0, "{} holds no message", path.display());
+    }
+}
+
+/// Reads `path` with peerlab's reader and writes it again with the current writer.
+fn rewrite_with_current_writer(path: &Path) {
+    let recording = read_recording(path).expect("committed recording reads");
+    assert!(
+        recording.truncated.is_none(),
+        "{} is truncated",
+        path.display()
+    );
+    let temporary = path.with_extension("mcap.new");
+    let mut writer = RecordingWriter::create(&temporary, &recording.metadata).expect("create");
+    for message in &recording.messages {
+        writer
+            .write(
+                &message.subject,
+                message.log_time,
+                message.publish_time,
+                &message.data,
+            )
+            .expect("write");
+    }
+    writer.finish().expect("finish");
+    std::fs::rename(&temporary, path).expect("replace the committed file");
+}

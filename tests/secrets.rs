@@ -51,12 +51,17 @@ fn record_with(
     auth: &[String],
 ) -> (String, std::path::PathBuf) {
     let output = dir.join(format!("{name}.mcap"));
+    // Logs go to files: a pipe nobody reads while the recorder runs would block it.
+    let (out_log, err_log) = (
+        dir.join(format!("{name}.out")),
+        dir.join(format!("{name}.err")),
+    );
     let mut child = peerlab()
         .args(["--log", "debug", "record", "--duration", "3", "-o"])
         .arg(&output)
         .args(auth)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out_log).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_log).expect("stderr file"))
         .spawn()
         .expect("peerlab record starts");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -84,15 +89,16 @@ fn record_with(
         }
         publisher.close(common::TIMEOUT).await;
     });
-    let result = child.wait_with_output().expect("recorder output");
-    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
-    assert!(result.status.success(), "record failed:\n{stderr}");
+    let status = child.wait().expect("recorder ends");
+    let stderr = std::fs::read_to_string(&err_log).expect("stderr");
+    let stdout = std::fs::read_to_string(&out_log).expect("stdout");
+    assert!(status.success(), "record failed:\n{stderr}");
     let info = peerlab::record::read_recording(&output).expect("recording reads");
     assert!(
         !info.messages.is_empty(),
         "the recorder received nothing:\n{stderr}"
     );
-    (stderr + &String::from_utf8_lossy(&result.stdout), output)
+    (stderr + &stdout, output)
 }
 
 #[test]

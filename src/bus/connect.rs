@@ -161,7 +161,9 @@ pub async fn server_round_trip(client: &Client, timeout: Duration) -> Result<(),
     let result = match tokio::time::timeout(timeout, echo.next()).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err("the connection closed".to_string()),
-        Err(_) => Err(format!("no round trip through the server within {timeout:?}")),
+        Err(_) => Err(format!(
+            "no round trip through the server within {timeout:?}"
+        )),
     };
     let _ = echo.unsubscribe().await;
     result

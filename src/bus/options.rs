@@ -148,7 +148,32 @@ impl NatsOptions {
         }
     }
 
-    /// Parses the addresses, with a message naming the bad one.
+    /// The user (or token) and password written into the first address that has any,
+    /// percent-decoded.
+    fn url_credentials(&self) -> Result<Option<(String, Option<String>)>, BusError> {
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        let mut found = None;
+        for address in &self.addresses {
+            let addr = address.parse::<ServerAddr>().map_err(|e| {
+                BusError::InvalidOption(format!(
+                    "bad NATS address `{}`: {e}",
+                    crate::secret::redact_url(address)
+                ))
+            })?;
+            if let Some(user) = addr.username() {
+                found = Some((decode(user), addr.password().map(decode)));
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Parses the addresses, with a message naming the bad one. Credentials in them are left
+    /// out (async-nats logs the addresses it dials; see [`Self::url_credentials`]).
     pub fn server_addrs(&self) -> Result<Vec<ServerAddr>, BusError> {
         if self.addresses.is_empty() {
             return Err(BusError::InvalidOption(
@@ -158,12 +183,14 @@ impl NatsOptions {
         self.addresses
             .iter()
             .map(|a| {
-                a.parse::<ServerAddr>().map_err(|e| {
-                    BusError::InvalidOption(format!(
-                        "bad NATS address `{}`: {e}",
-                        crate::secret::redact_url(a)
-                    ))
-                })
+                crate::secret::strip_userinfo(a)
+                    .parse::<ServerAddr>()
+                    .map_err(|e| {
+                        BusError::InvalidOption(format!(
+                            "bad NATS address `{}`: {e}",
+                            crate::secret::redact_url(a)
+                        ))
+                    })
             })
             .collect()
     }
@@ -184,6 +211,16 @@ impl NatsOptions {
             (None, Some(nkey)) => ConnectOptions::with_nkey(read_secret(nkey, "nkey seed")?),
             (None, None) => ConnectOptions::new(),
         };
+        if self.user.is_none() {
+            // Credentials written into an address (`nats://user:pass@host`, `nats://token@host`)
+            // are honoured like the options: async-nats itself ignores them.
+            if let Some((user, password)) = self.url_credentials()? {
+                opts = match password {
+                    Some(password) => opts.user_and_password(user, password),
+                    None => opts.token(user),
+                };
+            }
+        }
         if let Some(user) = &self.user {
             let password = match (&self.password, &self.password_file) {
                 (Some(p), _) => p.clone(),

@@ -109,6 +109,8 @@ pub fn run(
     report_dir: &Path,
     existing: Option<ExistingStackArgs>,
 ) -> anyhow::Result<()> {
+    // A bad scenario is reported before anything is provisioned or connected.
+    crate::scenario::Scenario::from_file(scenario)?;
     let spec = match existing {
         Some(args) => StackSpec::Existing(Box::new(args.to_stack()?)),
         None => StackSpec::Embedded(

@@ -49,7 +49,7 @@ impl RecordingWriter {
         let file = File::create(path).map_err(io)?;
         let mcap_error = |e: mcap::McapError| RecordingError::Write {
             path: path.to_path_buf(),
-            reason: describe(&e),
+            reason: format!("{}; no event was written to it", describe(&e)),
         };
         let mut writer = WriteOptions::new()
             .profile(PROFILE)

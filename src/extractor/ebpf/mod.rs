@@ -424,10 +424,12 @@ impl ProcessWatcher {
 
     fn resolve(&self) -> Result<Option<u32>, String> {
         match &self.target {
-            Target::Pid(pid) if !self.started => match crate::node::pid_mismatch(*pid, &self.binary) {
-                None => Ok(Some(*pid)),
-                Some(reason) => Err(reason),
-            },
+            Target::Pid(pid) if !self.started => {
+                match crate::node::pid_mismatch(*pid, &self.binary) {
+                    None => Ok(Some(*pid)),
+                    Some(reason) => Err(reason),
+                }
+            }
             Target::PidFile(file) => {
                 let Some(pid) = pid_from_file(file) else {
                     return Err(if file.exists() {

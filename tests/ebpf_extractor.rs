@@ -545,3 +545,65 @@ async fn a_full_ring_drops_are_counted_never_silent() {
     }
     assert_eq!(received, emitted);
 }
+
+/// Regression (issue 9.1): with a client subscribed to `>` (as `nats sub '>'` is), the
+/// extractor used to deliver nothing and count every event as dropped. Under a ping flood
+/// every ping now reaches a `*` subscriber exactly once, and nothing is dropped or re-sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wildcard_subscriber_costs_the_extractor_nothing() {
+    use futures::StreamExt as _;
+    const PINGS: u64 = 5_000;
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let bystander = async_nats::connect(nats.url()).await.expect("bystander");
+    let mut everything = bystander.subscribe(">").await.expect("subscribe >");
+    let observer = async_nats::connect(nats.url()).await.expect("observer");
+    let mut single_token = observer.subscribe("*").await.expect("subscribe *");
+    bystander.flush().await.expect("flush");
+    observer.flush().await.expect("flush");
+    // The bystander reads (so the server never cuts it as a slow consumer) but never answers.
+    let bystander_task = tokio::spawn(async move { while everything.next().await.is_some() {} });
+
+    let publisher = common::local_publisher(&nats.url()).await;
+    let publisher_stats = publisher.stats();
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let pid = node.pid().expect("pid");
+    let extractor = EbpfExtractor::start(
+        EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
+        Arc::new(publisher),
+    )
+    .expect("extractor attaches");
+    let stats = extractor.stats();
+    common::wait_traced(&stats, pid).await;
+
+    let mut peer = Peer::connect(node.p2p_addr().into(), PeerConfig::default())
+        .await
+        .expect("connect");
+    peer.handshake().await.expect("handshake");
+    for nonce in 0..PINGS {
+        peer.send(peerlab::peer::NetworkMessage::Ping(nonce))
+            .await
+            .expect("send ping");
+    }
+
+    let mut seen = std::collections::HashSet::new();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while (seen.len() as u64) < PINGS {
+            let received = single_token.next().await.expect("subscription open");
+            let event = Event::decode(received.payload.as_ref()).expect("an event");
+            if let Some(m) = message(&event) {
+                if let (true, Some(Msg::Ping(ping))) = (m.meta.inbound, &m.msg) {
+                    assert!(seen.insert(ping.value), "ping {} arrived twice", ping.value);
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {PINGS} pings arrived", seen.len()));
+
+    let stats = extractor.stop().await.expect("extractor stops");
+    common::assert_nothing_lost(&stats);
+    let publisher = publisher_stats.snapshot();
+    assert_eq!(publisher.dropped(), 0, "{publisher:?}");
+    assert_eq!(publisher.resent, 0, "nothing was sent twice: {publisher:?}");
+    bystander_task.abort();
+}

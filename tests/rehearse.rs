@@ -244,7 +244,11 @@ fn rehearses_against_a_running_stack() {
     // drop counters every 200 ms, all started here, not by the rehearsal.
     let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
     let mut config = RegtestConfig::new(common::bitcoind());
-    config.extra_args = vec!["-v2transport=0".into()];
+    // An RPC user for the rehearsal, so its password travels on the command line and can be
+    // searched for afterwards (issue 9.2); the cookie stays for the harness.
+    const RPC_PASSWORD: &str = "Rpc-Pa55-5e2f9a";
+    const NATS_URL_PASSWORD: &str = "Nats-Pa55-0b7d31";
+    config.extra_args = vec!["-v2transport=0".into(), rpcauth("rehearser", RPC_PASSWORD)];
     let node = RegtestNode::start(&config).expect("node");
     let pid = node.pid().expect("pid");
     let extractor = runtime.block_on(async {
@@ -309,11 +313,16 @@ max = 0
     )
     .expect("write scenario");
     let report = dir.path().join("report");
+    // This nats-server has no authorization: it accepts (and ignores) the URL's credentials.
+    let nats_with_credentials = nats.url().replacen(
+        "nats://",
+        &format!("nats://watcher:{NATS_URL_PASSWORD}@"),
+        1,
+    );
     let output = rehearse_command(&scenario, &report)
-        .args(["-a", &nats.url()])
+        .args(["--log", "debug", "-a", &nats_with_credentials])
         .args(["--rpc-url", &format!("http://{}", node.rpc_addr())])
-        .arg("--rpc-cookie")
-        .arg(node.cookie_file())
+        .args(["--rpc-user", "rehearser", "--rpc-password", RPC_PASSWORD])
         .args(["--p2p", &node.p2p_addr().to_string()])
         .output()
         .expect("rehearse runs");
@@ -334,6 +343,35 @@ max = 0
     let info = peerlab::record::read_recording(&report.join("recording.mcap")).expect("recording");
     assert!(info.messages.len() > 10, "the run was recorded");
     runtime.block_on(extractor.stop()).expect("extractor stops");
+    // No secret in the logs, the report files, the recording (raw, decompressed, inspect/cat).
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--rpc-password given on the command line"),
+        "warned about the visible password"
+    );
+    for secret in [RPC_PASSWORD, NATS_URL_PASSWORD] {
+        common::assert_no_secret(&output.stdout, secret, "rehearse stdout");
+        common::assert_no_secret(&output.stderr, secret, "rehearse log");
+        for file in ["verdict.json", "report.html"] {
+            let bytes = std::fs::read(report.join(file)).expect("report file");
+            common::assert_no_secret(&bytes, secret, file);
+        }
+        common::assert_recording_has_no_secret(&report.join("recording.mcap"), secret);
+    }
+}
+
+/// An `-rpcauth=USER:SALT$HMAC` argument for `password`, as Bitcoin Core's `rpcauth.py`
+/// makes it: HMAC-SHA256 keyed with the salt's text over the password.
+fn rpcauth(user: &str, password: &str) -> String {
+    use hmac::Mac as _;
+    let salt = "5f0c2b9d7e4a16c38b2d9e0f1a7c4b63";
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(salt.as_bytes()).expect("any key length");
+    mac.update(password.as_bytes());
+    format!(
+        "-rpcauth={user}:{salt}${}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 /// Renders a report in headless Chromium (Debian's, installed by the quickstart): it must

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};

@@ -15,13 +15,15 @@ use std::path::{Path, PathBuf};
 use prost::Message as _;
 
 const PROTO_ROOT: &str = "proto";
-const PROTO_ENTRY: &str = "event.proto";
+/// The envelope (which imports every extractor's file) and the archive header, which only
+/// peer-observer's archive files carry.
+const PROTO_ENTRIES: [&str; 2] = ["event.proto", "archive/header.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed={PROTO_ROOT}");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
 
-    let descriptors = protox::compile([PROTO_ENTRY], [PROTO_ROOT])?;
+    let descriptors = protox::compile(PROTO_ENTRIES, [PROTO_ROOT])?;
     std::fs::write(
         out_dir.join("descriptor_set.bin"),
         descriptors.encode_to_vec(),

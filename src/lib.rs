@@ -34,7 +34,8 @@
 //!    and hands events to the bus. Kernel-side drops are counted per tracepoint.
 //!
 //! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
-//!    confirmed by a server round trip, re-sent after a reconnect, every overflow counted.
+//!    confirmed by a server round trip no other client can intercept (a marker to a subject
+//!    it subscribes to itself), re-sent only after a lost connection, every overflow counted.
 //!    [`bus::Subscriber`] reads a subject scheme (peer-observer's flat subjects, or
 //!    `<prefix>.<node>.<subject>` for fleets).
 //!
@@ -59,6 +60,10 @@
 //!
 //! 9. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
 //!    default stack that `peerlab run` starts.
+//!
+//! [`secret`] is the one place that knows what a credential looks like in a URL or on a
+//! command line; every log line, error and recording that shows an address or arguments
+//! goes through it. It imports nothing of peerlab, so any layer may use it.
 //!
 //! [`commands`] holds what each subcommand does, turning library errors into messages for a
 //! person; `main.rs` only parses arguments and calls it.

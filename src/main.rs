@@ -311,8 +311,8 @@ enum Tool {
         /// One JSON object per line instead of readable text.
         #[arg(long)]
         json: bool,
-        /// Only these event kinds (netmsg, netconn, mempool, validation, addrman, rpc,
-        /// p2p-extractor, log-extractor); comma-separated or repeated.
+        /// Only these event kinds (netmsg, netconn, mempool, validation, utxocache, rpc,
+        /// p2p-extractor, log-extractor, ipc); comma-separated or repeated.
         #[arg(long, value_delimiter = ',')]
         kind: Vec<EventKind>,
         /// Stop after printing this many events.

@@ -154,6 +154,9 @@ fn events() -> Vec<Event> {
         peer_observer_event: Some(PeerObserverEvent::LogExtractor(log_extractor::Log {
             log_timestamp: 1,
             category: log_extractor::LogDebugCategory::Net as i32,
+            threadname: "msghand".into(),
+            log_level: log_extractor::LogLevel::Debug as i32,
+            log_line_bytes: 64,
             log_event: Some(LogEvent::UnknownLogMessage(
                 log_extractor::UnknownLogMessage {
                     raw_message: "Added connection to 203.0.113.5:8333 peer=0".into(),

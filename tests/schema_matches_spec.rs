@@ -158,6 +158,13 @@ fn parse_spec(text: &str) -> Schema {
         .unwrap_or_else(|err| panic!("{SPEC_FILE}: {err}"))
 }
 
+/// Prose inside a file section (possibly a paragraph over several lines): it starts with a
+/// letter. Listing lines start with `-`, `*` or spaces, so they are never mistaken for prose
+/// and stay strictly parsed.
+fn is_prose(line: &str) -> bool {
+    line.starts_with(|c: char| c.is_ascii_alphabetic())
+}
+
 /// A type as written in the spec, before names are resolved.
 #[derive(Debug, Clone)]
 enum TypeRef {
@@ -220,6 +227,13 @@ impl SpecParser {
                 Block::Enum(_) => self.enum_value(rest),
                 _ => self.field(rest, false),
             }
+        } else if line.starts_with("Imports: ") {
+            // Imports follow from the types the fields name; the pool resolves them.
+            Ok(())
+        } else if is_prose(line) {
+            // A sentence about the message (where its data comes from, a removed number that
+            // must not be reused): nothing on the wire.
+            Ok(())
         } else {
             Err("unrecognised line in a file section".into())
         }

@@ -18,8 +18,6 @@ pub enum EventKind {
     Mempool,
     /// Blocks connected (`ebpf.validation`).
     Validation,
-    /// Address manager insertions (`ebpf.addrman`).
-    Addrman,
     /// UTXO cache activity (`ebpf.utxocache`, a peerlab extension; off by default).
     Utxocache,
     /// RPC polling results.
@@ -28,6 +26,8 @@ pub enum EventKind {
     P2pExtractor,
     /// Events parsed from the debug log.
     LogExtractor,
+    /// Events of the IPC extractor (Bitcoin Core's Cap'n Proto interface).
+    Ipc,
 }
 
 impl EventKind {
@@ -37,11 +37,11 @@ impl EventKind {
         EventKind::NetConn,
         EventKind::Mempool,
         EventKind::Validation,
-        EventKind::Addrman,
         EventKind::Utxocache,
         EventKind::Rpc,
         EventKind::P2pExtractor,
         EventKind::LogExtractor,
+        EventKind::Ipc,
     ];
 
     /// peer-observer's flat subject for this kind.
@@ -51,11 +51,11 @@ impl EventKind {
             EventKind::NetConn => "netconn",
             EventKind::Mempool => "mempool",
             EventKind::Validation => "validation",
-            EventKind::Addrman => "addrman",
             EventKind::Utxocache => "utxocache",
             EventKind::Rpc => "rpc",
             EventKind::P2pExtractor => "p2p-extractor",
             EventKind::LogExtractor => "log-extractor",
+            EventKind::Ipc => "ipc",
         }
     }
 
@@ -65,7 +65,6 @@ impl EventKind {
             PeerObserverEvent::EbpfExtractor(ebpf) => match ebpf.ebpf_event.as_ref()? {
                 EbpfEvent::Message(_) => EventKind::NetMsg,
                 EbpfEvent::Connection(_) => EventKind::NetConn,
-                EbpfEvent::Addrman(_) => EventKind::Addrman,
                 EbpfEvent::Mempool(_) => EventKind::Mempool,
                 EbpfEvent::Validation(_) => EventKind::Validation,
                 EbpfEvent::Utxocache(_) => EventKind::Utxocache,
@@ -73,6 +72,7 @@ impl EventKind {
             PeerObserverEvent::RpcExtractor(_) => EventKind::Rpc,
             PeerObserverEvent::P2pExtractor(_) => EventKind::P2pExtractor,
             PeerObserverEvent::LogExtractor(_) => EventKind::LogExtractor,
+            PeerObserverEvent::IpcExtractor(_) => EventKind::Ipc,
         })
     }
 }

@@ -4,8 +4,8 @@
 //! same network type, derived with HMAC-SHA256 under a key: the same address always maps to
 //! the same pseudonym within a recording (so a peer stays one peer), and without the key the
 //! mapping cannot be reversed. Ports are kept. Covered: message and connection metadata,
-//! addr/addrv2 entries, version receiver/sender, RPC peer infos, addrman events, P2P-extractor
-//! announcements. Inside payloads we could not decode (unknown P2P messages, events that do
+//! addr/addrv2 entries, version receiver/sender, RPC peer infos, the node's local addresses
+//! (getnetworkinfo) and getrawaddrman entries, P2P-extractor announcements. Inside payloads we could not decode (unknown P2P messages, events that do
 //! not parse) and in log text, two passes run: every address seen so far is replaced where it
 //! occurs in binary form (4 or 16 bytes), and every textual IPv4 or IPv6 address (bare, with a
 //! port, or in brackets) standing as a word of its own is replaced by its pseudonym. Hostnames
@@ -21,7 +21,6 @@ use prost::Message as _;
 use sha2::{Digest, Sha256};
 
 use crate::event::proto::bitcoin_primitives::{address, Address};
-use crate::event::proto::ebpf_extractor::addrman::addrman_event;
 use crate::event::proto::ebpf_extractor::connection::connection_event;
 use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use crate::event::proto::ebpf_extractor::message::message_event::Msg;
@@ -141,28 +140,43 @@ impl Anonymizer {
                     }
                     None => {}
                 },
-                Some(EbpfEvent::Addrman(a)) => match a.event.as_mut() {
-                    Some(addrman_event::Event::New(n)) => {
-                        n.addr = self.endpoint(&n.addr);
-                        n.source = self.endpoint(&n.source);
-                    }
-                    Some(addrman_event::Event::Tried(t)) => {
-                        t.addr = self.endpoint(&t.addr);
-                        t.source = self.endpoint(&t.source);
-                    }
-                    None => {}
-                },
                 _ => {}
             },
-            Some(PeerObserverEvent::RpcExtractor(rpc)) => {
-                if let Some(RpcEvent::PeerInfos(infos)) = rpc.rpc_event.as_mut() {
+            Some(PeerObserverEvent::RpcExtractor(rpc)) => match rpc.rpc_event.as_mut() {
+                Some(RpcEvent::PeerInfos(infos)) => {
                     for info in &mut infos.infos {
                         info.address = self.endpoint(&info.address);
                         info.address_bind = self.endpoint(&info.address_bind);
                         info.address_local = self.endpoint(&info.address_local);
                     }
                 }
-            }
+                Some(RpcEvent::NetworkInfo(info)) => {
+                    for local in &mut info.local_addresses {
+                        local.address = self.host(&local.address);
+                    }
+                }
+                Some(RpcEvent::Addrman(addrman)) => {
+                    for bucket in addrman.new.values_mut().chain(addrman.tried.values_mut()) {
+                        for entry in bucket.entries.values_mut() {
+                            entry.address = self.host(&entry.address);
+                            entry.source = self.host(&entry.source);
+                        }
+                    }
+                }
+                // No peer addresses in these.
+                Some(
+                    RpcEvent::MempoolInfo(_)
+                    | RpcEvent::Uptime(_)
+                    | RpcEvent::NetTotals(_)
+                    | RpcEvent::MemoryInfo(_)
+                    | RpcEvent::AddrmanInfo(_)
+                    | RpcEvent::ChainTxStats(_)
+                    | RpcEvent::BlockchainInfo(_)
+                    | RpcEvent::OrphanTxs(_)
+                    | RpcEvent::EstimateSmartFee(_),
+                )
+                | None => {}
+            },
             Some(PeerObserverEvent::P2pExtractor(p2p)) => {
                 if let Some(P2pEvent::AddressAnnouncement(a)) = p2p.p2p_event.as_mut() {
                     a.addresses.iter_mut().for_each(|a| self.address(a));
@@ -173,6 +187,8 @@ impl Anonymizer {
                     self.scrub_text(&mut m.raw_message);
                 }
             }
+            // A block tip carries no address.
+            Some(PeerObserverEvent::IpcExtractor(_)) => {}
             None => {}
         }
     }

@@ -276,9 +276,18 @@ fn a_cache_this_user_cannot_read_is_not_called_corrupt() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .expect("chmod");
+    // A copy of the binary nobody can reach (the checkout may sit under root's home).
+    let bin = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        bin.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let exe = bin.path().join("peerlab");
+    std::fs::copy(env!("CARGO_BIN_EXE_peerlab"), &exe).expect("copy the binary");
     let output = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_peerlab"))
+        .arg(&exe)
         .args(["extract", "ebpf", "--pid", "1"])
         .env("PEERLAB_CACHE_DIR", cache.path())
         .env_remove("BITCOIND_EXE")

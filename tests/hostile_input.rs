@@ -400,3 +400,85 @@ fn scenario_paths_that_are_not_files_are_refused() {
     let text = stderr(&output);
     assert!(!text.contains("panicked"), "{text}");
 }
+
+/// A recording larger than 1 GiB is streamed: `inspect` and `replay` stay far below its size
+/// in memory. Ignored by default (it writes 1.1 GiB); run it with
+/// `cargo test --test hostile_input -- --ignored --nocapture`; the figures are in
+/// BENCHMARKS.md.
+#[test]
+#[ignore]
+fn a_recording_over_1_gib_is_streamed_with_bounded_memory() {
+    use peerlab::event::proto::ebpf_extractor::{ebpf, message, Ebpf};
+    use peerlab::event::proto::event::event::PeerObserverEvent;
+    use prost::Message as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("big.mcap");
+    let mut writer =
+        peerlab::record::RecordingWriter::create(&path, &Default::default()).expect("create");
+    // 64 KiB of pseudo-random payload per event, so zstd cannot shrink the file.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let mut written = 0u64;
+    let mut seq = 0u64;
+    while written < (1 << 30) + (64 << 20) {
+        let payload: Vec<u8> = (0..8192).flat_map(|_| next().to_le_bytes()).collect();
+        let event = peerlab::event::Event {
+            timestamp: 1_767_225_600_000 + seq,
+            peer_observer_event: Some(PeerObserverEvent::EbpfExtractor(Ebpf {
+                ebpf_event: Some(ebpf::EbpfEvent::Message(message::MessageEvent {
+                    meta: message::Metadata {
+                        peer_id: seq % 8,
+                        addr: "127.0.0.1:18444".into(),
+                        conn_type: 1,
+                        command: "blob".into(),
+                        inbound: true,
+                        size: payload.len() as u64,
+                    },
+                    msg: Some(message::message_event::Msg::Unknown(message::Unknown {
+                        command: "blob".into(),
+                        payload,
+                    })),
+                })),
+            })),
+        };
+        let bytes = event.encode_to_vec();
+        writer
+            .write("netmsg", 1_767_225_600_000_000_000 + seq * 1000, 0, &bytes)
+            .expect("write");
+        written += bytes.len() as u64;
+        seq += 1;
+    }
+    writer.finish().expect("finish");
+    let file_bytes = std::fs::metadata(&path).expect("meta").len();
+    assert!(file_bytes > 1 << 30, "{file_bytes} bytes");
+
+    let (output, inspect_kib) = run_measured(&["inspect".as_ref(), path.as_os_str()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains(&format!("{seq}")),
+        "inspect counts every message"
+    );
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let url = nats.url();
+    let (output, replay_kib) = run_measured(&[
+        "replay".as_ref(),
+        path.as_os_str(),
+        "--speed".as_ref(),
+        "0".as_ref(),
+        "-a".as_ref(),
+        url.as_ref(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    eprintln!(
+        "{file_bytes} bytes, {seq} events: peak RSS inspect {inspect_kib} KiB, replay {replay_kib} KiB"
+    );
+    assert!(inspect_kib < 150 * 1024, "inspect peak {inspect_kib} KiB");
+    assert!(replay_kib < 150 * 1024, "replay peak {replay_kib} KiB");
+}

@@ -31,7 +31,7 @@ use super::reencode::encode_msg;
 use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::Event;
-use crate::record::read_recording;
+use crate::record::RecordingStream;
 use crate::scenario::{RecordedPeer, Speed};
 
 /// How long one receive waits while the next message is not due yet.
@@ -78,10 +78,11 @@ pub enum ScriptError {
 impl ReplayScript {
     /// The inbound messages `peer` sent in the recording at `path`.
     pub fn load(path: &Path, peer: &RecordedPeer) -> Result<ReplayScript, ScriptError> {
-        let recording = read_recording(path)?;
+        let stream = RecordingStream::open(path)?;
         let mut script = ReplayScript::default();
         let mut first_ns: Option<u64> = None;
-        for recorded in &recording.messages {
+        for recorded in stream {
+            let recorded = recorded?;
             let Ok(event) = Event::decode(recorded.data.as_slice()) else {
                 continue; // stats snapshots and other non-event subjects
             };

@@ -1,8 +1,10 @@
 //! `peerlab inspect` and `peerlab cat`: summaries and JSON lines of a recording.
 //!
-//! [`summarize`] turns a [`Recording`] into a [`Summary`] (pure, no I/O); [`render_text`]
-//! and the `Serialize` impl present it. [`cat_line`] is one message as a JSON line. The two
-//! commands only glue these to the file and to stdout.
+//! A [`Summarizer`] takes messages one at a time (pure, no I/O) and builds a [`Summary`];
+//! [`render_text`] and the `Serialize` impl present it. [`cat_line`] is one message as a
+//! JSON line. The two commands only glue these to a [`RecordingStream`] and to stdout, so
+//! memory stays bounded by one chunk (plus one counter per distinct peer) whatever the file's
+//! size.
 //!
 //! Events are decoded with the crate's own descriptors (the same ones `cat` and the logger
 //! use), not with the descriptor set embedded in the file. Messages on `peerlab.stats.*`
@@ -20,7 +22,7 @@ use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as Field};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{read_recording, RecordedMessage, Recording};
+use super::{RecordedMessage, Recording, RecordingStream};
 use crate::event::{descriptor_pool, EVENT_MESSAGE_NAME};
 use crate::tools::logger::decode_json;
 
@@ -143,7 +145,17 @@ pub struct DropCounters {
 
 /// Prints a capinfos-like summary of `path` (JSON with `json`).
 pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
-    let summary = summarize(&read_recording(path)?);
+    let mut stream = RecordingStream::open(path)?;
+    let mut summarizer = Summarizer::default();
+    for message in &mut stream {
+        summarizer.add(&message?);
+    }
+    let summary = summarizer.finish(
+        path,
+        stream.file_bytes(),
+        stream.truncated(),
+        stream.metadata().clone(),
+    );
     let text = if json {
         let mut line =
             serde_json::to_string_pretty(&summary).context("cannot serialize the summary")?;
@@ -157,18 +169,31 @@ pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
 
 /// Prints every message of `path` as a JSON line (see [`cat_line`]).
 pub fn cat(path: &Path) -> anyhow::Result<()> {
-    let recording = read_recording(path)?;
+    let mut stream = RecordingStream::open(path)?;
+    let mut failure = None;
     to_stdout(|out| {
-        for message in &recording.messages {
-            serde_json::to_writer(&mut *out, &cat_line(message))?;
-            out.write_all(b"\n")?;
+        for message in &mut stream {
+            match message {
+                Ok(message) => {
+                    serde_json::to_writer(&mut *out, &cat_line(&message))?;
+                    out.write_all(b"\n")?;
+                }
+                Err(e) => {
+                    // What came before the damage is printed; the error ends the output.
+                    failure = Some(e);
+                    break;
+                }
+            }
         }
         Ok(())
     })?;
-    if let Some(t) = &recording.truncated {
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if let Some(t) = stream.truncated() {
         tracing::warn!(
             "{}: truncated at offset {}: {}",
-            recording.path.display(),
+            path.display(),
             t.offset,
             t.reason
         );
@@ -243,77 +268,149 @@ fn parse_stats(data: &[u8]) -> Result<Value, String> {
     }
 }
 
-/// Builds the summary of a recording.
+/// Builds the summary of a recording held in memory.
 pub fn summarize(recording: &Recording) -> Summary {
-    let start_ns = recording.messages.iter().map(|m| m.log_time).min();
-    let end_ns = recording.messages.iter().map(|m| m.log_time).max();
-    let duration_s = match (start_ns, end_ns) {
-        (Some(s), Some(e)) => (e - s) as f64 / 1e9,
-        _ => 0.0,
-    };
-    let rate = |count: u64| (duration_s > 0.0).then(|| count as f64 / duration_s);
-    let events = tally_events(recording.messages.iter().filter(|m| !is_stats(&m.subject)));
-    let (drops, undecodable_stats) =
-        drop_counters(recording.messages.iter().filter(|m| is_stats(&m.subject)));
-    let messages = recording.messages.len() as u64;
-    Summary {
-        file: recording.path.display().to_string(),
-        file_bytes: recording.file_bytes,
-        truncated: recording.truncated.as_ref().map(|t| TruncationInfo {
-            offset: t.offset,
-            reason: t.reason.clone(),
-        }),
-        metadata: recording.metadata.clone(),
-        messages,
-        payload_bytes: recording.messages.iter().map(|m| m.data.len() as u64).sum(),
-        start_ns,
-        end_ns,
-        start: start_ns.map(format_utc),
-        end: end_ns.map(format_utc),
-        duration_s,
-        rate_per_s: rate(messages),
-        subjects: subject_stats(&recording.messages, rate),
-        kinds: sorted_counts(events.kinds)
-            .into_iter()
-            .map(|(kind, messages)| KindStats { kind, messages })
-            .collect(),
-        distinct_peers: events.peers.len() as u64,
-        top_peers: sorted_counts(events.peers)
-            .into_iter()
-            .take(TOP_PEERS)
-            .map(|(addr, messages)| PeerStats { addr, messages })
-            .collect(),
-        drops,
-        undecodable_events: events.undecodable,
-        undecodable_stats,
+    let mut summarizer = Summarizer::default();
+    for message in &recording.messages {
+        summarizer.add(message);
     }
+    summarizer.finish(
+        &recording.path,
+        recording.file_bytes,
+        recording.truncated.as_ref(),
+        recording.metadata.clone(),
+    )
 }
 
-fn subject_stats(
-    messages: &[RecordedMessage],
-    rate: impl Fn(u64) -> Option<f64>,
-) -> Vec<SubjectStats> {
-    let mut per_subject: HashMap<&str, (u64, u64)> = HashMap::new();
-    for m in messages {
-        let entry = per_subject.entry(&m.subject).or_default();
-        entry.0 += 1;
-        entry.1 += m.data.len() as u64;
+/// A summary built one message at a time.
+#[derive(Default)]
+pub struct Summarizer {
+    messages: u64,
+    payload_bytes: u64,
+    start_ns: Option<u64>,
+    end_ns: Option<u64>,
+    /// Subject -> (messages, bytes).
+    subjects: HashMap<String, (u64, u64)>,
+    events: EventTally,
+    drops: BTreeMap<String, DropCounters>,
+    undecodable_stats: u64,
+}
+
+impl Summarizer {
+    /// Counts one message.
+    pub fn add(&mut self, message: &RecordedMessage) {
+        self.messages += 1;
+        self.payload_bytes += message.data.len() as u64;
+        self.start_ns = Some(
+            self.start_ns
+                .map_or(message.log_time, |t| t.min(message.log_time)),
+        );
+        self.end_ns = Some(
+            self.end_ns
+                .map_or(message.log_time, |t| t.max(message.log_time)),
+        );
+        let subject = match self.subjects.get_mut(&*message.subject) {
+            Some(entry) => entry,
+            None => self
+                .subjects
+                .entry(message.subject.to_string())
+                .or_default(),
+        };
+        subject.0 += 1;
+        subject.1 += message.data.len() as u64;
+        if is_stats(&message.subject) {
+            self.add_stats(message);
+        } else {
+            self.events.add(&message.data);
+        }
     }
-    let mut stats: Vec<SubjectStats> = per_subject
-        .into_iter()
-        .map(|(subject, (messages, bytes))| SubjectStats {
-            subject: subject.to_string(),
-            messages,
-            bytes,
-            rate_per_s: rate(messages),
-        })
-        .collect();
-    stats.sort_by(|a, b| {
-        b.messages
-            .cmp(&a.messages)
-            .then_with(|| a.subject.cmp(&b.subject))
-    });
-    stats
+
+    /// The summary of everything added.
+    pub fn finish(
+        self,
+        path: &Path,
+        file_bytes: u64,
+        truncated: Option<&super::Truncation>,
+        metadata: BTreeMap<String, String>,
+    ) -> Summary {
+        let (start_ns, end_ns) = (self.start_ns, self.end_ns);
+        let duration_s = match (start_ns, end_ns) {
+            (Some(s), Some(e)) => (e - s) as f64 / 1e9,
+            _ => 0.0,
+        };
+        let rate = |count: u64| (duration_s > 0.0).then(|| count as f64 / duration_s);
+        let mut subjects: Vec<SubjectStats> = self
+            .subjects
+            .into_iter()
+            .map(|(subject, (messages, bytes))| SubjectStats {
+                subject,
+                messages,
+                bytes,
+                rate_per_s: rate(messages),
+            })
+            .collect();
+        subjects.sort_by(|a, b| {
+            b.messages
+                .cmp(&a.messages)
+                .then_with(|| a.subject.cmp(&b.subject))
+        });
+        let events = self.events;
+        Summary {
+            file: path.display().to_string(),
+            file_bytes,
+            truncated: truncated.map(|t| TruncationInfo {
+                offset: t.offset,
+                reason: t.reason.clone(),
+            }),
+            metadata,
+            messages: self.messages,
+            payload_bytes: self.payload_bytes,
+            start_ns,
+            end_ns,
+            start: start_ns.map(format_utc),
+            end: end_ns.map(format_utc),
+            duration_s,
+            rate_per_s: rate(self.messages),
+            subjects,
+            kinds: sorted_counts(events.kinds)
+                .into_iter()
+                .map(|(kind, messages)| KindStats { kind, messages })
+                .collect(),
+            distinct_peers: events.peers.len() as u64,
+            top_peers: sorted_counts(events.peers)
+                .into_iter()
+                .take(TOP_PEERS)
+                .map(|(addr, messages)| PeerStats { addr, messages })
+                .collect(),
+            drops: self.drops.into_values().collect(),
+            undecodable_events: events.undecodable,
+            undecodable_stats: self.undecodable_stats,
+        }
+    }
+
+    /// Keeps the last snapshot's drop counters per stats subject.
+    fn add_stats(&mut self, message: &RecordedMessage) {
+        let Ok(snapshot) = parse_stats(&message.data) else {
+            self.undecodable_stats += 1;
+            return;
+        };
+        let entry = self
+            .drops
+            .entry(message.subject.to_string())
+            .or_insert_with(|| DropCounters {
+                subject: message.subject.to_string(),
+                snapshots: 0,
+                last_log_time_ns: 0,
+                dropped_in_kernel: None,
+                publish_dropped: None,
+                dropped_by_probe: BTreeMap::new(),
+            });
+        entry.snapshots += 1;
+        entry.last_log_time_ns = message.log_time;
+        entry.dropped_in_kernel = snapshot["dropped_in_kernel"].as_u64();
+        entry.publish_dropped = snapshot["publish_dropped"].as_u64();
+        entry.dropped_by_probe = probe_drops(&snapshot["probes"]);
+    }
 }
 
 /// Counts by kind and peer of the event messages.
@@ -324,20 +421,18 @@ struct EventTally {
     undecodable: u64,
 }
 
-fn tally_events<'m>(messages: impl Iterator<Item = &'m RecordedMessage>) -> EventTally {
-    let mut tally = EventTally::default();
-    for message in messages {
-        match classify(&message.data) {
+impl EventTally {
+    fn add(&mut self, payload: &[u8]) {
+        match classify(payload) {
             Ok((kind, peer)) => {
-                *tally.kinds.entry(kind).or_default() += 1;
+                *self.kinds.entry(kind).or_default() += 1;
                 if let Some(addr) = peer {
-                    *tally.peers.entry(addr).or_default() += 1;
+                    *self.peers.entry(addr).or_default() += 1;
                 }
             }
-            Err(_) => tally.undecodable += 1,
+            Err(_) => self.undecodable += 1,
         }
     }
-    tally
 }
 
 /// The kind of an encoded event (see [`Summary::kinds`]) and, for a P2P message, its peer.
@@ -381,36 +476,6 @@ fn peer_addr(message_event: &DynamicMessage) -> Option<String> {
     let meta = message_event.get_field_by_name("meta")?;
     let addr = meta.as_message()?.get_field_by_name("addr")?;
     addr.as_str().map(str::to_string)
-}
-
-/// The last snapshot's drop counters per stats subject, and how many snapshots did not parse.
-fn drop_counters<'m>(
-    messages: impl Iterator<Item = &'m RecordedMessage>,
-) -> (Vec<DropCounters>, u64) {
-    let mut per_subject: BTreeMap<String, DropCounters> = BTreeMap::new();
-    let mut undecodable = 0;
-    for message in messages {
-        let Ok(snapshot) = parse_stats(&message.data) else {
-            undecodable += 1;
-            continue;
-        };
-        let entry = per_subject
-            .entry(message.subject.to_string())
-            .or_insert_with(|| DropCounters {
-                subject: message.subject.to_string(),
-                snapshots: 0,
-                last_log_time_ns: 0,
-                dropped_in_kernel: None,
-                publish_dropped: None,
-                dropped_by_probe: BTreeMap::new(),
-            });
-        entry.snapshots += 1;
-        entry.last_log_time_ns = message.log_time;
-        entry.dropped_in_kernel = snapshot["dropped_in_kernel"].as_u64();
-        entry.publish_dropped = snapshot["publish_dropped"].as_u64();
-        entry.dropped_by_probe = probe_drops(&snapshot["probes"]);
-    }
-    (per_subject.into_values().collect(), undecodable)
 }
 
 fn probe_drops(probes: &Value) -> BTreeMap<String, u64> {

@@ -19,5 +19,8 @@ pub mod recorder;
 pub mod replayer;
 mod writer;
 
-pub use reader::{read_recording, RecordedMessage, Recording, RecordingError, Truncation};
+pub use reader::{
+    read_recording, RecordedMessage, Recording, RecordingError, RecordingStream, Truncation,
+    MAX_CHUNK_BYTES,
+};
 pub use writer::{RecordingWriter, WriterStats};

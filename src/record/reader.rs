@@ -1,12 +1,19 @@
 //! Reading a recording back, with errors that name the file and the byte offset.
 //!
+//! [`RecordingStream`] reads one top-level record at a time, so memory is bounded by the
+//! largest chunk (1 MiB as peerlab writes them, [`MAX_CHUNK_BYTES`] at most), whatever the
+//! file's size: replay, inspect, cat and peer replay stream. [`read_recording`] collects a
+//! stream into memory, for small files and tests, and refuses what would not fit.
+//!
 //! We walk the MCAP record framing ourselves (opcode, u64 length, body) so every problem has
 //! an offset, and let the mcap crate parse each record and unpack each chunk. A file that ends
 //! early (a recorder killed mid-write) yields every message of its complete records plus a
 //! [`Truncation`] saying where it stops; a complete record that does not parse is corruption
 //! and an error.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,8 +23,9 @@ use mcap::records::Record;
 use super::format::{METADATA_NAME, SCHEMA_ENCODING, SCHEMA_NAME};
 
 const MAGIC: &[u8; 8] = b"\x89MCAP0\r\n";
-/// Largest chunk we agree to decompress; larger claims are treated as corruption.
-const MAX_CHUNK_BYTES: u64 = 512 << 20;
+/// Largest chunk we agree to decompress, and largest record we agree to read; larger claims
+/// are treated as corruption.
+pub const MAX_CHUNK_BYTES: u64 = 512 << 20;
 
 /// What can be wrong with a recording.
 #[derive(Debug, thiserror::Error)]
@@ -142,48 +150,60 @@ pub struct Recording {
     pub file_bytes: u64,
 }
 
-/// Reads a whole recording; see the module docs for how damage is reported.
+/// Reads a whole recording into memory; see the module docs for how damage is reported.
 ///
-/// Only regular files are read (a device such as `/dev/zero` never ends), and only when the
-/// file and its decompressed chunks fit in half the memory available now; both are refused
-/// with an error before any large allocation.
+/// Only when the file and its messages fit in half the memory available now: larger files
+/// are refused with [`RecordingError::TooLarge`] (use [`RecordingStream`] for them).
 pub fn read_recording(path: &Path) -> Result<Recording, RecordingError> {
-    let io = |source| RecordingError::Io {
-        path: path.into(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    let file_type = meta.file_type();
-    if !file_type.is_file() {
-        use std::os::unix::fs::FileTypeExt as _;
-        let what = if file_type.is_dir() {
-            "a directory"
-        } else if file_type.is_char_device() {
-            "a character device"
-        } else if file_type.is_block_device() {
-            "a block device"
-        } else if file_type.is_fifo() {
-            "a FIFO"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(RecordingError::NotAFile {
-            path: path.into(),
-            what,
-        });
-    }
+    let mut stream = RecordingStream::open(path)?;
     let budget = memory_budget();
-    if meta.len() > budget {
+    if stream.file_bytes() > budget {
         return Err(RecordingError::TooLarge {
             path: path.into(),
-            needed: meta.len(),
+            needed: stream.file_bytes(),
             budget,
         });
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    parse(path, &bytes, budget.saturating_sub(bytes.len() as u64))
+    let mut messages = Vec::new();
+    let mut held = 0u64;
+    for message in &mut stream {
+        let message = message?;
+        held += message.data.len() as u64 + 64;
+        if held > budget {
+            return Err(RecordingError::TooLarge {
+                path: path.into(),
+                needed: held,
+                budget,
+            });
+        }
+        messages.push(message);
+    }
+    Ok(Recording {
+        path: path.into(),
+        messages,
+        metadata: stream.parser.metadata,
+        truncated: stream.parser.truncated,
+        descriptor_set: stream.parser.descriptor_set,
+        file_bytes: stream.file_bytes,
+    })
+}
+
+/// What a path is when it is not a regular file, for the error.
+fn not_a_file(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Half of the memory the kernel says is available now (`MemAvailable`), or 4 GiB when that
@@ -206,110 +226,249 @@ fn memory_budget() -> u64 {
     available.map_or(4 << 30, |bytes| bytes / 2)
 }
 
-struct Parser<'p> {
-    path: &'p Path,
-    schemas: HashMap<u16, ()>,
-    channels: HashMap<u16, Arc<str>>,
-    recording: Recording,
-    /// Past the DataEnd record: only summary records may follow (no messages).
-    data_ended: bool,
-    /// Message count claimed by the Statistics record, checked at the end.
-    statistics_count: Option<(u64, u64)>,
-    /// Written by peerlab, whose writer puts every message in a chunk.
-    peerlab_profile: bool,
-    /// Bytes the decompressed chunks may take in all.
-    chunk_budget: u64,
-    /// Bytes decompressed so far.
-    decompressed: u64,
+/// The messages of a recording, read one record (at most one chunk) at a time.
+///
+/// Iterating yields every message in file order, then ends; an error ends the iteration.
+/// [`metadata`](Self::metadata) and [`descriptor_set`](Self::descriptor_set) are known once
+/// [`open`](Self::open) returns (peerlab writes them before the first chunk; for other
+/// writers' files, once iteration reaches them); [`truncated`](Self::truncated) once the
+/// iteration has ended.
+pub struct RecordingStream {
+    input: BufReader<File>,
+    parser: Parser,
+    /// Offset of the next top-level record.
+    offset: u64,
+    file_bytes: u64,
+    /// The file ends with the closing magic: it was written completely.
+    complete: bool,
+    finished: bool,
 }
 
-fn parse(path: &Path, bytes: &[u8], chunk_budget: u64) -> Result<Recording, RecordingError> {
-    if bytes.is_empty() {
-        return Err(RecordingError::Empty { path: path.into() });
-    }
-    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
-        return Err(RecordingError::NotMcap { path: path.into() });
-    }
-    let mut parser = Parser {
-        path,
-        schemas: HashMap::new(),
-        channels: HashMap::new(),
-        data_ended: false,
-        statistics_count: None,
-        peerlab_profile: false,
-        chunk_budget,
-        decompressed: 0,
-        recording: Recording {
+impl RecordingStream {
+    /// Opens a recording: a regular, non-empty file that starts with the MCAP magic. Reads
+    /// the records before the first message (header, schema, metadata).
+    pub fn open(path: &Path) -> Result<RecordingStream, RecordingError> {
+        let io = |source| RecordingError::Io {
             path: path.into(),
-            messages: Vec::new(),
-            metadata: BTreeMap::new(),
-            truncated: None,
-            descriptor_set: Vec::new(),
-            file_bytes: bytes.len() as u64,
-        },
-    };
-    // A file that ends with the closing magic was written completely: running out of bytes
-    // inside it is corruption, not a crash-truncated tail.
-    let complete = bytes.len() >= 2 * MAGIC.len() && &bytes[bytes.len() - MAGIC.len()..] == MAGIC;
-    let mut offset = MAGIC.len();
-    loop {
-        let rest = &bytes[offset..];
-        if rest.is_empty() {
-            parser.truncate(
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if !meta.file_type().is_file() {
+            return Err(RecordingError::NotAFile {
+                path: path.into(),
+                what: not_a_file(meta.file_type()),
+            });
+        }
+        let file_bytes = meta.len();
+        if file_bytes == 0 {
+            return Err(RecordingError::Empty { path: path.into() });
+        }
+        let mut file = File::open(path).map_err(io)?;
+        let mut magic = [0u8; 8];
+        if file_bytes < MAGIC.len() as u64 {
+            return Err(RecordingError::NotMcap { path: path.into() });
+        }
+        file.read_exact(&mut magic).map_err(io)?;
+        if &magic != MAGIC {
+            return Err(RecordingError::NotMcap { path: path.into() });
+        }
+        let mut complete = false;
+        if file_bytes >= 2 * MAGIC.len() as u64 {
+            file.seek(SeekFrom::End(-(MAGIC.len() as i64)))
+                .map_err(io)?;
+            file.read_exact(&mut magic).map_err(io)?;
+            complete = &magic == MAGIC;
+            file.seek(SeekFrom::Start(MAGIC.len() as u64)).map_err(io)?;
+        }
+        let mut stream = RecordingStream {
+            input: BufReader::with_capacity(1 << 16, file),
+            parser: Parser::new(path),
+            offset: MAGIC.len() as u64,
+            file_bytes,
+            complete,
+            finished: false,
+        };
+        while stream.parser.pending.is_empty() && !stream.finished {
+            stream.step()?;
+        }
+        Ok(stream)
+    }
+
+    /// The `peerlab.recording` metadata (empty for recordings of other tools).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.parser.metadata
+    }
+
+    /// The schema's `FileDescriptorSet`.
+    pub fn descriptor_set(&self) -> &[u8] {
+        &self.parser.descriptor_set
+    }
+
+    /// Where and why the file stops early; known once the iteration has ended.
+    pub fn truncated(&self) -> Option<&Truncation> {
+        self.parser.truncated.as_ref()
+    }
+
+    /// File size in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// Bytes read so far (for progress).
+    pub fn position(&self) -> u64 {
+        self.offset
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.parser.path
+    }
+
+    fn read_exact(&mut self, buffer: &mut [u8]) -> Result<(), RecordingError> {
+        self.input
+            .read_exact(buffer)
+            .map_err(|source| RecordingError::Io {
+                path: self.parser.path.clone(),
+                source,
+            })
+    }
+
+    /// Reads and handles the next top-level record; at the end, sets `finished`.
+    fn step(&mut self) -> Result<(), RecordingError> {
+        let offset = self.offset;
+        let remaining = self.file_bytes - offset;
+        if remaining == 0 {
+            self.parser.truncate(
                 offset,
                 "the file ends without a footer (was the recorder killed?)",
             );
-            break;
+            return self.finish();
         }
-        if rest.len() < 9 {
-            parser.truncate(offset, "the file ends inside a record header");
-            break;
+        if remaining < 9 {
+            self.parser
+                .truncate(offset, "the file ends inside a record header");
+            return self.finish();
         }
-        let opcode = rest[0];
+        let mut head = [0u8; 9];
+        self.read_exact(&mut head)?;
+        let opcode = head[0];
         let mut len_bytes = [0u8; 8];
-        len_bytes.copy_from_slice(&rest[1..9]);
+        len_bytes.copy_from_slice(&head[1..9]);
         let len = u64::from_le_bytes(len_bytes);
-        if len > (rest.len() - 9) as u64 {
-            if complete {
-                return Err(parser.corrupt(
-                    offset,
+        if len > remaining - 9 {
+            let reason = format!(
+                "record 0x{opcode:02x} declares {len} bytes but only {} remain",
+                remaining - 9
+            );
+            if self.complete {
+                return Err(self.parser.corrupt(offset, reason));
+            }
+            self.parser.truncate(offset, &reason);
+            return self.finish();
+        }
+        if len > MAX_CHUNK_BYTES {
+            return Err(self.parser.corrupt(
+                offset,
+                format!(
+                    "record 0x{opcode:02x} declares {len} bytes, more than any recording holds"
+                ),
+            ));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.read_exact(&mut body)?;
+        self.offset = offset + 9 + len;
+        let record = parse_record(opcode, &body).map_err(|e| {
+            self.parser
+                .corrupt(offset, format!("record 0x{opcode:02x}: {e}"))
+        })?;
+        if self.parser.handle(offset, record)? {
+            let after = self.offset;
+            let mut closing = [0u8; 8];
+            let closed = self.file_bytes >= after + MAGIC.len() as u64
+                && self.read_exact(&mut closing).is_ok()
+                && &closing == MAGIC;
+            if !closed {
+                self.parser
+                    .truncate(after, "footer is not followed by the closing MCAP magic");
+            }
+            return self.finish();
+        }
+        Ok(())
+    }
+
+    /// Ends the stream; the statistics record's count must match what was read.
+    fn finish(&mut self) -> Result<(), RecordingError> {
+        self.finished = true;
+        if let Some((claimed, at)) = self.parser.statistics_count {
+            let read = self.parser.messages_read;
+            if self.parser.truncated.is_none() && claimed != read {
+                return Err(self.parser.corrupt(
+                    at,
                     format!(
-                        "record 0x{opcode:02x} declares {len} bytes but only {} remain",
-                        rest.len() - 9
+                        "the statistics record counts {claimed} messages but {read} were readable"
                     ),
                 ));
             }
-            parser.truncate(
-                offset,
-                &format!(
-                    "record 0x{opcode:02x} declares {len} bytes but only {} remain",
-                    rest.len() - 9
-                ),
-            );
-            break;
         }
-        let body = &rest[9..9 + len as usize];
-        let record = parse_record(opcode, body)
-            .map_err(|e| parser.corrupt(offset, format!("record 0x{opcode:02x}: {e}")))?;
-        if parser.handle(offset as u64, record)? {
-            let after = offset + 9 + len as usize;
-            if bytes.len() < after + MAGIC.len() || &bytes[after..after + MAGIC.len()] != MAGIC {
-                parser.truncate(after, "footer is not followed by the closing MCAP magic");
+        Ok(())
+    }
+}
+
+impl Iterator for RecordingStream {
+    type Item = Result<RecordedMessage, RecordingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(message) = self.parser.pending.pop_front() {
+                return Some(Ok(message));
             }
-            break;
-        }
-        offset += 9 + len as usize;
-    }
-    if let Some((claimed, at)) = parser.statistics_count {
-        let read = parser.recording.messages.len() as u64;
-        if parser.recording.truncated.is_none() && claimed != read {
-            return Err(parser.corrupt(
-                at as usize,
-                format!("the statistics record counts {claimed} messages but {read} were readable"),
-            ));
+            if self.finished {
+                return None;
+            }
+            if let Err(e) = self.step() {
+                // An error ends the stream: nothing after a damaged record is trusted.
+                self.finished = true;
+                self.parser.pending.clear();
+                return Some(Err(e));
+            }
         }
     }
-    Ok(parser.recording)
+}
+
+struct Parser {
+    path: PathBuf,
+    schemas: HashMap<u16, ()>,
+    channels: HashMap<u16, Arc<str>>,
+    /// Messages of the last record read, not yet handed out.
+    pending: VecDeque<RecordedMessage>,
+    messages_read: u64,
+    metadata: BTreeMap<String, String>,
+    descriptor_set: Vec<u8>,
+    truncated: Option<Truncation>,
+    /// Past the DataEnd record: only summary records may follow (no messages).
+    data_ended: bool,
+    /// Message count claimed by the Statistics record (and its offset), checked at the end.
+    statistics_count: Option<(u64, u64)>,
+    /// Written by peerlab, whose writer puts every message in a chunk.
+    peerlab_profile: bool,
+}
+
+impl Parser {
+    fn new(path: &Path) -> Parser {
+        Parser {
+            path: path.into(),
+            schemas: HashMap::new(),
+            channels: HashMap::new(),
+            pending: VecDeque::new(),
+            messages_read: 0,
+            metadata: BTreeMap::new(),
+            descriptor_set: Vec::new(),
+            truncated: None,
+            data_ended: false,
+            statistics_count: None,
+            peerlab_profile: false,
+        }
+    }
 }
 
 /// Walks the records of an uncompressed, CRC-checked chunk.
@@ -336,34 +495,25 @@ fn chunk_records(records: &[u8]) -> Result<Vec<(u8, &[u8])>, String> {
     Ok(out)
 }
 
-impl Parser<'_> {
+impl Parser {
     /// Handles one top-level record; `Ok(true)` after the footer.
     fn handle(&mut self, offset: u64, record: Record<'_>) -> Result<bool, RecordingError> {
         match record {
             Record::Footer(_) => return Ok(true),
             Record::Chunk { header, data } => {
                 if self.data_ended {
-                    return Err(self.corrupt(
-                        offset as usize,
-                        "chunk after the end of the data section".into(),
-                    ));
+                    return Err(
+                        self.corrupt(offset, "chunk after the end of the data section".into())
+                    );
                 }
                 if header.uncompressed_size > MAX_CHUNK_BYTES {
                     return Err(self.corrupt(
-                        offset as usize,
+                        offset,
                         format!(
                             "chunk claims {} uncompressed bytes",
                             header.uncompressed_size
                         ),
                     ));
-                }
-                self.decompressed += header.uncompressed_size;
-                if self.decompressed > self.chunk_budget {
-                    return Err(RecordingError::TooLarge {
-                        path: self.path.into(),
-                        needed: self.decompressed,
-                        budget: self.chunk_budget,
-                    });
                 }
                 // Decompress with a hard cap and check the CRC before trusting any length inside:
                 // a damaged chunk must be an error, not a huge allocation.
@@ -371,18 +521,18 @@ impl Parser<'_> {
                     "" => data.into_owned(),
                     "zstd" => zstd::bulk::decompress(&data, header.uncompressed_size as usize)
                         .map_err(|e| {
-                            self.corrupt(offset as usize, format!("chunk does not decompress: {e}"))
+                            self.corrupt(offset, format!("chunk does not decompress: {e}"))
                         })?,
                     other => {
                         return Err(self.corrupt(
-                            offset as usize,
+                            offset,
                             format!("chunk compression `{other}` is not supported (zstd or none)"),
                         ))
                     }
                 };
                 if records.len() as u64 != header.uncompressed_size {
                     return Err(self.corrupt(
-                        offset as usize,
+                        offset,
                         format!(
                             "chunk holds {} bytes, its header says {}",
                             records.len(),
@@ -393,16 +543,13 @@ impl Parser<'_> {
                 if header.uncompressed_crc != 0
                     && crc32fast::hash(&records) != header.uncompressed_crc
                 {
-                    return Err(self.corrupt(offset as usize, "chunk CRC mismatch".into()));
+                    return Err(self.corrupt(offset, "chunk CRC mismatch".into()));
                 }
-                let inner = chunk_records(&records)
-                    .map_err(|reason| self.corrupt(offset as usize, reason))?;
+                let inner =
+                    chunk_records(&records).map_err(|reason| self.corrupt(offset, reason))?;
                 for (opcode, body) in inner {
                     let record = parse_record(opcode, body).map_err(|e| {
-                        self.corrupt(
-                            offset as usize,
-                            format!("inside chunk: record 0x{opcode:02x}: {e}"),
-                        )
+                        self.corrupt(offset, format!("inside chunk: record 0x{opcode:02x}: {e}"))
                     })?;
                     self.handle_data(offset, record, true)?;
                 }
@@ -414,7 +561,7 @@ impl Parser<'_> {
             Record::Statistics(statistics) => {
                 self.statistics_count = Some((statistics.message_count, offset))
             }
-            Record::Metadata(m) if m.name == METADATA_NAME => self.recording.metadata = m.metadata,
+            Record::Metadata(m) if m.name == METADATA_NAME => self.metadata = m.metadata,
             other => self.handle_data(offset, other, false)?,
         }
         Ok(false)
@@ -431,19 +578,19 @@ impl Parser<'_> {
             Record::Schema { header, data } => {
                 if header.name != SCHEMA_NAME || header.encoding != SCHEMA_ENCODING {
                     return Err(RecordingError::WrongSchema {
-                        path: self.path.into(),
+                        path: self.path.clone(),
                         offset,
                         name: header.name,
                         encoding: header.encoding,
                     });
                 }
                 self.schemas.insert(header.id, ());
-                self.recording.descriptor_set = data.into_owned();
+                self.descriptor_set = data.into_owned();
             }
             Record::Channel(channel) => {
                 if channel.schema_id != 0 && !self.schemas.contains_key(&channel.schema_id) {
                     return Err(self.corrupt(
-                        offset as usize,
+                        offset,
                         format!(
                             "channel {} uses unknown schema {}",
                             channel.id, channel.schema_id
@@ -454,15 +601,12 @@ impl Parser<'_> {
                     .insert(channel.id, Arc::from(channel.topic.as_str()));
             }
             Record::Message { .. } if self.data_ended => {
-                return Err(self.corrupt(
-                    offset as usize,
-                    "message record in the summary section".into(),
-                ));
+                return Err(self.corrupt(offset, "message record in the summary section".into()));
             }
             // peerlab's writer puts every message in a (CRC-checked) chunk: a bare message
             // record in its files is a damaged record of another kind.
             Record::Message { .. } if !in_chunk && self.peerlab_profile => {
-                return Err(self.corrupt(offset as usize, "message record outside a chunk".into()));
+                return Err(self.corrupt(offset, "message record outside a chunk".into()));
             }
             Record::Message { header, data } => {
                 let subject = self
@@ -471,11 +615,12 @@ impl Parser<'_> {
                     .cloned()
                     .ok_or_else(|| {
                         self.corrupt(
-                            offset as usize,
+                            offset,
                             format!("message on unknown channel {}", header.channel_id),
                         )
                     })?;
-                self.recording.messages.push(RecordedMessage {
+                self.messages_read += 1;
+                self.pending.push_back(RecordedMessage {
                     subject,
                     log_time: header.log_time,
                     publish_time: header.publish_time,
@@ -487,17 +632,17 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn truncate(&mut self, offset: usize, reason: &str) {
-        self.recording.truncated = Some(Truncation {
-            offset: offset as u64,
+    fn truncate(&mut self, offset: u64, reason: &str) {
+        self.truncated = Some(Truncation {
+            offset,
             reason: reason.to_string(),
         });
     }
 
-    fn corrupt(&self, offset: usize, reason: String) -> RecordingError {
+    fn corrupt(&self, offset: u64, reason: String) -> RecordingError {
         RecordingError::Corrupt {
-            path: self.path.into(),
-            offset: offset as u64,
+            path: self.path.clone(),
+            offset,
             reason,
         }
     }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message as _;
 use tokio::time::Instant;
 
-use super::{read_recording, RecordedMessage, RecordingError};
+use super::{RecordedMessage, RecordingError, RecordingStream};
 use crate::bus::{Publisher, Subject};
 use crate::event::{Event, EventKind};
 
@@ -84,22 +84,35 @@ pub async fn replay(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<ReplaySummary, RecordingError> {
     let mut summary = ReplaySummary::default();
-    let mut lateness = Vec::new();
+    let mut lateness = Lateness::default();
     let started = Instant::now();
     tokio::pin!(stop);
     'passes: loop {
         for path in &options.files {
-            let recording = read_recording(path)?;
-            if let Some(cut) = &recording.truncated {
-                tracing::warn!(file = %path.display(), offset = cut.offset, "{}; replaying what is complete", cut.reason);
-            }
-            let selected = select(recording.messages, options, &mut summary);
-            let bar = progress(selected.len() as u64, path);
-            let retime_offset_ms = options.retime.then(|| retime_offset(&selected)).flatten();
-            let base = selected.first().map(|m| m.log_time).unwrap_or(0);
+            let mut stream = RecordingStream::open(path)?;
+            let bar = progress(stream.file_bytes(), path);
+            // `--from`/`--to` count from the file's first event; pacing from the first
+            // event replayed.
+            let mut first_event: Option<u64> = None;
+            let mut base: Option<u64> = None;
+            let mut retime_offset_ms: Option<Option<i64>> = None;
             let mut subjects: HashMap<Arc<str>, Subject> = HashMap::new();
             let pass_start = Instant::now();
-            for message in selected {
+            while let Some(message) = stream.next() {
+                let message = message?;
+                bar.set_position(stream.position());
+                if !is_event(&message) {
+                    summary.skipped += 1;
+                    continue;
+                }
+                let first = *first_event.get_or_insert(message.log_time);
+                if !selected(&message, options, first) {
+                    summary.skipped += 1;
+                    continue;
+                }
+                let base = *base.get_or_insert(message.log_time);
+                let retime_offset_ms = *retime_offset_ms
+                    .get_or_insert_with(|| options.retime.then(|| retime_offset(&message)));
                 if options.speed > 0.0 {
                     let offset_ns =
                         (message.log_time.saturating_sub(base) as f64 / options.speed) as u64;
@@ -108,7 +121,7 @@ pub async fn replay(
                         _ = &mut stop => break 'passes,
                         _ = tokio::time::sleep_until(scheduled) => {}
                     }
-                    lateness.push(Instant::now().saturating_duration_since(scheduled));
+                    lateness.record(Instant::now().saturating_duration_since(scheduled));
                 } else if futures::FutureExt::now_or_never(&mut stop).is_some() {
                     break 'passes;
                 }
@@ -122,9 +135,11 @@ pub async fn replay(
                 };
                 publisher.publish_raw_wait(subject, payload).await;
                 summary.published += 1;
-                bar.inc(1);
             }
             bar.finish_and_clear();
+            if let Some(cut) = stream.truncated() {
+                tracing::warn!(file = %path.display(), offset = cut.offset, "{}; replayed what was complete", cut.reason);
+            }
         }
         summary.passes += 1;
         if !options.repeat {
@@ -132,39 +147,27 @@ pub async fn replay(
         }
     }
     summary.elapsed = started.elapsed();
-    summary.timing = percentiles(&mut lateness);
+    summary.timing = lateness.percentiles();
     Ok(summary)
 }
 
-/// The events of one file that pass the filters and the time window, in file order.
-fn select(
-    messages: Vec<RecordedMessage>,
-    options: &ReplayOptions,
-    summary: &mut ReplaySummary,
-) -> Vec<RecordedMessage> {
-    let first = messages
-        .iter()
-        .find(|m| is_event(m))
-        .map(|m| m.log_time)
-        .unwrap_or(0);
-    let from = options.from.map(|d| first + d.as_nanos() as u64);
-    let to = options.to.map(|d| first + d.as_nanos() as u64);
-    let total = messages.len();
-    let chosen: Vec<_> = messages
-        .into_iter()
-        .filter(is_event)
-        .filter(|m| {
-            options.subjects.is_empty()
-                || options.subjects.iter().any(|s| s.as_str() == &*m.subject)
-        })
-        .filter(|m| {
-            options.kinds.is_empty()
-                || kind_of(&m.subject).is_some_and(|k| options.kinds.contains(&k))
-        })
-        .filter(|m| from.is_none_or(|f| m.log_time >= f) && to.is_none_or(|t| m.log_time <= t))
-        .collect();
-    summary.skipped += (total - chosen.len()) as u64;
-    chosen
+/// Whether an event passes the filters and the time window (`first`: the file's first event).
+fn selected(message: &RecordedMessage, options: &ReplayOptions, first: u64) -> bool {
+    let from = options
+        .from
+        .map(|d| first.saturating_add(d.as_nanos() as u64));
+    let to = options
+        .to
+        .map(|d| first.saturating_add(d.as_nanos() as u64));
+    (options.subjects.is_empty()
+        || options
+            .subjects
+            .iter()
+            .any(|s| s.as_str() == &*message.subject))
+        && (options.kinds.is_empty()
+            || kind_of(&message.subject).is_some_and(|k| options.kinds.contains(&k)))
+        && from.is_none_or(|f| message.log_time >= f)
+        && to.is_none_or(|t| message.log_time <= t)
 }
 
 fn is_event(message: &RecordedMessage) -> bool {
@@ -176,10 +179,10 @@ fn kind_of(subject: &str) -> Option<EventKind> {
     subject.rsplit('.').next()?.parse().ok()
 }
 
-fn retime_offset(selected: &[RecordedMessage]) -> Option<i64> {
-    let first = selected.first()?;
+/// How far to shift timestamps so that `first` (the first event replayed) happens now.
+fn retime_offset(first: &RecordedMessage) -> i64 {
     let first_ms = (first.publish_time / 1_000_000) as i64;
-    Some(crate::event::now_millis() as i64 - first_ms)
+    crate::event::now_millis() as i64 - first_ms
 }
 
 /// The event with its timestamp shifted by `offset_ms` (unchanged if it does not decode).
@@ -193,25 +196,67 @@ fn retimed(data: &[u8], offset_ms: i64) -> Bytes {
     }
 }
 
-fn percentiles(samples: &mut [Duration]) -> Option<TimingError> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    Some(TimingError {
-        p50: at(0.5),
-        p99: at(0.99),
-        max: samples[samples.len() - 1],
-    })
+/// Lateness of paced sends in 1 µs buckets up to 100 ms (and the exact maximum): memory
+/// stays fixed however long the replay runs. Percentiles beyond 100 ms read as 100 ms.
+struct Lateness {
+    buckets: Vec<u64>,
+    count: u64,
+    max: Duration,
 }
 
-fn progress(total: u64, path: &std::path::Path) -> ProgressBar {
-    let bar = ProgressBar::new(total);
+/// Number of 1 µs buckets; the last one also holds everything later.
+const LATENESS_BUCKETS: usize = 100_000;
+
+impl Default for Lateness {
+    fn default() -> Self {
+        Lateness {
+            buckets: vec![0; LATENESS_BUCKETS],
+            count: 0,
+            max: Duration::ZERO,
+        }
+    }
+}
+
+impl Lateness {
+    fn record(&mut self, late: Duration) {
+        let micros = (late.as_micros() as usize).min(LATENESS_BUCKETS - 1);
+        self.buckets[micros] += 1;
+        self.count += 1;
+        self.max = self.max.max(late);
+    }
+
+    fn percentiles(&self) -> Option<TimingError> {
+        if self.count == 0 {
+            return None;
+        }
+        let at = |q: f64| {
+            let rank = ((self.count - 1) as f64 * q).round() as u64;
+            let mut seen = 0;
+            for (micros, n) in self.buckets.iter().enumerate() {
+                seen += n;
+                if seen > rank {
+                    return Duration::from_micros(micros as u64);
+                }
+            }
+            self.max
+        };
+        Some(TimingError {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: self.max,
+        })
+    }
+}
+
+/// A progress bar over the file's bytes (events are counted only once read).
+fn progress(file_bytes: u64, path: &std::path::Path) -> ProgressBar {
+    let bar = ProgressBar::new(file_bytes);
     bar.set_style(
-        ProgressStyle::with_template("replay {msg} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "replay {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(
         path.file_name()

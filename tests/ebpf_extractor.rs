@@ -607,3 +607,104 @@ async fn a_full_wildcard_subscriber_costs_the_extractor_nothing() {
     assert_eq!(publisher.resent, 0, "nothing was sent twice: {publisher:?}");
     bystander_task.abort();
 }
+
+/// Two extractors of one fleet (`--subject-prefix fleet`, nodes `alpha` and `beta`) publish
+/// their counters on two distinct subjects, and `peerlab inspect` of a recording of the
+/// whole fleet lists both nodes' counters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_of_a_fleet_publishes_its_counters_on_its_own_subject() {
+    use peerlab::event::counters::ExtractorCounters;
+    use peerlab::record::recorder::{RecordOptions, Recorder};
+
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let fleet = |node: &str| SubjectScheme::Prefixed {
+        prefix: "fleet".into(),
+        node: node.into(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("fleet.mcap");
+    let recorder = Recorder::connect(
+        &options,
+        fleet("*"),
+        &RecordOptions {
+            output: file.clone(),
+            subjects: Vec::new(),
+            kinds: Vec::new(),
+            rotate_bytes: None,
+            rotate_after: None,
+            duration: None,
+            arguments: vec!["test".into()],
+            anonymize: None,
+        },
+    )
+    .await
+    .expect("recorder subscribes");
+    let (stop_recording, recording_stopped) = tokio::sync::oneshot::channel::<()>();
+    let recording = tokio::spawn(recorder.run(Default::default(), async {
+        let _ = recording_stopped.await;
+    }));
+    let mut counters_sub =
+        Subscriber::connect(&options, fleet("*"), &[fleet("*").stats_wildcard()])
+            .await
+            .expect("subscribe to every node's counters");
+
+    let node = RegtestNode::start(&RegtestConfig::new(common::bitcoind())).expect("node");
+    let pid = node.pid().expect("pid");
+    let mut extractors = Vec::new();
+    for name in ["alpha", "beta"] {
+        let publisher = Publisher::connect(&options, fleet(name), PublisherConfig::default())
+            .await
+            .expect("publisher");
+        let config = EbpfConfig {
+            report_period: Duration::from_millis(200),
+            ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
+        };
+        let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+        common::wait_traced(&extractor.stats(), pid).await;
+        extractors.push(extractor);
+    }
+
+    let mut subjects = std::collections::BTreeSet::new();
+    tokio::time::timeout(common::TIMEOUT, async {
+        while subjects.len() < 2 {
+            let message = counters_sub.next().await.expect("open");
+            let counters = ExtractorCounters::from_json(&message.payload).expect("typed counters");
+            assert_eq!(counters.traced_pid, pid);
+            subjects.insert(message.subject);
+        }
+    })
+    .await
+    .expect("counters of both nodes");
+    assert_eq!(
+        subjects.into_iter().collect::<Vec<_>>(),
+        [
+            "fleet.alpha.peerlab.stats.ebpf-extractor",
+            "fleet.beta.peerlab.stats.ebpf-extractor"
+        ]
+    );
+    for extractor in extractors {
+        extractor.stop().await.expect("stops");
+    }
+    let _ = stop_recording.send(());
+    recording.await.expect("join").expect("recording");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(["inspect", "--json"])
+        .arg(&file)
+        .output()
+        .expect("inspect runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let nodes: Vec<&str> = summary["drops"]
+        .as_array()
+        .expect("drops")
+        .iter()
+        .filter_map(|d| d["node"].as_str())
+        .collect();
+    assert_eq!(nodes, ["alpha", "beta"], "{summary:#}");
+}

@@ -22,7 +22,7 @@ mod subscriber;
 pub use connect::connect;
 pub use options::{NatsArgs, NatsOptions};
 pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
-pub use subject::{SubjectScheme, SubjectSchemeArgs};
+pub use subject::{is_stats_subject, SubjectScheme, SubjectSchemeArgs, STATS_TOKENS};
 pub use subscriber::{BusMessage, Subscriber, SubscriberStats};
 
 /// What can go wrong on the bus.

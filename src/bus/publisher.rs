@@ -139,6 +139,7 @@ pub struct Publisher {
     max_buffered_bytes: usize,
     stats: Arc<PublisherStats>,
     subjects: Vec<Subject>,
+    scheme: SubjectScheme,
     forwarder: JoinHandle<()>,
     reporter: AbortOnDrop,
 }
@@ -176,6 +177,7 @@ impl Publisher {
                 .iter()
                 .map(|k| Subject::from(scheme.subject(*k)))
                 .collect(),
+            scheme,
             forwarder,
             reporter: AbortOnDrop(reporter),
         }
@@ -249,6 +251,11 @@ impl Publisher {
                 .fetch_add(1, Ordering::Relaxed);
         }
         accepted
+    }
+
+    /// The subject scheme events are published under (counters derive their subject from it).
+    pub fn scheme(&self) -> &SubjectScheme {
+        &self.scheme
     }
 
     /// The live counters.

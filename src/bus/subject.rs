@@ -2,6 +2,14 @@
 
 use crate::event::EventKind;
 
+/// The tokens that mark a subject as peerlab's counters rather than events.
+pub const STATS_TOKENS: &str = "peerlab.stats";
+
+/// Whether `subject` carries counter snapshots, in any scheme.
+pub fn is_stats_subject(subject: &str) -> bool {
+    subject.starts_with("peerlab.stats.") || subject.contains(".peerlab.stats.")
+}
+
 /// Command-line options choosing the subject scheme.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SubjectSchemeArgs {
@@ -74,6 +82,41 @@ impl SubjectScheme {
         }
     }
 
+    /// The subject a component's counter snapshots are published on:
+    /// `peerlab.stats.<component>` with flat subjects (three tokens, so peer-observer's tools
+    /// on `*` never see it), `<prefix>.<node>.peerlab.stats.<component>` in a fleet (inside the
+    /// prefix, so a collector capturing `<prefix>.>` keeps them; below the event subjects'
+    /// `<prefix>.<node>.*`).
+    pub fn stats_subject(&self, component: &str) -> String {
+        match self {
+            SubjectScheme::Flat => format!("{STATS_TOKENS}.{component}"),
+            SubjectScheme::Prefixed { prefix, node } => {
+                format!("{prefix}.{node}.{STATS_TOKENS}.{component}")
+            }
+        }
+    }
+
+    /// The pattern matching every counter subject of this scheme (every node's with `*`).
+    pub fn stats_wildcard(&self) -> String {
+        self.stats_subject(">")
+    }
+
+    /// Splits a counter subject into (node, component); `None` for other subjects.
+    pub fn parse_stats(&self, subject: &str) -> Option<(Option<String>, String)> {
+        match self {
+            SubjectScheme::Flat => subject
+                .strip_prefix(STATS_TOKENS)?
+                .strip_prefix('.')
+                .map(|component| (None, component.to_string())),
+            SubjectScheme::Prefixed { prefix, .. } => {
+                let rest = subject.strip_prefix(prefix.as_str())?.strip_prefix('.')?;
+                let (node, rest) = rest.split_once('.')?;
+                let component = rest.strip_prefix(STATS_TOKENS)?.strip_prefix('.')?;
+                Some((Some(node.to_string()), component.to_string()))
+            }
+        }
+    }
+
     /// A short description for logs and recording metadata.
     pub fn describe(&self) -> String {
         match self {
@@ -122,5 +165,38 @@ mod tests {
         );
         assert_eq!(s.parse("other.n2.validation"), None);
         assert_eq!(s.parse("fleet.n2.bogus"), None);
+    }
+
+    #[test]
+    fn counter_subjects_follow_the_scheme() {
+        let flat = SubjectScheme::Flat;
+        assert_eq!(
+            flat.stats_subject("ebpf-extractor"),
+            "peerlab.stats.ebpf-extractor"
+        );
+        assert_eq!(flat.stats_wildcard(), "peerlab.stats.>");
+        assert_eq!(
+            flat.parse_stats("peerlab.stats.ebpf-extractor"),
+            Some((None, "ebpf-extractor".into()))
+        );
+        let fleet = SubjectScheme::Prefixed {
+            prefix: "fleet".into(),
+            node: "n1".into(),
+        };
+        let subject = fleet.stats_subject("ebpf-extractor");
+        assert_eq!(subject, "fleet.n1.peerlab.stats.ebpf-extractor");
+        assert!(is_stats_subject(&subject) && is_stats_subject("peerlab.stats.x"));
+        assert!(!is_stats_subject("fleet.n1.netmsg"));
+        // Event subscribers (`fleet.n1.*`) never receive counters.
+        assert_eq!(fleet.parse(&subject), None);
+        assert_eq!(
+            fleet.parse_stats(&subject),
+            Some((Some("n1".into()), "ebpf-extractor".into()))
+        );
+        let everyone = SubjectScheme::Prefixed {
+            prefix: "fleet".into(),
+            node: "*".into(),
+        };
+        assert_eq!(everyone.stats_wildcard(), "fleet.*.peerlab.stats.>");
     }
 }

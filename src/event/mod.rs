@@ -3,13 +3,16 @@
 //! This module owns the `.proto` files in `proto/` (as generated Rust in [`proto`]), the
 //! embedded `FileDescriptorSet` that recordings carry ([`DESCRIPTOR_SET`]), the mapping from an
 //! event to its category ([`EventKind`]), and the strict required-field check
-//! ([`strict::check_required`]) that proto2 decoders in other languages apply.
+//! ([`strict::check_required`]) that proto2 decoders in other languages apply. It also owns
+//! the one JSON message of peerlab's own on the bus, the extractors' counter snapshots
+//! ([`counters::ExtractorCounters`]).
 //!
 //! Invariants:
 //! - field numbers, types, labels and package names equal `shared/spec/event-wire-format.md`
 //!   (tests compare the descriptor with the spec and with hand-computed golden encodings);
 //! - a payload on the bus is exactly one `event.Event`, plain (not length-delimited) encoding.
 
+pub mod counters;
 pub mod descriptor;
 pub mod kind;
 pub mod registry;

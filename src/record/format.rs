@@ -13,13 +13,9 @@ pub const METADATA_NAME: &str = "peerlab.recording";
 /// Longest a written message may sit unflushed: the most a SIGKILL can lose.
 pub const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Prefix of peerlab's own counter subjects (JSON, not events), recorded on channels without a
-/// schema and with message encoding `json`.
-pub const STATS_SUBJECT_PREFIX: &str = "peerlab.stats.";
-/// Message encoding of stats channels.
+/// Message encoding of stats channels: peerlab's own counter subjects (JSON, not events) are
+/// recorded on channels without a schema.
 pub const STATS_ENCODING: &str = "json";
 
-/// Whether a subject carries peerlab's counters rather than events.
-pub fn is_stats_subject(subject: &str) -> bool {
-    subject.starts_with(STATS_SUBJECT_PREFIX)
-}
+/// Whether a subject carries peerlab's counters rather than events (any subject scheme).
+pub use crate::bus::is_stats_subject;

@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{RecordedMessage, Recording, RecordingStream};
+use crate::event::counters::ExtractorCounters;
 use crate::event::{descriptor_pool, EVENT_MESSAGE_NAME};
 use crate::tools::logger::decode_json;
 
@@ -129,8 +130,11 @@ pub struct PeerStats {
 /// the extractor started, which may be before the recording did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DropCounters {
-    /// `subject`, e.g. `peerlab.stats.ebpf-extractor`.
+    /// `subject`, e.g. `peerlab.stats.ebpf-extractor` or, in a fleet,
+    /// `fleet.node1.peerlab.stats.ebpf-extractor`.
     pub subject: String,
+    /// `node`: the node named in a fleet's counter subject (`null` with flat subjects).
+    pub node: Option<String>,
     /// `snapshots`: how many snapshots of this subject the file holds.
     pub snapshots: u64,
     /// `last_log_time_ns`: when the last one was received.
@@ -390,7 +394,7 @@ impl Summarizer {
 
     /// Keeps the last snapshot's drop counters per stats subject.
     fn add_stats(&mut self, message: &RecordedMessage) {
-        let Ok(snapshot) = parse_stats(&message.data) else {
+        let Ok(snapshot) = ExtractorCounters::from_json(&message.data) else {
             self.undecodable_stats += 1;
             return;
         };
@@ -399,6 +403,7 @@ impl Summarizer {
             .entry(message.subject.to_string())
             .or_insert_with(|| DropCounters {
                 subject: message.subject.to_string(),
+                node: node_of_stats_subject(&message.subject),
                 snapshots: 0,
                 last_log_time_ns: 0,
                 dropped_in_kernel: None,
@@ -407,10 +412,17 @@ impl Summarizer {
             });
         entry.snapshots += 1;
         entry.last_log_time_ns = message.log_time;
-        entry.dropped_in_kernel = snapshot["dropped_in_kernel"].as_u64();
-        entry.publish_dropped = snapshot["publish_dropped"].as_u64();
-        entry.dropped_by_probe = probe_drops(&snapshot["probes"]);
+        entry.dropped_in_kernel = Some(snapshot.dropped_in_kernel);
+        entry.publish_dropped = Some(snapshot.publish_dropped);
+        entry.dropped_by_probe = snapshot.probe_drops();
     }
+}
+
+/// The node of a fleet's counter subject (`<prefix>.<node>.peerlab.stats.<component>`): the
+/// token before `peerlab.stats`; `None` for flat subjects.
+fn node_of_stats_subject(subject: &str) -> Option<String> {
+    let (before, _) = subject.split_once(&format!(".{}.", crate::bus::STATS_TOKENS))?;
+    before.rsplit('.').next().map(str::to_string)
 }
 
 /// Counts by kind and peer of the event messages.
@@ -476,17 +488,6 @@ fn peer_addr(message_event: &DynamicMessage) -> Option<String> {
     let meta = message_event.get_field_by_name("meta")?;
     let addr = meta.as_message()?.get_field_by_name("addr")?;
     addr.as_str().map(str::to_string)
-}
-
-fn probe_drops(probes: &Value) -> BTreeMap<String, u64> {
-    let Some(probes) = probes.as_object() else {
-        return BTreeMap::new();
-    };
-    probes
-        .iter()
-        .filter_map(|(name, counts)| Some((name.clone(), counts["dropped"].as_u64()?)))
-        .filter(|(_, dropped)| *dropped > 0)
-        .collect()
 }
 
 /// Counts sorted by count (descending), then name.

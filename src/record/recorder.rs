@@ -14,9 +14,6 @@ use super::{RecordingError, RecordingWriter};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::{peek_timestamp, EventKind};
 
-/// Subjects of peerlab's own counters (the extractor's drops), recorded alongside the events.
-pub const STATS_PATTERN: &str = "peerlab.stats.>";
-
 /// What to record.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
@@ -128,7 +125,7 @@ async fn connect_recorder(
     } else {
         options.subjects.clone()
     };
-    patterns.push(STATS_PATTERN.to_string());
+    patterns.push(scheme.stats_wildcard());
     let subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
     let anonymizer = match &options.anonymize {
         None => None,

@@ -1,17 +1,16 @@
 //! The collector, the bus side of a run: every event the observer saw, with its time, and
-//! the drop counters a peerlab extractor publishes on [`STATS_SUBJECT`] (what a rehearsal
-//! against someone else's stack judges `drops` expectations by).
+//! the drop counters a peerlab eBPF extractor publishes on its counter subject (what a
+//! rehearsal against someone else's stack judges `drops` expectations by).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::stack::{Stack, StackCounters};
 use super::{ExpectationResult, Observed, RehearseError};
 use crate::bus::Subscriber;
-use crate::extractor::ebpf::STATS_SUBJECT;
+use crate::event::counters::ExtractorCounters;
+use crate::extractor::ebpf::STATS_COMPONENT;
 use crate::scenario::DropSource;
 
 /// The bus subscriber of a run: every event with its time, plus the extractor's drop
@@ -23,28 +22,34 @@ pub(super) struct Collector {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Drop counters from `peerlab.stats.ebpf-extractor` snapshots: (kernel, publisher).
-#[derive(Debug, Default, Clone, Copy)]
+/// Drop counters from the extractor's counter snapshots: (kernel, publisher).
+#[derive(Debug, Default, Clone)]
 pub(super) struct RemoteDrops {
+    /// The subject they came on.
+    subject: String,
     first: Option<(u64, u64)>,
     last: Option<(u64, u64)>,
 }
 
 impl Collector {
     pub(super) async fn start(stack: &Stack, t0: Instant) -> Result<Collector, RehearseError> {
-        let patterns = [stack.scheme.wildcard(), STATS_SUBJECT.to_string()];
+        let stats_subject = stack.scheme.stats_subject(STATS_COMPONENT);
+        let patterns = [stack.scheme.wildcard(), stats_subject.clone()];
         let mut subscriber = Subscriber::connect(&stack.nats, stack.scheme.clone(), &patterns)
             .await
             .map_err(|e| RehearseError::Stack(format!("observer: {e}")))?;
         let observed: Arc<Mutex<Vec<Observed>>> = Arc::default();
-        let remote_drops: Arc<Mutex<RemoteDrops>> = Arc::default();
+        let remote_drops = Arc::new(Mutex::new(RemoteDrops {
+            subject: stats_subject.clone(),
+            ..RemoteDrops::default()
+        }));
         let seen = Arc::new(AtomicU64::new(0));
         let task = {
             let (observed, remote_drops, seen) =
                 (observed.clone(), remote_drops.clone(), seen.clone());
             tokio::spawn(async move {
                 while let Some(message) = subscriber.next().await {
-                    if message.subject == STATS_SUBJECT {
+                    if message.subject == stats_subject {
                         if let (Some(counts), Ok(mut drops)) =
                             (drop_counts(&message.payload), remote_drops.lock())
                         {
@@ -91,18 +96,19 @@ impl Collector {
         }
         self.task.abort();
         let observed = self.observed.lock().map(|o| o.clone()).unwrap_or_default();
-        let drops = self.remote_drops.lock().map(|d| *d).unwrap_or_default();
+        let drops = self
+            .remote_drops
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
         (observed, drops)
     }
 }
 
-/// (dropped in the kernel, dropped by the publisher) from a stats snapshot.
+/// (dropped in the kernel, dropped by the publisher) from a counter snapshot.
 fn drop_counts(payload: &[u8]) -> Option<(u64, u64)> {
-    let json: Value = serde_json::from_slice(payload).ok()?;
-    Some((
-        json["dropped_in_kernel"].as_u64()?,
-        json["publish_dropped"].as_u64()?,
-    ))
+    let counters = ExtractorCounters::from_json(payload).ok()?;
+    Some((counters.dropped_in_kernel, counters.publish_dropped))
 }
 
 /// The run's drop counts, wherever they came from (`None`: not known).
@@ -131,7 +137,10 @@ impl Drops {
                 // its total is known, which may include drops from before the run.
                 let single = first == last;
                 if single {
-                    notes.push(format!("drop counters: one snapshot on {STATS_SUBJECT}; totals since the extractor started"));
+                    notes.push(format!(
+                        "drop counters: one snapshot on {}; totals since the extractor started",
+                        remote.subject
+                    ));
                 }
                 let (k, b) = if single {
                     last
@@ -145,7 +154,8 @@ impl Drops {
             }
             _ => {
                 notes.push(format!(
-                    "no drop counters were published on {STATS_SUBJECT} during the run (peerlab's extractor publishes them every --stats-interval)"
+                    "no drop counters were published on {} during the run (peerlab's extractor publishes them every --stats-interval)",
+                    remote.subject
                 ));
                 Drops {
                     kernel: None,

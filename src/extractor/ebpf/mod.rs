@@ -32,6 +32,7 @@ pub use records::{ProbeId, Record, RecordError};
 pub use tracer::{ProbeCounter, RingSizes, Tracer};
 
 use crate::bus::Publisher;
+use crate::event::counters::{ExtractorCounters, ProbeCounts};
 use crate::node::{pid_from_file, process_alive, processes_of};
 
 /// What can go wrong running the eBPF extractor.
@@ -319,33 +320,40 @@ fn publish(batch: &mut Vec<(u64, ProbeId, Record)>, publisher: &Publisher, stats
     }
 }
 
-/// Subject of the extractor's periodic counter snapshot (JSON). It has three tokens, so
-/// peer-observer tools (subscribed to `*`) never see it; peerlab's recorder and tools can.
+/// The component name in the extractor's counter subject
+/// ([`SubjectScheme::stats_subject`](crate::bus::SubjectScheme::stats_subject)).
+pub const STATS_COMPONENT: &str = "ebpf-extractor";
+
+/// The counter snapshot peer-observer's flat subjects put on `peerlab.stats.ebpf-extractor`.
 pub const STATS_SUBJECT: &str = "peerlab.stats.ebpf-extractor";
 
-/// Publishes the counters as JSON on [`STATS_SUBJECT`].
+/// The counters as the typed snapshot other components read.
+pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
+    ExtractorCounters {
+        traced_pid: stats.traced_pid.load(Ordering::Relaxed),
+        records: stats.records.load(Ordering::Relaxed),
+        malformed: stats.malformed.load(Ordering::Relaxed),
+        published: stats.published.load(Ordering::Relaxed),
+        publish_dropped: stats.publish_dropped.load(Ordering::Relaxed),
+        dropped_in_kernel: stats.dropped_in_kernel(),
+        probes: ProbeId::ALL
+            .iter()
+            .map(|p| {
+                let i = *p as usize;
+                let counts = ProbeCounts {
+                    emitted: stats.probe_emitted[i].load(Ordering::Relaxed),
+                    dropped: stats.probe_dropped[i].load(Ordering::Relaxed),
+                };
+                (p.tracepoint().to_string(), counts)
+            })
+            .collect(),
+    }
+}
+
+/// Publishes the counters as JSON on this node's counter subject for the extractor.
 fn publish_stats(publisher: &Publisher, stats: &ExtractorStats) {
-    let per_probe: serde_json::Map<String, serde_json::Value> = ProbeId::ALL
-        .iter()
-        .map(|p| {
-            let i = *p as usize;
-            let counts = serde_json::json!({
-                "emitted": stats.probe_emitted[i].load(Ordering::Relaxed),
-                "dropped": stats.probe_dropped[i].load(Ordering::Relaxed),
-            });
-            (p.tracepoint().to_string(), counts)
-        })
-        .collect();
-    let snapshot = serde_json::json!({
-        "traced_pid": stats.traced_pid.load(Ordering::Relaxed),
-        "records": stats.records.load(Ordering::Relaxed),
-        "malformed": stats.malformed.load(Ordering::Relaxed),
-        "published": stats.published.load(Ordering::Relaxed),
-        "publish_dropped": stats.publish_dropped.load(Ordering::Relaxed),
-        "dropped_in_kernel": stats.dropped_in_kernel(),
-        "probes": per_probe,
-    });
-    publisher.publish_raw(STATS_SUBJECT, bytes::Bytes::from(snapshot.to_string()));
+    let subject = publisher.scheme().stats_subject(STATS_COMPONENT);
+    publisher.publish_raw(&subject, bytes::Bytes::from(counters(stats).to_json()));
 }
 
 /// Copies the BPF counters into `stats` and logs probes that dropped since the last report.

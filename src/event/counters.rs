@@ -1,0 +1,103 @@
+//! peerlab's own counter snapshots: the JSON an extractor publishes beside its events.
+//!
+//! Defined once here (serde both ways): the extractor writes [`ExtractorCounters`], and the
+//! recorder, `inspect` and `rehearse` read the same struct, never keys by string. Snapshots
+//! travel on the subject [`crate::bus::SubjectScheme::stats_subject`] derives per component
+//! and node (`peerlab.stats.<component>` with flat subjects), which peer-observer's tools (on
+//! `*`) never see.
+//!
+//! Invariants: every field is a running total since the extractor started (a reader takes
+//! differences between snapshots); fields added later get `#[serde(default)]` so older
+//! recordings still read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The counter snapshot of one extractor.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractorCounters {
+    /// The process being traced (0 while waiting for one).
+    #[serde(default)]
+    pub traced_pid: u32,
+    /// Records taken from the ring buffers.
+    #[serde(default)]
+    pub records: u64,
+    /// Records that did not parse (counted, never published).
+    #[serde(default)]
+    pub malformed: u64,
+    /// Events handed to the publisher.
+    #[serde(default)]
+    pub published: u64,
+    /// Events the publisher could not buffer.
+    pub publish_dropped: u64,
+    /// Events lost in the kernel (ring buffers full), over all tracepoints.
+    pub dropped_in_kernel: u64,
+    /// Per tracepoint (`provider:name`): emitted and dropped in the kernel.
+    #[serde(default)]
+    pub probes: BTreeMap<String, ProbeCounts>,
+}
+
+/// One tracepoint's kernel-side counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCounts {
+    /// Records written to a ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub dropped: u64,
+}
+
+impl ExtractorCounters {
+    /// Parses a snapshot; the error says what is missing or malformed.
+    pub fn from_json(bytes: &[u8]) -> Result<ExtractorCounters, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not an extractor counter snapshot: {e}"))
+    }
+
+    /// The snapshot as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing plain integers and strings into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The tracepoints that dropped something, with their drop counts.
+    pub fn probe_drops(&self) -> BTreeMap<String, u64> {
+        self.probes
+            .iter()
+            .filter(|(_, c)| c.dropped > 0)
+            .map(|(name, c)| (name.clone(), c.dropped))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_and_old_ones_still_read() {
+        let mut counters = ExtractorCounters {
+            traced_pid: 7,
+            records: 10,
+            published: 9,
+            publish_dropped: 1,
+            dropped_in_kernel: 2,
+            ..Default::default()
+        };
+        counters.probes.insert(
+            "net:inbound_message".into(),
+            ProbeCounts {
+                emitted: 10,
+                dropped: 2,
+            },
+        );
+        let back = ExtractorCounters::from_json(&counters.to_json()).expect("parses");
+        assert_eq!(back, counters);
+        assert_eq!(back.probe_drops().get("net:inbound_message"), Some(&2));
+        // A snapshot with only the drop counters (what a minimal publisher writes).
+        let minimal =
+            ExtractorCounters::from_json(br#"{"publish_dropped":0,"dropped_in_kernel":3}"#)
+                .expect("parses");
+        assert_eq!(minimal.dropped_in_kernel, 3);
+        assert!(ExtractorCounters::from_json(b"[1]").is_err());
+    }
+}

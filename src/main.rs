@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use peerlab::bus::{NatsArgs, SubjectSchemeArgs};
+use peerlab::bus::{NatsArgs, NatsConnectArgs, SubjectSchemeArgs};
 use peerlab::event::EventKind;
 use peerlab::tools::logger::LogFormat;
 
@@ -185,7 +185,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct ExistingStackArgs {
     /// Your NATS server (its extractor's events are observed and recorded); repeat or
-    /// comma-separate for a cluster. Needs --rpc-url.
+    /// comma-separate for a cluster. Needs --rpc-url. Credentials, TLS and --nats-wait as
+    /// for every other command.
     #[arg(
         short = 'a',
         long = "nats-address",
@@ -224,6 +225,8 @@ struct ExistingStackArgs {
     #[arg(long, value_name = "HOST:PORT")]
     p2p: Option<String>,
     #[command(flatten)]
+    nats: NatsConnectArgs,
+    #[command(flatten)]
     subjects_scheme: SubjectSchemeArgs,
 }
 
@@ -231,7 +234,7 @@ impl ExistingStackArgs {
     /// `None` for the embedded default.
     fn to_stack(&self) -> Option<peerlab::commands::rehearse::ExistingStackArgs> {
         Some(peerlab::commands::rehearse::ExistingStackArgs {
-            nats_addresses: self.nats_address.clone()?,
+            nats: self.nats.to_options(self.nats_address.clone()?),
             rpc_url: self.rpc_url.clone()?,
             rpc_cookie: self.rpc_cookie.clone(),
             rpc_user: self.rpc_user.clone(),

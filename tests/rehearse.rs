@@ -242,17 +242,36 @@ fn rehearses_against_a_running_stack() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     // "The user's stack": nats-server, a regtest node and peerlab's extractor publishing its
     // drop counters every 200 ms, all started here, not by the rehearsal.
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    // The user's NATS requires a user and password: one for their extractor, one for the
+    // rehearsal (given in a file, as a deployment keeps it).
+    const NATS_PASSWORD: &str = "Nats-Pa55-0b7d31";
+    let nats = NatsServer::start_with_config(
+        &common::nats_server(),
+        &format!(
+            "authorization {{ users = [\n  {{user: extractor, password: extractor}}\n  {{user: watcher, password: \"{NATS_PASSWORD}\"}}\n] }}"
+        ),
+    )
+    .expect("nats-server with authorization");
     let mut config = RegtestConfig::new(common::bitcoind());
     // An RPC user for the rehearsal, so its password travels on the command line and can be
     // searched for afterwards (issue 9.2); the cookie stays for the harness.
     const RPC_PASSWORD: &str = "Rpc-Pa55-5e2f9a";
-    const NATS_URL_PASSWORD: &str = "Nats-Pa55-0b7d31";
     config.extra_args = vec!["-v2transport=0".into(), rpcauth("rehearser", RPC_PASSWORD)];
     let node = RegtestNode::start(&config).expect("node");
     let pid = node.pid().expect("pid");
     let extractor = runtime.block_on(async {
-        let publisher = common::local_publisher(&nats.url()).await;
+        let extractor_login = peerlab::bus::NatsOptions {
+            user: Some("extractor".into()),
+            password: Some("extractor".into()),
+            ..peerlab::bus::NatsOptions::local(nats.url())
+        };
+        let publisher = peerlab::bus::Publisher::connect(
+            &extractor_login,
+            peerlab::bus::SubjectScheme::Flat,
+            peerlab::bus::PublisherConfig::default(),
+        )
+        .await
+        .expect("the extractor's publisher logs in");
         let mut ebpf = EbpfConfig::new(common::bitcoind(), Target::Pid(pid));
         ebpf.report_period = Duration::from_millis(200);
         let extractor = EbpfExtractor::start(ebpf, Arc::new(publisher)).expect("extractor");
@@ -313,14 +332,12 @@ max = 0
     )
     .expect("write scenario");
     let report = dir.path().join("report");
-    // This nats-server has no authorization: it accepts (and ignores) the URL's credentials.
-    let nats_with_credentials = nats.url().replacen(
-        "nats://",
-        &format!("nats://watcher:{NATS_URL_PASSWORD}@"),
-        1,
-    );
+    let password_file = dir.path().join("nats-password");
+    std::fs::write(&password_file, format!("{NATS_PASSWORD}\n")).expect("password file");
     let output = rehearse_command(&scenario, &report)
-        .args(["--log", "debug", "-a", &nats_with_credentials])
+        .args(["--log", "debug", "-a", &nats.url()])
+        .args(["--nats-user", "watcher", "--nats-password-file"])
+        .arg(&password_file)
         .args(["--rpc-url", &format!("http://{}", node.rpc_addr())])
         .args(["--rpc-user", "rehearser", "--rpc-password", RPC_PASSWORD])
         .args(["--p2p", &node.p2p_addr().to_string()])
@@ -349,7 +366,7 @@ max = 0
             .contains("--rpc-password given on the command line"),
         "warned about the visible password"
     );
-    for secret in [RPC_PASSWORD, NATS_URL_PASSWORD] {
+    for secret in [RPC_PASSWORD, NATS_PASSWORD] {
         common::assert_no_secret(&output.stdout, secret, "rehearse stdout");
         common::assert_no_secret(&output.stderr, secret, "rehearse log");
         for file in ["verdict.json", "report.html"] {

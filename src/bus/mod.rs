@@ -20,7 +20,7 @@ mod subject;
 mod subscriber;
 
 pub use connect::connect;
-pub use options::{NatsArgs, NatsOptions};
+pub use options::{NatsArgs, NatsConnectArgs, NatsOptions};
 pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
 pub use subject::{is_stats_subject, SubjectScheme, SubjectSchemeArgs, STATS_TOKENS};
 pub use subscriber::{BusMessage, Subscriber, SubscriberStats};

@@ -20,6 +20,14 @@ pub struct NatsArgs {
         value_delimiter = ','
     )]
     pub addresses: Vec<String>,
+    #[command(flatten)]
+    pub connect: NatsConnectArgs,
+}
+
+/// How to authenticate and secure a NATS connection, and how long to wait for it: every
+/// command that talks to NATS takes these, whichever way it names its servers.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct NatsConnectArgs {
     /// User name for user/password authentication.
     #[arg(long = "nats-user", value_name = "USER", requires = "password_source")]
     pub user: Option<String>,
@@ -66,8 +74,15 @@ pub struct NatsArgs {
 impl NatsArgs {
     /// Converts the command line into connection options.
     pub fn to_options(&self) -> NatsOptions {
+        self.connect.to_options(self.addresses.clone())
+    }
+}
+
+impl NatsConnectArgs {
+    /// Connection options for `addresses` with these credentials, TLS and wait.
+    pub fn to_options(&self, addresses: Vec<String>) -> NatsOptions {
         NatsOptions {
-            addresses: self.addresses.clone(),
+            addresses,
             user: self.user.clone(),
             password: self.password.clone(),
             password_file: self.password_file.clone(),

@@ -15,8 +15,8 @@ const REGTEST_P2P_PORT: u16 = 18444;
 /// The command line of a rehearsal against a running stack.
 #[derive(Debug, Clone)]
 pub struct ExistingStackArgs {
-    /// NATS server addresses.
-    pub nats_addresses: Vec<String>,
+    /// Its NATS server(s), with credentials and TLS.
+    pub nats: NatsOptions,
     /// The node's RPC URL.
     pub rpc_url: String,
     /// Cookie file.
@@ -56,10 +56,8 @@ impl ExistingStackArgs {
             .ok()
             .and_then(|mut addrs| addrs.next())
             .with_context(|| format!("--p2p {p2p_text} is not a HOST:PORT address"))?;
-        let mut nats = NatsOptions::local(self.nats_addresses.first().cloned().unwrap_or_default());
-        nats.addresses = self.nats_addresses.clone();
         Ok(ExistingStack {
-            nats,
+            nats: self.nats.clone(),
             scheme: self.scheme.clone(),
             rpc_url: self.rpc_url.clone(),
             rpc_auth,

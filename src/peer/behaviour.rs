@@ -306,7 +306,13 @@ async fn play(
             };
             flood_on_tip(peer, params.blocks, build, stop, outcome).await
         }
-        _ => Flow::Continue,
+        // Nothing to send after the handshake: these act before it (or, honest, not at all);
+        // the caller keeps the connection open as the group's timeline says.
+        Behaviour::Honest
+        | Behaviour::SlowHandshake(_)
+        | Behaviour::NoHandshake
+        | Behaviour::VersionAbuse(_)
+        | Behaviour::ReplayRecorded(_) => Flow::Continue,
     }
 }
 

@@ -140,7 +140,11 @@ impl Anonymizer {
                     }
                     None => {}
                 },
-                _ => {}
+                // No addresses in these.
+                Some(
+                    EbpfEvent::Mempool(_) | EbpfEvent::Validation(_) | EbpfEvent::Utxocache(_),
+                )
+                | None => {}
             },
             Some(PeerObserverEvent::RpcExtractor(rpc)) => match rpc.rpc_event.as_mut() {
                 Some(RpcEvent::PeerInfos(infos)) => {

@@ -78,10 +78,24 @@ pub fn to_event(probe: ProbeId, record: Record) -> Option<Event> {
                         time_established: c.value,
                     })
                 }
-                _ => E::Closed(connection::ClosedConnection {
+                ProbeId::ClosedConnection => E::Closed(connection::ClosedConnection {
                     conn,
                     time_established: c.value,
                 }),
+                // A connection record from any other probe cannot be converted: counted as
+                // unpublished, never sent.
+                ProbeId::InboundMessage
+                | ProbeId::OutboundMessage
+                | ProbeId::MisbehavingConnection
+                | ProbeId::MempoolAdded
+                | ProbeId::MempoolRemoved
+                | ProbeId::MempoolReplaced
+                | ProbeId::MempoolRejected
+                | ProbeId::BlockConnected
+                | ProbeId::UtxocacheFlush
+                | ProbeId::UtxocacheAdd
+                | ProbeId::UtxocacheSpent
+                | ProbeId::UtxocacheUncache => return None,
             };
             EbpfEvent::Connection(connection::ConnectionEvent { event: Some(event) })
         }
@@ -159,7 +173,22 @@ pub fn to_event(probe: ProbeId, record: Record) -> Option<Event> {
             utxocache_event(match probe {
                 ProbeId::UtxocacheAdd => utxocache_event::Event::Add(coin),
                 ProbeId::UtxocacheSpent => utxocache_event::Event::Spent(coin),
-                _ => utxocache_event::Event::Uncache(coin),
+                ProbeId::UtxocacheUncache => utxocache_event::Event::Uncache(coin),
+                // A coin record from any other probe cannot be converted: counted as
+                // unpublished, never sent.
+                ProbeId::InboundMessage
+                | ProbeId::OutboundMessage
+                | ProbeId::InboundConnection
+                | ProbeId::OutboundConnection
+                | ProbeId::ClosedConnection
+                | ProbeId::EvictedInboundConnection
+                | ProbeId::MisbehavingConnection
+                | ProbeId::MempoolAdded
+                | ProbeId::MempoolRemoved
+                | ProbeId::MempoolReplaced
+                | ProbeId::MempoolRejected
+                | ProbeId::BlockConnected
+                | ProbeId::UtxocacheFlush => return None,
             })
         }
     };

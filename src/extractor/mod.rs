@@ -5,6 +5,7 @@
 //! ([`p2p_decode`]). Extractors only publish; they never read the bus.
 
 pub mod ebpf;
+pub mod names;
 pub mod p2p_decode;
 #[cfg(test)]
 pub(crate) mod p2p_samples;

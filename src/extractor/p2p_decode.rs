@@ -42,6 +42,7 @@ use bitcoin::p2p::message_network::RejectReason;
 use bitcoin::p2p::ServiceFlags;
 use bitcoin::{MerkleBlock, Transaction};
 
+use super::names::{i2p, onion_v2, onion_v3};
 use crate::event::proto::bitcoin_primitives as primitives;
 use crate::event::proto::ebpf_extractor::message as wire;
 use primitives::address::Address as AddressArm;
@@ -629,56 +630,13 @@ fn addrv2_arm(address: AddrV2) -> AddressArm {
         AddrV2::Ipv6(ip) => AddressArm::Ipv6(ip.to_string()),
         AddrV2::TorV2(id) => AddressArm::Torv2(onion_v2(&id)),
         AddrV2::TorV3(pubkey) => AddressArm::Torv3(onion_v3(&pubkey)),
-        AddrV2::I2p(hash) => AddressArm::I2p(format!("{}.b32.i2p", base32_lower(&hash))),
+        AddrV2::I2p(hash) => AddressArm::I2p(i2p(&hash)),
         AddrV2::Cjdns(ip) => AddressArm::Cjdns(ip.to_string()),
         AddrV2::Unknown(id, bytes) => AddressArm::Unknown(primitives::UnknownAddress {
             id: u32::from(id),
             address: bytes,
         }),
     }
-}
-
-/// A Tor v2 name: base32 of the 10-byte service id.
-fn onion_v2(service_id: &[u8]) -> String {
-    format!("{}.onion", base32_lower(service_id))
-}
-
-/// A Tor v3 name (rend-spec-v3 §6): base32(PUBKEY | CHECKSUM | VERSION) + ".onion", where
-/// CHECKSUM = SHA3-256(".onion checksum" | PUBKEY | VERSION)[..2] and VERSION = 3.
-fn onion_v3(pubkey: &[u8; 32]) -> String {
-    const VERSION: u8 = 3;
-    let mut preimage = Vec::with_capacity(48);
-    preimage.extend_from_slice(b".onion checksum");
-    preimage.extend_from_slice(pubkey);
-    preimage.push(VERSION);
-    let checksum = sha3::sha3_256(&preimage);
-
-    let mut name = [0u8; 35];
-    name[..32].copy_from_slice(pubkey);
-    name[32..34].copy_from_slice(&checksum[..2]);
-    name[34] = VERSION;
-    format!("{}.onion", base32_lower(&name))
-}
-
-/// RFC 4648 base32, lowercase, unpadded: the form Tor and I2P names use.
-fn base32_lower(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut out = String::with_capacity((data.len() * 8).div_ceil(5));
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for &byte in data {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
-        }
-        buffer &= (1 << bits) - 1;
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
-    }
-    out
 }
 
 // ---- bloom filters (BIP37) and compact filters (BIP157) --------------------------------------
@@ -752,109 +710,6 @@ fn cfcheckpt(payload: &[u8]) -> Decoded {
         stop_hash: internal(msg.stop_hash),
         filter_headers: msg.filter_headers.into_iter().map(internal).collect(),
     }))
-}
-
-/// SHA3-256 (FIPS 202) for the Tor v3 checksum: neither rust-bitcoin nor the crate's
-/// dependencies provide it, and the checksum is what makes a v3 name usable.
-mod sha3 {
-    const RATE: usize = 136;
-
-    const ROUND_CONSTANTS: [u64; 24] = [
-        0x0000_0000_0000_0001,
-        0x0000_0000_0000_8082,
-        0x8000_0000_0000_808a,
-        0x8000_0000_8000_8000,
-        0x0000_0000_0000_808b,
-        0x0000_0000_8000_0001,
-        0x8000_0000_8000_8081,
-        0x8000_0000_0000_8009,
-        0x0000_0000_0000_008a,
-        0x0000_0000_0000_0088,
-        0x0000_0000_8000_8009,
-        0x0000_0000_8000_000a,
-        0x0000_0000_8000_808b,
-        0x8000_0000_0000_008b,
-        0x8000_0000_0000_8089,
-        0x8000_0000_0000_8003,
-        0x8000_0000_0000_8002,
-        0x8000_0000_0000_0080,
-        0x0000_0000_0000_800a,
-        0x8000_0000_8000_000a,
-        0x8000_0000_8000_8081,
-        0x8000_0000_0000_8080,
-        0x0000_0000_8000_0001,
-        0x8000_0000_8000_8008,
-    ];
-
-    /// ρ rotation of each lane visited along the π walk starting at lane 1.
-    const RHO: [u32; 24] = [
-        1, 3, 6, 10, 15, 21, 28, 36, 45, 55, 2, 14, 27, 41, 56, 8, 25, 43, 62, 18, 39, 61, 20, 44,
-    ];
-
-    /// The π walk: the lane each step moves the previous lane into.
-    const PI: [usize; 24] = [
-        10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1,
-    ];
-
-    pub(super) fn sha3_256(data: &[u8]) -> [u8; 32] {
-        let mut state = [0u64; 25];
-        let mut blocks = data.chunks_exact(RATE);
-        for block in &mut blocks {
-            absorb(&mut state, block);
-        }
-        // Domain bits 01, then pad10*1.
-        let rest = blocks.remainder();
-        let mut last = [0u8; RATE];
-        last[..rest.len()].copy_from_slice(rest);
-        last[rest.len()] ^= 0x06;
-        last[RATE - 1] ^= 0x80;
-        absorb(&mut state, &last);
-
-        let mut digest = [0u8; 32];
-        for (out, lane) in digest.chunks_exact_mut(8).zip(state) {
-            out.copy_from_slice(&lane.to_le_bytes());
-        }
-        digest
-    }
-
-    fn absorb(state: &mut [u64; 25], block: &[u8]) {
-        for (lane, bytes) in state.iter_mut().zip(block.chunks_exact(8)) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(bytes);
-            *lane ^= u64::from_le_bytes(word);
-        }
-        keccak_f1600(state);
-    }
-
-    fn keccak_f1600(a: &mut [u64; 25]) {
-        for round_constant in ROUND_CONSTANTS {
-            // θ: xor each lane with the parities of two neighbouring columns.
-            let mut parity = [0u64; 5];
-            for (x, p) in parity.iter_mut().enumerate() {
-                *p = a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20];
-            }
-            for (i, lane) in a.iter_mut().enumerate() {
-                let x = i % 5;
-                *lane ^= parity[(x + 4) % 5] ^ parity[(x + 1) % 5].rotate_left(1);
-            }
-            // ρ and π: rotate each lane and move it along the π walk.
-            let mut carried = a[1];
-            for (&target, &rotation) in PI.iter().zip(RHO.iter()) {
-                let displaced = a[target];
-                a[target] = carried.rotate_left(rotation);
-                carried = displaced;
-            }
-            // χ: the only non-linear step, row by row.
-            for row in a.chunks_exact_mut(5) {
-                let old = [row[0], row[1], row[2], row[3], row[4]];
-                for (x, lane) in row.iter_mut().enumerate() {
-                    *lane = old[x] ^ (!old[(x + 1) % 5] & old[(x + 2) % 5]);
-                }
-            }
-            // ι
-            a[0] ^= round_constant;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1887,28 +1742,9 @@ mod tests {
     // ---- helpers: base32, SHA3, onion names ----------------------------------------------------
 
     #[test]
-    fn sha3_256_matches_fips_202_vectors() {
-        assert_eq!(
-            hex::encode(sha3::sha3_256(b"")),
-            "a7ffc6f8bf1ed76651c14756a061d662f580ff4de43b49fa82d80a4b80f8434a"
-        );
-        // 200 bytes: more than one 136-byte block.
-        assert_eq!(
-            hex::encode(sha3::sha3_256(&[b'a'; 200])),
-            "cce34485baf2bf2aca99b94833892a4f52896d3d153f7b840cc4f9fe695f1387"
-        );
-    }
-
-    #[test]
     fn onion_and_i2p_names() {
         assert_eq!(onion_v3(&array32(TORV3_PUBKEY)), TORV3_NAME);
-        assert_eq!(
-            format!("{}.b32.i2p", base32_lower(&array32(I2P_HASH))),
-            I2P_NAME
-        );
-        assert_eq!(base32_lower(b""), "");
-        assert_eq!(base32_lower(b"f"), "my");
-        assert_eq!(base32_lower(b"foobar"), "mzxw6ytboi");
+        assert_eq!(i2p(&array32(I2P_HASH)), I2P_NAME);
     }
 
     fn command_strategy() -> impl Strategy<Value = String> {

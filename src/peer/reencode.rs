@@ -40,7 +40,7 @@ use bitcoin::{block, CompactTarget};
 
 use crate::event::proto::bitcoin_primitives as primitives;
 use crate::event::proto::ebpf_extractor::message as wire;
-use crate::extractor::p2p_decode::decode_message;
+use crate::extractor::names;
 use primitives::address::Address as AddressArm;
 use primitives::inventory_item::Item;
 use wire::message_event::Msg;
@@ -594,7 +594,7 @@ fn parse_ipv6(text: &str, field: &'static str) -> Result<Ipv6Addr, ReencodeError
 /// The 10-byte service id of a Tor v2 name (`<base32>.onion`).
 fn torv2_service_id(name: &str, field: &'static str) -> Result<[u8; 10], ReencodeError> {
     name.strip_suffix(".onion")
-        .and_then(base32_decode)
+        .and_then(names::base32_decode)
         .ok_or_else(|| invalid_address(field, name, "not a Tor v2 .onion name"))
 }
 
@@ -602,77 +602,20 @@ fn torv2_service_id(name: &str, field: &'static str) -> Result<[u8; 10], Reencod
 /// key goes on the wire. The checksum and version are checked so that a mistyped name is an
 /// error rather than a different address.
 fn torv3_pubkey(name: &str) -> Result<[u8; 32], ReencodeError> {
-    const FIELD: &str = "Address.torv3";
-    let decoded: [u8; 35] = name
-        .strip_suffix(".onion")
-        .and_then(base32_decode)
-        .ok_or_else(|| invalid_address(FIELD, name, "not a Tor v3 .onion name"))?;
-    let mut pubkey = [0u8; 32];
-    pubkey.copy_from_slice(&decoded[..32]);
-    if decoder_torv3_name(pubkey).as_deref() != Some(name) {
-        return Err(invalid_address(
-            FIELD,
+    names::torv3_pubkey(name).ok_or_else(|| {
+        invalid_address(
+            "Address.torv3",
             name,
-            "Tor v3 checksum or version is wrong",
-        ));
-    }
-    Ok(pubkey)
-}
-
-/// The name the decoder gives a Tor v3 key. The checksum is SHA3-256, which only the decoder
-/// implements (privately). Asking it to name the key keeps a single implementation and checks
-/// exactly the spelling it produces.
-fn decoder_torv3_name(pubkey: [u8; 32]) -> Option<String> {
-    let mut payload = Vec::new();
-    put_len(&mut payload, 1); // one entry:
-    put(&mut payload, &0u32); // time
-    put(&mut payload, &VarInt(0)); // services
-    put(&mut payload, &AddrV2::TorV3(pubkey));
-    payload.extend_from_slice(&0u16.to_be_bytes()); // port
-    let Msg::Addrv2(decoded) = decode_message("addrv2", &payload) else {
-        return None;
-    };
-    match decoded.addresses.into_iter().next()?.address? {
-        AddressArm::Torv3(name) => Some(name),
-        _ => None,
-    }
+            "not a Tor v3 .onion name with a valid checksum and version",
+        )
+    })
 }
 
 /// The 32-byte destination hash of an I2P name (`<base32>.b32.i2p`).
 fn i2p_hash(name: &str) -> Result<[u8; 32], ReencodeError> {
     name.strip_suffix(".b32.i2p")
-        .and_then(base32_decode)
+        .and_then(names::base32_decode)
         .ok_or_else(|| invalid_address("Address.i2p", name, "not an I2P .b32.i2p name"))
-}
-
-/// Inverse of the decoder's base32 (RFC 4648, lowercase, unpadded) for exactly `N` bytes.
-/// Only the decoder's own spelling is accepted: lowercase letters, exactly as many characters
-/// as `N` bytes need, and zero padding bits. Any other spelling would decode back differently.
-fn base32_decode<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != (N * 8).div_ceil(5) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    let mut written = 0;
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for c in text.bytes() {
-        let value = match c {
-            b'a'..=b'z' => c - b'a',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buffer = (buffer << 5) | u32::from(value);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            // `buffer` holds `bits + 8` bits here, so the shift leaves one byte.
-            *out.get_mut(written)? = (buffer >> bits) as u8;
-            written += 1;
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    (written == N && buffer == 0).then_some(out)
 }
 
 // ---- bloom filters (BIP37) and compact filters (BIP157) --------------------------------------
@@ -774,6 +717,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::extractor::p2p_decode::decode_message;
     use crate::extractor::p2p_decode::{decoded_kind, KNOWN_COMMANDS};
     use crate::extractor::p2p_samples::*;
 

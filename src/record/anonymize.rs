@@ -303,7 +303,7 @@ impl Anonymizer {
     /// A base32 name of `len` pseudonymous bytes with `suffix`.
     fn named(&mut self, original: &str, domain: &str, len: usize, suffix: &str) -> String {
         let h = self.mac(domain.as_bytes(), original.as_bytes(), len);
-        let pseudo = format!("{}{suffix}", base32(&h));
+        let pseudo = format!("{}{suffix}", crate::extractor::names::base32_lower(&h));
         self.text.insert(original.to_string(), pseudo.clone());
         pseudo
     }
@@ -443,24 +443,6 @@ fn replace_all(bytes: &mut [u8], needle: &[u8], replacement: &[u8]) {
             i += 1;
         }
     }
-}
-
-fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut out = String::new();
-    let (mut buffer, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        buffer = (buffer << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! 1. **[`event`]: the schema.** peer-observer's protobuf wire format, compiled at build time
 //!    from `proto/` into prost types, with the encoded descriptor set embedded (recordings
 //!    carry it) and a strict required-field check that mirrors what proto2 decoders in other
-//!    languages enforce. Everything on the bus is one `event.Event`.
+//!    languages enforce. Everything on the bus is one `event.Event`, except peerlab's own
+//!    counter snapshots, typed once in [`event::counters`].
 //!
 //! 2. **[`node`]: node control.** `peerlab setup` provisions a machine: Debian packages and a
 //!    bitcoind built with USDT tracepoints from the Bitcoin Core tree shipped in the
@@ -30,8 +31,9 @@
 //!
 //! 4. **[`extractor`]: node -> events.** The eBPF extractor loads `bpf/peerlab.bpf.c` (one
 //!    program per tracepoint), drains its ring buffers in batches, restores the order the
-//!    records were taken in, decodes P2P payloads with rust-bitcoin ([`extractor::p2p_decode`])
-//!    and hands events to the bus. Kernel-side drops are counted per tracepoint.
+//!    records were taken in, decodes P2P payloads with rust-bitcoin ([`extractor::p2p_decode`];
+//!    Tor and I2P names both ways in [`extractor::names`]) and hands events to the bus.
+//!    Kernel-side drops are counted per tracepoint.
 //!
 //! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
 //!    confirmed by a server round trip no other client can intercept (a marker to a subject
@@ -43,8 +45,9 @@
 //!
 //! 7. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);
-//!    replay reads them back and publishes through the same [`bus::Publisher`] real
-//!    extractors use, so tools cannot tell a replay from live traffic.
+//!    replay streams them back ([`record::RecordingStream`], one chunk in memory at a time)
+//!    and publishes through the same [`bus::Publisher`] real extractors use, so tools cannot
+//!    tell a replay from live traffic.
 //!
 //! 8. **[`peer`]: a scriptable P2P peer** for tests and attack scenarios: it enters where real
 //!    traffic does, the node's P2P port. [`peer::behaviour`] plays every scenario behaviour
@@ -64,6 +67,20 @@
 //! [`secret`] is the one place that knows what a credential looks like in a URL or on a
 //! command line; every log line, error and recording that shows an address or arguments
 //! goes through it. It imports nothing of peerlab, so any layer may use it.
+//!
+//! # The layer rule
+//!
+//! A module uses only modules listed before it here, never one after it:
+//!
+//! ```text
+//! secret, logging  <  event  <  usdt  <  node  <  bus  <  harness  <  scenario
+//!   <  extractor  <  tools  <  record  <  peer  <  rehearse  <  commands  (<  main.rs)
+//! ```
+//!
+//! So the schema knows nothing of NATS, the bus nothing of extractors, extractors and tools
+//! nothing of the recorder, and only `commands` and `main.rs` know every part. The scenario
+//! format sits low (it depends on the schema only) because the peer engine and the runner
+//! read it; moving the attack engine's parameter types below it is the next step.
 //!
 //! [`commands`] holds what each subcommand does, turning library errors into messages for a
 //! person; `main.rs` only parses arguments and calls it.

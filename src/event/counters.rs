@@ -2,8 +2,8 @@
 //!
 //! Defined once here (serde both ways): the extractor writes [`ExtractorCounters`], and the
 //! recorder, `inspect` and `rehearse` read the same struct, never keys by string. Snapshots
-//! travel on the subject [`crate::bus::SubjectScheme::stats_subject`] derives per component
-//! and node (`peerlab.stats.<component>` with flat subjects), which peer-observer's tools (on
+//! travel on the subject the bus's `SubjectScheme::stats_subject` derives per component and
+//! node (`peerlab.stats.<component>` with flat subjects), which peer-observer's tools (on
 //! `*`) never see.
 //!
 //! Invariants: every field is a running total since the extractor started (a reader takes

@@ -1,5 +1,5 @@
 //! Sample P2P data shared by the tests of the decoder ([`p2p_decode`](super::p2p_decode)) and
-//! of its inverse ([`peer::reencode`](crate::peer::reencode)), so both test the same messages.
+//! of its inverse (`peer::reencode`), so both test the same messages.
 
 use std::net::SocketAddr;
 

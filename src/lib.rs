@@ -83,7 +83,9 @@
 //! read it; moving the attack engine's parameter types below it is the next step.
 //!
 //! [`commands`] holds what each subcommand does, turning library errors into messages for a
-//! person; `main.rs` only parses arguments and calls it.
+//! person. The binary's `cli/` layer (one file per command family) owns every clap type and
+//! turns arguments into these option structs; `main.rs` only parses, runs and prints an
+//! error. Nothing in the library knows clap.
 
 pub mod bus;
 pub mod commands;

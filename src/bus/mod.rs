@@ -16,13 +16,13 @@
 mod connect;
 mod options;
 mod publisher;
-mod subject;
+pub mod subject;
 mod subscriber;
 
 pub use connect::connect;
-pub use options::{NatsArgs, NatsConnectArgs, NatsOptions};
+pub use options::NatsOptions;
 pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
-pub use subject::{is_stats_subject, SubjectScheme, SubjectSchemeArgs, STATS_TOKENS};
+pub use subject::{default_node_name, is_stats_subject, SubjectScheme, STATS_TOKENS};
 pub use subscriber::{BusMessage, Subscriber, SubscriberStats};
 
 /// What can go wrong on the bus.

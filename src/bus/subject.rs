@@ -10,32 +10,6 @@ pub fn is_stats_subject(subject: &str) -> bool {
     subject.starts_with("peerlab.stats.") || subject.contains(".peerlab.stats.")
 }
 
-/// Command-line options choosing the subject scheme.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct SubjectSchemeArgs {
-    /// Prefix subjects as `<prefix>.<node>.<subject>` (for fleets); default: flat
-    /// peer-observer subjects (`netmsg`, `mempool`, ...).
-    #[arg(long = "subject-prefix", value_name = "PREFIX")]
-    pub prefix: Option<String>,
-    /// This node's name in prefixed subjects (default: the host name). For subscribers,
-    /// `*` means every node.
-    #[arg(long = "node", value_name = "NAME", requires = "prefix")]
-    pub node: Option<String>,
-}
-
-impl SubjectSchemeArgs {
-    /// The scheme these options describe.
-    pub fn scheme(&self) -> SubjectScheme {
-        match &self.prefix {
-            None => SubjectScheme::Flat,
-            Some(prefix) => SubjectScheme::Prefixed {
-                prefix: prefix.clone(),
-                node: self.node.clone().unwrap_or_else(default_node_name),
-            },
-        }
-    }
-}
-
 /// How event kinds map to NATS subjects.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SubjectScheme {
@@ -126,7 +100,9 @@ impl SubjectScheme {
     }
 }
 
-fn default_node_name() -> String {
+/// This machine's host name (dots replaced by dashes, a subject token must not contain one),
+/// the default node name in prefixed subjects.
+pub fn default_node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().replace('.', "-"))

@@ -1,0 +1,116 @@
+//! `peerlab extract ...`: the extractors.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::nats::{NatsArgs, SubjectSchemeArgs};
+use super::values::{ring_mib, whole_seconds};
+
+/// Extractors that publish a node's events to NATS.
+#[derive(Debug, clap::Args)]
+pub struct ExtractArgs {
+    #[command(subcommand)]
+    pub extractor: Extractor,
+}
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, clap::Subcommand)]
+pub enum Extractor {
+    /// Attach eBPF programs to a bitcoind's USDT tracepoints and publish every event.
+    ///
+    /// Needs root (CAP_BPF + CAP_PERFMON) and a bitcoind built with tracepoints
+    /// (`peerlab setup`). Follows bitcoind across restarts. Drops are counted per tracepoint
+    /// and logged every --stats-interval.
+    Ebpf {
+        /// The bitcoind binary to trace (default: the one `peerlab setup` provisioned).
+        #[arg(long, value_name = "PATH")]
+        bitcoind_path: Option<PathBuf>,
+        /// Trace this process (default: the single running process of --bitcoind-path).
+        #[arg(long, value_name = "PID", conflicts_with = "pid_file")]
+        pid: Option<u32>,
+        /// Read the pid from this file (re-read after a restart), e.g. <datadir>/bitcoind.pid.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Disable the net:* tracepoints (P2P messages and connections).
+        #[arg(long)]
+        no_net: bool,
+        /// Disable the mempool:* tracepoints.
+        #[arg(long)]
+        no_mempool: bool,
+        /// Disable validation:block_connected.
+        #[arg(long)]
+        no_validation: bool,
+        /// Enable the high-volume utxocache:* tracepoints.
+        #[arg(long)]
+        utxocache: bool,
+        /// Trace only these tracepoints (provider:name, repeatable); overrides the groups.
+        #[arg(long = "probe", value_name = "PROVIDER:NAME")]
+        probes: Vec<String>,
+        /// Ring buffer for messages up to 64 KiB, in MiB (power of two, 1 to 1024).
+        #[arg(long, default_value_t = 4, value_parser = ring_mib(1))]
+        message_ring_mib: u32,
+        /// Ring buffer for large messages (blocks), in MiB (power of two, 8 to 1024).
+        #[arg(long, default_value_t = 8, value_parser = ring_mib(8))]
+        big_message_ring_mib: u32,
+        /// Ring buffer for connection, mempool and validation events, in MiB (power of two,
+        /// 1 to 1024).
+        #[arg(long, default_value_t = 2, value_parser = ring_mib(1))]
+        event_ring_mib: u32,
+        /// Seconds between counter reports (drops are logged when non-zero).
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
+        stats_interval: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+}
+
+impl ExtractArgs {
+    /// Runs the chosen extractor until it is stopped.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self.extractor {
+            Extractor::Ebpf {
+                bitcoind_path,
+                pid,
+                pid_file,
+                no_net,
+                no_mempool,
+                no_validation,
+                utxocache,
+                probes,
+                message_ring_mib,
+                big_message_ring_mib,
+                event_ring_mib,
+                stats_interval,
+                duration,
+                nats,
+                subjects,
+            } => {
+                let options = peerlab::commands::extract::ExtractOptions {
+                    bitcoind: bitcoind_path,
+                    pid,
+                    pid_file,
+                    groups: peerlab::extractor::ebpf::ProbeGroups {
+                        net: !no_net,
+                        mempool: !no_mempool,
+                        validation: !no_validation,
+                        utxocache,
+                    },
+                    probes,
+                    rings: peerlab::extractor::ebpf::RingSizes {
+                        events: event_ring_mib << 20,
+                        messages: message_ring_mib << 20,
+                        big_messages: big_message_ring_mib << 20,
+                    },
+                    report_period: Duration::from_secs(stats_interval.max(1)),
+                    duration: duration.map(Duration::from_secs),
+                };
+                peerlab::commands::extract::run(&options, &nats.to_options(), subjects.scheme())
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! The command line: every clap type of the binary, one file per command family.
+//!
+//! Each file turns its arguments into the library's option structs and calls the library;
+//! the library below knows nothing of clap. Numeric options are range-checked here
+//! ([`values`]), NATS and subject options are shared by every command that talks to NATS
+//! ([`nats`]).
+
+mod extract;
+mod nats;
+mod record;
+mod rehearse;
+mod run;
+mod setup;
+mod tools;
+mod values;
+
+use clap::{Parser, Subcommand};
+
+/// peerlab: a Bitcoin honeynode observer stack (bitcoind -> extractors -> NATS -> tools)
+/// with a record-and-replay testbed around it. Speaks peer-observer's wire format.
+#[derive(Parser)]
+#[command(name = "peerlab", version, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing syntax), e.g. `debug` or `peerlab=debug,async_nats=warn`.
+    #[arg(
+        long,
+        global = true,
+        env = "PEERLAB_LOG",
+        default_value = "info,async_nats=warn"
+    )]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands; each one's help text is its argument struct's documentation.
+#[derive(Subcommand)]
+pub enum Command {
+    Setup(setup::SetupArgs),
+    Run(run::RunArgs),
+    Extract(extract::ExtractArgs),
+    Record(record::RecordArgs),
+    Replay(record::ReplayArgs),
+    Inspect(record::InspectArgs),
+    Cat(record::CatArgs),
+    Rehearse(rehearse::RehearseArgs),
+    Tools(tools::ToolsArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Setup(args) => args.run(),
+            Command::Run(args) => args.run(),
+            Command::Extract(args) => args.run(),
+            Command::Record(args) => args.run(),
+            Command::Replay(args) => args.run(),
+            Command::Inspect(args) => args.run(),
+            Command::Cat(args) => args.run(),
+            Command::Rehearse(args) => args.run(),
+            Command::Tools(args) => args.run(),
+        }
+    }
+}

@@ -87,6 +87,8 @@
 //! turns arguments into these option structs; `main.rs` only parses, runs and prints an
 //! error. Nothing in the library knows clap.
 
+#![warn(missing_docs)]
+
 pub mod bus;
 pub mod commands;
 pub mod event;

@@ -62,6 +62,10 @@ pub enum RehearseError {
     #[error("{0}")]
     Stack(String),
 }
+
+/// Plays the scenario at `scenario_path` on the stack `stack_spec` describes, judges its
+/// expectations and writes the recording, `verdict.json` and `report.html` into
+/// `report_dir`. Returns the verdict and every event the observer saw.
 pub async fn rehearse(
     stack_spec: &StackSpec,
     scenario_path: &Path,

@@ -3,6 +3,7 @@
 //! replayed recorded peer reproduces its message counts at the node, and a rehearsal runs
 //! against a stack it did not start (`-a`, `--rpc-*`).
 
+#[path = "integration/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 //! at -O0 and at -O2 so the argument specs take both memory-operand and register forms) and
 //! against the real, provisioned bitcoind.
 
-mod common;
+use crate::common;
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

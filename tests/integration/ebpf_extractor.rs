@@ -1,7 +1,7 @@
 //! The eBPF extractor against a real regtest bitcoind, real eBPF on its tracepoints, and a
 //! real nats-server: what the node does arrives on the bus, exactly.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! runaway input, and messages or exit codes that pointed the wrong way. Each test failed
 //! before its fix.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::Path;
@@ -403,7 +403,7 @@ fn scenario_paths_that_are_not_files_are_refused() {
 
 /// A recording larger than 1 GiB is streamed: `inspect` and `replay` stay far below its size
 /// in memory. Ignored by default (it writes 1.1 GiB); run it with
-/// `cargo test --test hostile_input -- --ignored --nocapture`; the figures are in
+/// `cargo test --test integration a_recording_over_1_gib -- --ignored --nocapture`; the figures are in
 /// BENCHMARKS.md.
 #[test]
 #[ignore]

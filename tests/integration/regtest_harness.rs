@@ -1,6 +1,6 @@
 //! The regtest harness against a real bitcoind: mine, spend a keyless coin, see it in the mempool.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

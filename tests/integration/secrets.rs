@@ -2,7 +2,7 @@
 //! or `inspect`/`cat` output, whichever way it was given: in the NATS URL, as
 //! `--nats-password`, in an nkey seed file or a `.creds` file.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

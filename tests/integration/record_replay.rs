@@ -1,7 +1,7 @@
 //! Record a live pipeline (regtest bitcoind + eBPF extractor + NATS), replay the file into a
 //! fresh NATS while recording again, and compare; SIGKILL a recording process mid-stream.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

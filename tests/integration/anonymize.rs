@@ -1,7 +1,7 @@
 //! `record --anonymize`: no original peer address survives anywhere in the file, and every
 //! peer keeps one pseudonym throughout the recording.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The bus against a real nats-server: ordering and integrity, recovery after a server
 //! restart with exact accounting, and the error for a server that never appears.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Scripted peer behaviours (`peerlab::peer::run_peer`) against a real regtest bitcoind,
 //! checking Bitcoin Core's documented reactions (shared/spec/bitcoin-core.md §5).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

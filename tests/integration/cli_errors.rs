@@ -1,7 +1,5 @@
 //! The binary's set-up path and its errors: each bad input gives one actionable line.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::time::Instant;
 

@@ -828,7 +828,7 @@ fn read_in_child(path: &Path) -> Outcome {
         .args([
             "--ignored",
             "--exact",
-            "child_reads_one_file",
+            "recording_files::child_reads_one_file",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -1049,7 +1049,7 @@ fn every_byte_of_a_corrupt_chunk_gives_an_error_not_a_crash() {
 /// declares: protobuf with the schema's own descriptors, JSON as JSON; nothing else is
 /// accepted.
 ///
-/// `UPDATE_RECORDINGS=1 cargo test --test recording_files committed` first rewrites each file
+/// `UPDATE_RECORDINGS=1 cargo test --test integration committed` first rewrites each file
 /// through the current `RecordingWriter` (same messages, times, subjects and metadata).
 #[test]
 fn committed_recordings_decode_by_their_declared_schemas_with_the_mcap_crate() {

@@ -1,6 +1,6 @@
 //! `peerlab tools logger` as a user runs it: real nats-server, real process, filtered output.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};

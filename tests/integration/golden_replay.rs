@@ -3,9 +3,9 @@
 //! JSON output must equal the committed golden file line for line.
 //!
 //! After an intended change of the output, regenerate with `UPDATE_GOLDEN=1 cargo test --test
-//! golden_replay` and review the diff.
+//! integration golden_replay` and review the diff.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead as _, BufReader};
 use std::path::Path;

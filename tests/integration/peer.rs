@@ -1,7 +1,7 @@
 //! The scriptable peer against a real regtest bitcoind: handshake, pings, and how the node
 //! treats oversized `addr`, wrong magic and bad checksums (shared/spec/bitcoin-core.md §5).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

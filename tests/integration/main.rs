@@ -1,0 +1,25 @@
+//! The integration tests, as one binary of modules (so the suite links once, not once per
+//! file): each module is one area, against the real bitcoind, nats-server and eBPF that
+//! `peerlab setup` provisions. The rehearsal tests (`tests/rehearse.rs`) stay a binary of
+//! their own: their scenarios judge deadlines, so they run without other tests beside them.
+
+mod common;
+
+mod anonymize;
+mod bus;
+mod cli_errors;
+mod ebpf_extractor;
+mod golden_replay;
+mod hostile_input;
+mod logger_cli;
+mod nix_files;
+mod peer;
+mod peer_behaviours;
+mod record_replay;
+mod recording_files;
+mod regtest_harness;
+mod schema_golden;
+mod schema_matches_spec;
+mod schema_roundtrip;
+mod secrets;
+mod usdt_layer;

@@ -67,16 +67,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
         let recorder = match options.record.clone() {
             None => None,
             Some(output) => {
-            let record_options = RecordOptions {
-                output,
-                subjects: Vec::new(),
-                kinds: Vec::new(),
-                rotate_bytes: None,
-                rotate_after: None,
-                duration: None,
-                arguments: std::env::args().collect(),
-                anonymize: None,
-            };
+            let record_options = RecordOptions::new(output, std::env::args().collect());
             let recorder = Recorder::connect(&nats_options, scheme.clone(), &record_options)
                 .await
                 .context("subscribing the recorder")?;

@@ -36,6 +36,23 @@ pub struct RecordOptions {
     pub anonymize: Option<AnonymizeKey>,
 }
 
+impl RecordOptions {
+    /// Everything of every subject into `output` (one file, no rotation, no anonymization)
+    /// until stopped; `arguments` is what the metadata says the recording was made with.
+    pub fn new(output: impl Into<PathBuf>, arguments: Vec<String>) -> RecordOptions {
+        RecordOptions {
+            output: output.into(),
+            subjects: Vec::new(),
+            kinds: Vec::new(),
+            rotate_bytes: None,
+            rotate_after: None,
+            duration: None,
+            arguments,
+            anonymize: None,
+        }
+    }
+}
+
 /// Where `--anonymize` takes its key from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AnonymizeKey {

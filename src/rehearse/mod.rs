@@ -228,20 +228,14 @@ fn start_recorder(
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let options = RecordOptions {
-        output: report_dir.join("recording.mcap"),
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        rotate_bytes: None,
-        rotate_after: None,
-        duration: None,
-        arguments: vec![
+    let options = RecordOptions::new(
+        report_dir.join("recording.mcap"),
+        vec![
             "peerlab".into(),
             "rehearse".into(),
             scenario_path.display().to_string(),
         ],
-        anonymize: None,
-    };
+    );
     let (nats, scheme) = (stack.nats.clone(), stack.scheme.clone());
     let task = tokio::spawn(async move {
         record(&nats, scheme, &options, Default::default(), async {

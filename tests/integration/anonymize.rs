@@ -205,14 +205,11 @@ async fn no_original_address_survives_and_pseudonyms_are_consistent() {
     let file = dir.path().join("anon.mcap");
     let nats = NatsServer::start(&common::nats_server()).expect("nats");
     let options = RecordOptions {
-        output: file.clone(),
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        rotate_bytes: None,
-        rotate_after: None,
-        duration: None,
-        arguments: vec!["peerlab".into(), "record".into(), "--anonymize".into()],
         anonymize: Some(AnonymizeKey::Random),
+        ..RecordOptions::new(
+            &file,
+            vec!["peerlab".into(), "record".into(), "--anonymize".into()],
+        )
     };
     let written = Arc::new(AtomicU64::new(0));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

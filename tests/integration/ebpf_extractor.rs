@@ -627,16 +627,7 @@ async fn each_node_of_a_fleet_publishes_its_counters_on_its_own_subject() {
     let recorder = Recorder::connect(
         &options,
         fleet("*"),
-        &RecordOptions {
-            output: file.clone(),
-            subjects: Vec::new(),
-            kinds: Vec::new(),
-            rotate_bytes: None,
-            rotate_after: None,
-            duration: None,
-            arguments: vec!["test".into()],
-            anonymize: None,
-        },
+        &RecordOptions::new(&file, vec!["test".into()]),
     )
     .await
     .expect("recorder subscribes");

@@ -20,16 +20,7 @@ use peerlab::record::replayer::{replay, ReplayOptions};
 use tokio::sync::oneshot;
 
 fn options(output: &std::path::Path) -> RecordOptions {
-    RecordOptions {
-        output: output.to_path_buf(),
-        subjects: Vec::new(),
-        kinds: Vec::new(),
-        rotate_bytes: None,
-        rotate_after: None,
-        duration: None,
-        arguments: vec!["test".into()],
-        anonymize: None,
-    }
+    RecordOptions::new(output, vec!["test".into()])
 }
 
 /// A recorder running in the background; `stop_when(n)` ends it once n messages are written.

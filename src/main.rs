@@ -40,7 +40,7 @@ fn render_error(error: &anyhow::Error) -> String {
 /// Says once that a secret given as an argument is visible to every user (`ps`, shell
 /// history), and which option reads it from a file instead.
 fn warn_about_secrets_on_the_command_line() {
-    let arguments: Vec<String> = std::env::args().collect();
+    let arguments = peerlab::secret::command_line();
     for (given, instead) in peerlab::secret::secrets_on_command_line(&arguments) {
         tracing::warn!(
             "{given} given on the command line is visible to every user of this machine (ps, \

@@ -14,6 +14,14 @@
 //!
 //! This module imports nothing else of peerlab: every layer may use it.
 
+/// This process's command line as text: an argument that is not UTF-8 (a file name, say) is
+/// converted lossily instead of panicking as `std::env::args` would.
+pub fn command_line() -> Vec<String> {
+    std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// What a secret is replaced with.
 pub const REDACTED: &str = "<redacted>";
 
@@ -37,8 +45,9 @@ pub fn redact_url(url: &str) -> String {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    // The authority ends at the first '/', '?' or '#'; userinfo is what precedes its last '@'.
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The authority ends at the first '/'; userinfo is what precedes its last '@'. ('?' and
+    // '#' are not taken as ends: an unencoded password may contain them.)
+    let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{scheme}{REDACTED}{}", &rest[at..]),
         None => url.to_string(),
@@ -127,6 +136,8 @@ mod tests {
         assert_eq!(strip_userinfo("nats://a:b@h:1"), "nats://h:1");
         // An '@' after the authority is not userinfo.
         assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        // Unencoded '#' and '?' in a password are still part of the userinfo.
+        assert_eq!(redact_url("nats://u:p#w?x@h:1"), "nats://<redacted>@h:1");
         assert_eq!(
             redact_url_list("nats://a:b@h1:1,nats://h2:2"),
             "nats://<redacted>@h1:1,nats://h2:2"

@@ -326,14 +326,18 @@ async fn forward(
 /// The publisher's own round trip through the server: numbered markers on a subject only
 /// this connection subscribes to on purpose (see the module docs).
 struct Confirmer {
+    client: Client,
     subject: Subject,
     /// `None` until the subscription could be made (NATS away at start): then the next
     /// confirmation makes it first.
     replies: Option<NatsSubscription>,
-    monitor: Arc<ConnectionMonitor>,
     connected: watch::Receiver<bool>,
     next_marker: u64,
 }
+
+/// How long a confirmation may take on a live connection before a warning says why it may
+/// never come.
+const CONFIRM_WARN_AFTER: Duration = Duration::from_secs(10);
 
 /// How a confirmation ended.
 enum Confirmation {
@@ -351,17 +355,19 @@ impl Confirmer {
         ));
         let replies = client.subscribe(subject.clone()).await.ok();
         Confirmer {
+            client: client.clone(),
             subject,
             replies,
             connected: monitor.connected(),
-            monitor,
             next_marker: 0,
         }
     }
 
-    /// Times the connection was lost so far: a change means unconfirmed sends may be lost.
+    /// Connections made so far (the client's own count, updated before anything is sent on
+    /// a new connection): a change means unconfirmed sends may have been lost with the old
+    /// connection.
     fn epoch(&self) -> u64 {
-        self.monitor.disconnects.load(Ordering::Relaxed)
+        self.client.statistics().connects.load(Ordering::Acquire)
     }
 
     /// Waits (in bounded steps, re-checking) until the connection is up.
@@ -385,15 +391,25 @@ impl Confirmer {
         if client.publish(self.subject.clone(), payload).await.is_err() {
             return Confirmation::ConnectionLost;
         }
+        let mut waited = Duration::ZERO;
+        let mut warned = false;
         loop {
             let Some(replies) = self.replies.as_mut() else {
                 return Confirmation::ConnectionLost;
             };
             match tokio::time::timeout(step, replies.next()).await {
                 Ok(Some(message)) => {
-                    // Markers of earlier attempts may still arrive: only ours counts.
+                    // Markers of earlier attempts may still arrive: only ours counts. Ours
+                    // proves the server has everything sent before it on this connection;
+                    // if the client reconnected meanwhile, part of the batch may have gone
+                    // down with the old connection (the rest and the marker went out on the
+                    // new one), so it is sent again.
                     if message.payload.as_ref() == marker.to_be_bytes() {
-                        return Confirmation::Confirmed;
+                        return if self.epoch() == epoch {
+                            Confirmation::Confirmed
+                        } else {
+                            Confirmation::ConnectionLost
+                        };
                     }
                 }
                 Ok(None) => {
@@ -402,9 +418,24 @@ impl Confirmer {
                     return Confirmation::ConnectionLost;
                 }
                 Err(_) if self.epoch() != epoch => return Confirmation::ConnectionLost,
-                Err(_) => tracing::debug!(
-                    "batch confirmation slow on a live connection; still waiting (not re-sent)"
-                ),
+                Err(_) => {
+                    waited += step;
+                    // A live connection that never returns the marker: most likely this user
+                    // may not publish or subscribe to the confirmation subject.
+                    if waited >= CONFIRM_WARN_AFTER && !warned {
+                        warned = true;
+                        tracing::warn!(
+                            subject = %self.subject,
+                            "no confirmation from NATS for {}s on a live connection; events wait \
+                             (and later ones are dropped, counted) until it comes: the NATS user \
+                             needs permission to publish and subscribe to _peerlab.confirm.>",
+                            waited.as_secs()
+                        );
+                    }
+                    tracing::debug!(
+                        "batch confirmation slow on a live connection; still waiting (not re-sent)"
+                    );
+                }
             }
         }
     }

@@ -57,7 +57,7 @@ impl RecordArgs {
             rotate_after: self.rotate_secs.map(Duration::from_secs),
             duration: self.duration.map(Duration::from_secs),
             // Stored in the file's metadata with secrets redacted.
-            arguments: std::env::args().collect(),
+            arguments: peerlab::secret::command_line(),
             anonymize: match (self.anonymize, self.anonymize_key) {
                 (false, _) => None,
                 (true, Some(file)) => Some(AnonymizeKey::File(file)),

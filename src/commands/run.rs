@@ -67,7 +67,7 @@ pub fn run(options: &RunOptions) -> anyhow::Result<()> {
         let recorder = match options.record.clone() {
             None => None,
             Some(output) => {
-            let record_options = RecordOptions::new(output, std::env::args().collect());
+            let record_options = RecordOptions::new(output, crate::secret::command_line());
             let recorder = Recorder::connect(&nats_options, scheme.clone(), &record_options)
                 .await
                 .context("subscribing the recorder")?;

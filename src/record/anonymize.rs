@@ -370,8 +370,9 @@ impl Anonymizer {
     /// pseudonym; ports, brackets and surrounding bytes are kept.
     ///
     /// A candidate is a maximal run of hex digits, dots and colons that stands as a word of
-    /// its own (no letter, digit or `_` touching it), so `CConnman::Start` or `v28.1.0.0rc1`
-    /// are left alone.
+    /// its own: no letter, digit or `_` touches it, unless a `:` or `.` separates them
+    /// (`addr:1.2.3.4`, `1.2.3.4:8333:peer`). So `CConnman::Start` or `v28.1.0.0rc1` are left
+    /// alone.
     fn scrub_address_text(&mut self, input: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(input.len());
         let mut i = 0;
@@ -385,9 +386,27 @@ impl Anonymizer {
             while i < input.len() && is_address_char(input[i]) {
                 i += 1;
             }
-            let standalone = (start == 0 || !is_word_char(input[start - 1]))
-                && (i == input.len() || !is_word_char(input[i]));
-            let token = &input[start..i];
+            let run = &input[start..i];
+            let before_ok = start == 0 || !is_word_char(input[start - 1]);
+            let after_ok = i == input.len() || !is_word_char(input[i]);
+            // The whole run first (`::1` is an address), then without leading separators,
+            // which are kept as they are and count as a word boundary (`addr:1.2.3.4`).
+            if let Some(replaced) = (before_ok && after_ok)
+                .then(|| self.address_token(run))
+                .flatten()
+            {
+                out.extend_from_slice(replaced.as_bytes());
+                continue;
+            }
+            let lead = run.iter().take_while(|b| matches!(b, b':' | b'.')).count();
+            let token = &run[lead..];
+            let trail = token
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b':' | b'.'))
+                .count();
+            let standalone = (lead > 0 || before_ok) && (trail > 0 || after_ok);
+            out.extend_from_slice(&run[..lead]);
             match standalone.then(|| self.address_token(token)).flatten() {
                 Some(replaced) => out.extend_from_slice(replaced.as_bytes()),
                 None => out.extend_from_slice(token),
@@ -532,5 +551,16 @@ mod tests {
         let mut log = "connection from [fe80::1%eth0]:8333 and 2001:db8:1:2:3:4:5:6".to_string();
         a.scrub_text(&mut log);
         assert!(!log.contains("2001:db8:1:2:3:4:5:6"), "{log}");
+        // Separated from a word by ':' or '.', an address is still one.
+        let mut tagged = "addr:198.51.100.9 and 198.51.100.10:8333:peer".to_string();
+        a.scrub_text(&mut tagged);
+        assert!(
+            !tagged.contains("198.51.100.9") && !tagged.contains("198.51.100.10"),
+            "{tagged}"
+        );
+        assert!(
+            tagged.starts_with("addr:10.") && tagged.ends_with(":8333:peer"),
+            "{tagged}"
+        );
     }
 }

@@ -87,8 +87,8 @@ pub enum RecordingError {
     },
     /// Reading the whole recording would not fit in this machine's memory.
     #[error(
-        "{}: needs more than {} MiB of memory to read ({} MiB available to peerlab); recordings \
-         are read whole for now: split long captures with `peerlab record --rotate-mib`",
+        "{}: needs more than {} MiB of memory to read whole ({} MiB available to peerlab); \
+         stream it instead (RecordingStream, as inspect, cat and replay do)",
         path.display(),
         needed >> 20,
         budget >> 20

@@ -94,10 +94,11 @@ pub async fn replay(
             // `--from`/`--to` count from the file's first event; pacing from the first
             // event replayed.
             let mut first_event: Option<u64> = None;
-            let mut base: Option<u64> = None;
+            // (log time, instant) of the first event replayed: pacing counts from there, so
+            // the time spent reading past skipped messages does not make early events late.
+            let mut base: Option<(u64, Instant)> = None;
             let mut retime_offset_ms: Option<Option<i64>> = None;
             let mut subjects: HashMap<Arc<str>, Subject> = HashMap::new();
-            let pass_start = Instant::now();
             while let Some(message) = stream.next() {
                 let message = message?;
                 bar.set_position(stream.position());
@@ -110,7 +111,7 @@ pub async fn replay(
                     summary.skipped += 1;
                     continue;
                 }
-                let base = *base.get_or_insert(message.log_time);
+                let (base, pass_start) = *base.get_or_insert((message.log_time, Instant::now()));
                 let retime_offset_ms = *retime_offset_ms
                     .get_or_insert_with(|| options.retime.then(|| retime_offset(&message)));
                 if options.speed > 0.0 {

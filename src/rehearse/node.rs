@@ -103,7 +103,7 @@ impl RehearsalNode {
                 Inner::Existing { rpc, .. } => {
                     return Err(NodeError::Regtest(format!(
                         "restart_node needs the embedded node; the node at {} is yours to restart",
-                        rpc.url()
+                        crate::secret::redact_url(rpc.url())
                     )))
                 }
             }

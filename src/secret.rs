@@ -22,6 +22,18 @@ pub fn command_line() -> Vec<String> {
         .collect()
 }
 
+/// The secret in `path`: its first line, trimmed. `what` names it in the error ("password",
+/// "nkey seed"), which never contains the file's content.
+pub fn read_secret_file(path: &std::path::Path, what: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    let first = text.lines().next().unwrap_or("").trim().to_string();
+    if first.is_empty() {
+        return Err(format!("{what} file {} is empty", path.display()));
+    }
+    Ok(first)
+}
+
 /// What a secret is replaced with.
 pub const REDACTED: &str = "<redacted>";
 

@@ -185,17 +185,7 @@ impl NatsOptions {
 }
 
 fn read_secret(path: &Path, what: &str) -> Result<String, BusError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        BusError::InvalidOption(format!("cannot read {what} file {}: {e}", path.display()))
-    })?;
-    let first = text.lines().next().unwrap_or("").trim().to_string();
-    if first.is_empty() {
-        return Err(BusError::InvalidOption(format!(
-            "{what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(first)
+    crate::secret::read_secret_file(path, what).map_err(BusError::InvalidOption)
 }
 
 fn require_file(path: &Path, what: &str) -> Result<(), BusError> {

@@ -37,7 +37,10 @@ impl ExistingStackArgs {
     fn to_stack(&self) -> anyhow::Result<ExistingStack> {
         let password = match (&self.rpc_password, &self.rpc_password_file) {
             (Some(password), _) => Some(password.clone()),
-            (None, Some(file)) => Some(read_password_file(file)?),
+            (None, Some(file)) => Some(
+                crate::secret::read_secret_file(file, "RPC password")
+                    .map_err(anyhow::Error::msg)?,
+            ),
             (None, None) => None,
         };
         let rpc_auth = match (&self.rpc_cookie, &self.rpc_user, password) {
@@ -64,17 +67,6 @@ impl ExistingStackArgs {
             p2p,
         })
     }
-}
-
-/// The first line of a password file, trimmed.
-fn read_password_file(file: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read --rpc-password-file {}", file.display()))?;
-    let password = text.lines().next().unwrap_or("").trim().to_string();
-    if password.is_empty() {
-        bail!("--rpc-password-file {} is empty", file.display());
-    }
-    Ok(password)
 }
 
 /// The host of `http://host:port/...`.

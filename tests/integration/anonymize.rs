@@ -195,10 +195,6 @@ fn forbidden(host: &str) -> Vec<Vec<u8>> {
     forms
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_original_address_survives_and_pseudonyms_are_consistent() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -278,12 +274,12 @@ async fn no_original_address_survives_and_pseudonyms_are_consistent() {
     for host in &hosts {
         for form in forbidden(host) {
             assert!(
-                !contains(&raw, &form),
+                !common::contains(&raw, &form),
                 "{host} ({form:02x?}) found in the raw file"
             );
             for (i, m) in recording.messages.iter().enumerate() {
                 assert!(
-                    !contains(&m.data, &form),
+                    !common::contains(&m.data, &form),
                     "{host} ({form:02x?}) found in message {i}"
                 );
             }

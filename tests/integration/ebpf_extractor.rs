@@ -461,14 +461,15 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_are_published_for_tools_to_read() {
-    use peerlab::extractor::ebpf::STATS_SUBJECT;
+    let stats_subject =
+        SubjectScheme::Flat.stats_subject(peerlab::extractor::ebpf::STATS_COMPONENT);
 
     let Stack {
         _nats,
         node,
         extractor,
         subscriber: mut stats_sub,
-    } = Stack::start_with(&[STATS_SUBJECT], |c| EbpfConfig {
+    } = Stack::start_with(&[stats_subject.as_str()], |c| EbpfConfig {
         report_period: Duration::from_millis(200),
         ..c
     })

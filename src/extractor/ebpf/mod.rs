@@ -324,9 +324,6 @@ fn publish(batch: &mut Vec<(u64, ProbeId, Record)>, publisher: &Publisher, stats
 /// ([`SubjectScheme::stats_subject`](crate::bus::SubjectScheme::stats_subject)).
 pub const STATS_COMPONENT: &str = "ebpf-extractor";
 
-/// The counter snapshot peer-observer's flat subjects put on `peerlab.stats.ebpf-extractor`.
-pub const STATS_SUBJECT: &str = "peerlab.stats.ebpf-extractor";
-
 /// The counters as the typed snapshot other components read.
 pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
     ExtractorCounters {

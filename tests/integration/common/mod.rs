@@ -114,10 +114,15 @@ pub fn zstd_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
 
 /// Panics when `secret` occurs in `haystack`, naming where (`what`).
 pub fn assert_no_secret(haystack: &[u8], secret: &str, what: &str) {
-    let found = haystack
-        .windows(secret.len())
-        .any(|w| w == secret.as_bytes());
-    assert!(!found, "the secret {secret:?} leaked into {what}");
+    assert!(
+        !contains(haystack, secret.as_bytes()),
+        "the secret {secret:?} leaked into {what}"
+    );
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Asserts that `secret` appears nowhere in the file at `path`: raw bytes, every decompressed

@@ -96,6 +96,7 @@ pub mod extractor;
 pub mod harness;
 pub mod logging;
 pub mod node;
+pub mod p2p;
 pub mod peer;
 pub mod record;
 pub mod rehearse;

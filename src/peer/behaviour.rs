@@ -34,7 +34,7 @@ use super::chain::{
 use super::config::{PeerConfig, DEFAULT_USER_AGENT};
 use super::connection::Peer;
 use super::error::PeerError;
-use super::framing::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::p2p::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
 use super::replay::{self, ReplayScript};
 use super::rng::Rng;
 use crate::node::KeylessCoin;

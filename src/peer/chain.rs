@@ -42,7 +42,7 @@ use tracing::debug;
 
 use super::connection::Peer;
 use super::error::PeerError;
-use super::framing::Received;
+use crate::p2p::Received;
 use super::rng::Rng;
 use crate::node::KeylessCoin;
 use crate::scenario::{HeadersKind, InvalidBlockKind};

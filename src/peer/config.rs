@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitcoin::p2p::ServiceFlags;
 
-use super::framing::REGTEST_MAGIC;
+use crate::p2p::REGTEST_MAGIC;
 
 /// The protocol version we announce by default: 70016 (wtxidrelay and addrv2, but below
 /// 70017 so the node skips BIP-434 `feature` handling).

@@ -16,7 +16,7 @@ use tracing::{debug, trace, warn};
 use super::builders::version_message;
 use super::config::{random_nonce, PeerConfig};
 use super::error::{is_disconnect, PeerError};
-use super::framing::{command_field, encode_message, frame, parse_frame, Received};
+use crate::p2p::{command_field, encode_message, frame, parse_frame, Received};
 
 /// Lowest common version at which `wtxidrelay` and `sendaddrv2` are exchanged.
 const FEATURE_NEGOTIATION_VERSION: u32 = 70016;

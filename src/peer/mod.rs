@@ -1,7 +1,7 @@
 //! A scriptable Bitcoin P2P peer for integration tests and attack scenarios.
 //!
 //! This module owns the client side of one v1-transport connection to a node
-//! ([`Peer`]), the wire framing ([`frame`], [`checksum`], [`Received`]) and builders for
+//! ([`Peer`]) and builders for
 //! the messages scenarios send in bulk ([`addr_message`], [`inv_message`],
 //! [`version_message`]). Facts about Bitcoin Core's side are in
 //! `shared/spec/bitcoin-core.md` §5.
@@ -23,8 +23,6 @@ pub mod chain;
 mod config;
 mod connection;
 mod error;
-mod framing;
-pub mod reencode;
 pub mod replay;
 mod rng;
 
@@ -35,7 +33,7 @@ pub use builders::{addr_message, inv_message, version_message};
 pub use config::{PeerConfig, DEFAULT_USER_AGENT, DEFAULT_VERSION};
 pub use connection::Peer;
 pub use error::PeerError;
-pub use framing::{
+pub use crate::p2p::{
     checksum, command_field, frame, Received, COMMAND_LEN, HEADER_LEN, MAX_PAYLOAD_LEN,
     REGTEST_MAGIC,
 };

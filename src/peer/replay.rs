@@ -27,7 +27,7 @@ use tracing::debug;
 use super::behaviour::{stopped, Flow, PeerOutcome};
 use super::connection::Peer;
 use super::error::PeerError;
-use super::reencode::encode_msg;
+use crate::p2p::encode_msg;
 use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::Event;

@@ -303,7 +303,7 @@ impl Anonymizer {
     /// A base32 name of `len` pseudonymous bytes with `suffix`.
     fn named(&mut self, original: &str, domain: &str, len: usize, suffix: &str) -> String {
         let h = self.mac(domain.as_bytes(), original.as_bytes(), len);
-        let pseudo = format!("{}{suffix}", crate::extractor::names::base32_lower(&h));
+        let pseudo = format!("{}{suffix}", crate::p2p::address::base32_lower(&h));
         self.text.insert(original.to_string(), pseudo.clone());
         pseudo
     }

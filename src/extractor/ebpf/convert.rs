@@ -1,7 +1,7 @@
 //! Records -> `event.Event`s, filled exactly as peer-observer's wire format says.
 //!
 //! Hashes and txids stay in the internal byte order the tracepoints hand over. Every required
-//! field is set. P2P payloads are decoded by [`crate::extractor::p2p_decode`]; what does not
+//! field is set. P2P payloads are decoded by [`crate::p2p::decode`]; what does not
 //! decode travels as `Unknown` with its raw bytes.
 
 use crate::event::proto::bitcoin_primitives::ConnType;
@@ -13,7 +13,7 @@ use crate::event::proto::ebpf_extractor::{connection, mempool, validation, Ebpf}
 use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::proto::peerlab::utxocache::{self, utxocache_event};
 use crate::event::{now_millis, Event};
-use crate::extractor::p2p_decode::decode_message;
+use crate::p2p::decode::decode_message;
 
 use super::records::{c_string, ProbeId, Record};
 

@@ -1,5 +1,5 @@
-//! Sample P2P data shared by the tests of the decoder ([`p2p_decode`](super::p2p_decode)) and
-//! of its inverse (`peer::reencode`), so both test the same messages.
+//! Sample P2P data shared by the tests of the decoder ([`decode`](super::decode)) and
+//! of its inverse ([`encode`](super::encode)), so both test the same messages.
 
 use std::net::SocketAddr;
 

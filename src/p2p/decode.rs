@@ -42,7 +42,7 @@ use bitcoin::p2p::message_network::RejectReason;
 use bitcoin::p2p::ServiceFlags;
 use bitcoin::{MerkleBlock, Transaction};
 
-use super::names::{i2p, onion_v2, onion_v3};
+use super::address::{i2p, onion_v2, onion_v3};
 use crate::event::proto::bitcoin_primitives as primitives;
 use crate::event::proto::ebpf_extractor::message as wire;
 use primitives::address::Address as AddressArm;
@@ -50,7 +50,7 @@ use primitives::inventory_item::Item;
 use wire::message_event::Msg;
 
 /// Every P2P message type with a structured arm (wire names), for tests of this decoder and
-/// of its inverse (`peer::reencode`).
+/// of its inverse (`p2p::encode`).
 #[cfg(test)]
 pub(crate) const KNOWN_COMMANDS: &[&str] = &[
     "version",
@@ -731,7 +731,7 @@ mod tests {
 
     use super::*;
     use crate::event::strict::check_required;
-    use crate::extractor::p2p_samples::*;
+    use crate::p2p::samples::*;
 
     /// Serializes `msg` as rust-bitcoin puts it on the wire, then decodes it back.
     fn roundtrip(msg: &NetworkMessage) -> Msg {

@@ -1,4 +1,4 @@
-//! Re-encoding of decoded P2P messages: the exact inverse of [`crate::extractor::p2p_decode`].
+//! Re-encoding of decoded P2P messages: the exact inverse of [`crate::p2p::decode`].
 //!
 //! A recording keeps a peer's messages as peer-observer `MessageEvent.msg` arms. To replay
 //! them to a node, [`encode_msg`] turns an arm back into the P2P message type and the payload
@@ -6,7 +6,7 @@
 //!
 //! Invariants:
 //! - **Exact inverse.** For every `(command, payload)` that
-//!   [`decode_message`](crate::extractor::p2p_decode::decode_message) turns into a structured
+//!   [`decode_message`](crate::p2p::decode::decode_message) turns into a structured
 //!   arm, `encode_msg(&decode_message(command, payload))` is `Ok((command, payload))` byte for
 //!   byte. It differs in only two places, where the decoder itself is lossy: a `version`
 //!   without the optional relay byte, and an inventory MSG_ERROR item with a non-zero hash
@@ -40,7 +40,7 @@ use bitcoin::{block, CompactTarget};
 
 use crate::event::proto::bitcoin_primitives as primitives;
 use crate::event::proto::ebpf_extractor::message as wire;
-use crate::extractor::names;
+use super::address;
 use primitives::address::Address as AddressArm;
 use primitives::inventory_item::Item;
 use wire::message_event::Msg;
@@ -594,7 +594,7 @@ fn parse_ipv6(text: &str, field: &'static str) -> Result<Ipv6Addr, ReencodeError
 /// The 10-byte service id of a Tor v2 name (`<base32>.onion`).
 fn torv2_service_id(name: &str, field: &'static str) -> Result<[u8; 10], ReencodeError> {
     name.strip_suffix(".onion")
-        .and_then(names::base32_decode)
+        .and_then(address::base32_decode)
         .ok_or_else(|| invalid_address(field, name, "not a Tor v2 .onion name"))
 }
 
@@ -602,7 +602,7 @@ fn torv2_service_id(name: &str, field: &'static str) -> Result<[u8; 10], Reencod
 /// key goes on the wire. The checksum and version are checked so that a mistyped name is an
 /// error rather than a different address.
 fn torv3_pubkey(name: &str) -> Result<[u8; 32], ReencodeError> {
-    names::torv3_pubkey(name).ok_or_else(|| {
+    address::torv3_pubkey(name).ok_or_else(|| {
         invalid_address(
             "Address.torv3",
             name,
@@ -614,7 +614,7 @@ fn torv3_pubkey(name: &str) -> Result<[u8; 32], ReencodeError> {
 /// The 32-byte destination hash of an I2P name (`<base32>.b32.i2p`).
 fn i2p_hash(name: &str) -> Result<[u8; 32], ReencodeError> {
     name.strip_suffix(".b32.i2p")
-        .and_then(names::base32_decode)
+        .and_then(address::base32_decode)
         .ok_or_else(|| invalid_address("Address.i2p", name, "not an I2P .b32.i2p name"))
 }
 
@@ -717,9 +717,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::extractor::p2p_decode::decode_message;
-    use crate::extractor::p2p_decode::{decoded_kind, KNOWN_COMMANDS};
-    use crate::extractor::p2p_samples::*;
+    use crate::p2p::decode::decode_message;
+    use crate::p2p::decode::{decoded_kind, KNOWN_COMMANDS};
+    use crate::p2p::samples::*;
 
     /// Every arm of `MessageEvent.msg`, as `decoded_kind` names them.
     const ALL_ARMS: &[&str] = &[

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 use peerlab::record::replayer::{replay, ReplayOptions};
 use peerlab::record::{read_recording, RecordingWriter};
 

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
 use peerlab::event::EventKind;
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 
 const DEFAULT_COUNT: u64 = 1_000_000;
 const DEFAULT_REPS: usize = 3;

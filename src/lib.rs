@@ -29,7 +29,7 @@
 //!    lets the kernel manage the probe's semaphore, without which Bitcoin Core's tracepoints
 //!    never fire.
 //!
-//! 4. **[`extractor`]: node -> events.** The eBPF extractor loads `bpf/peerlab.bpf.c` (one
+//! 4. **[`extractors`]: node -> events.** The eBPF extractor loads `bpf/peerlab.bpf.c` (one
 //!    program per tracepoint), drains its ring buffers in batches, restores the order the
 //!    records were taken in, decodes P2P payloads with rust-bitcoin ([`extractor::p2p_decode`];
 //!    Tor and I2P names both ways in [`extractor::names`]) and hands events to the bus.
@@ -61,7 +61,7 @@
 //! [`peer::run_peer`]'s scripted peers, then judges the expectations from what the observer
 //! saw.
 //!
-//! 9. **[`harness`]: private servers** (nats-server on a free port) for tests and the embedded
+//! 9. **[`stack`]: private servers** (nats-server on a free port) for tests and the embedded
 //!    default stack that `peerlab run` starts.
 //!
 //! [`secret`] is the one place that knows what a credential looks like in a URL or on a
@@ -92,8 +92,8 @@
 pub mod bus;
 pub mod commands;
 pub mod event;
-pub mod extractor;
-pub mod harness;
+pub mod extractors;
+pub mod stack;
 pub mod logging;
 pub mod node;
 pub mod p2p;

@@ -94,14 +94,14 @@ impl ExtractArgs {
                     bitcoind: bitcoind_path,
                     pid,
                     pid_file,
-                    groups: peerlab::extractor::ebpf::ProbeGroups {
+                    groups: peerlab::extractors::ebpf::ProbeGroups {
                         net: !no_net,
                         mempool: !no_mempool,
                         validation: !no_validation,
                         utxocache,
                     },
                     probes,
-                    rings: peerlab::extractor::ebpf::RingSizes {
+                    rings: peerlab::extractors::ebpf::RingSizes {
                         events: event_ring_mib << 20,
                         messages: message_ring_mib << 20,
                         big_messages: big_message_ring_mib << 20,

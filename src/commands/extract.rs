@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
-use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target};
+use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target};
 
 /// What the command line asked for.
 #[derive(Debug, Clone)]

@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use bitcoin::Amount;
 
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme, Subscriber};
-use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use crate::harness::NatsServer;
+use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
+use crate::stack::NatsServer;
 use crate::node::{setup, NodeRpc, RegtestConfig, RegtestNode, SetupOptions};
 use crate::peer::{Peer, PeerConfig};
 use crate::record::recorder::{RecordOptions, Recorder};

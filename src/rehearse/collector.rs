@@ -10,7 +10,7 @@ use super::stack::{Stack, StackCounters};
 use super::{ExpectationResult, Observed, RehearseError};
 use crate::bus::Subscriber;
 use crate::event::counters::ExtractorCounters;
-use crate::extractor::ebpf::STATS_COMPONENT;
+use crate::extractors::ebpf::STATS_COMPONENT;
 use crate::scenario::DropSource;
 
 /// The bus subscriber of a run: every event with its time, plus the extractor's drop

@@ -17,8 +17,8 @@ use serde_json::Value;
 use super::node::RehearsalNode;
 use super::RehearseError;
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
-use crate::extractor::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
-use crate::harness::NatsServer;
+use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
+use crate::stack::NatsServer;
 use crate::node::{Installation, NodeRpc, RegtestConfig, RegtestNode, RemoteNode, RpcAuth};
 use crate::scenario::Scenario;
 

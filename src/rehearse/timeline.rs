@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::node::RehearsalNode;
 use super::stack::wait_traced;
-use crate::extractor::ebpf::ExtractorStats;
+use crate::extractors::ebpf::ExtractorStats;
 use crate::node::{KeylessCoin, NodeError, NodeRpc};
 use crate::scenario::{Action, Scenario};
 

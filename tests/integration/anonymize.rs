@@ -18,7 +18,7 @@ use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::proto::log_extractor::{self, log::LogEvent};
 use peerlab::event::proto::rpc_extractor::{self, rpc::RpcEvent};
 use peerlab::event::Event;
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::recorder::{record, AnonymizeKey, RecordOptions};
 use prost::Message as _;

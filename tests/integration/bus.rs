@@ -14,7 +14,7 @@ use peerlab::event::proto::ebpf_extractor::{ebpf, message, validation};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::proto::{bitcoin_primitives, ebpf_extractor};
 use peerlab::event::{Event, EventKind};
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 use prost::Message as _;
 
 /// Event `seq`: alternately a ping (netmsg) and a block (validation), with a payload whose size
@@ -273,7 +273,7 @@ async fn receive_until(
 
 #[tokio::test]
 async fn unreachable_nats_gives_one_actionable_error_after_the_wait() {
-    let port = peerlab::harness::free_port().expect("port");
+    let port = peerlab::stack::free_port().expect("port");
     let options = NatsOptions {
         wait: Some(Duration::from_secs(1)),
         ..NatsOptions::local(format!("nats://127.0.0.1:{port}"))

@@ -125,7 +125,7 @@ fn missing_package_without_permission_names_the_install_command() {
 
 #[test]
 fn unreachable_nats_retries_visibly_then_fails_with_one_line() {
-    let port = peerlab::harness::free_port().expect("port");
+    let port = peerlab::stack::free_port().expect("port");
     let output = peerlab()
         .args([
             "tools",

@@ -20,8 +20,8 @@ use peerlab::event::proto::ebpf_extractor::message::{message_event::Msg, Message
 use peerlab::event::proto::ebpf_extractor::validation::validation_event;
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
-use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use peerlab::harness::NatsServer;
+use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
+use peerlab::stack::NatsServer;
 use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{addr_message, Peer, PeerConfig};
 use prost::Message as _;
@@ -415,7 +415,7 @@ async fn next_block(subscriber: &mut Subscriber) -> (i32, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn utxocache_group_reports_the_coinbase_being_added() {
     use peerlab::event::proto::peerlab::utxocache::utxocache_event;
-    use peerlab::extractor::ebpf::ProbeGroups;
+    use peerlab::extractors::ebpf::ProbeGroups;
 
     let groups = ProbeGroups {
         net: false,
@@ -462,7 +462,7 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_are_published_for_tools_to_read() {
     let stats_subject =
-        SubjectScheme::Flat.stats_subject(peerlab::extractor::ebpf::STATS_COMPONENT);
+        SubjectScheme::Flat.stats_subject(peerlab::extractors::ebpf::STATS_COMPONENT);
 
     let Stack {
         _nats,
@@ -495,7 +495,7 @@ async fn counters_are_published_for_tools_to_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_ring_drops_are_counted_never_silent() {
-    use peerlab::extractor::ebpf::{ProbeGroups, ProbeId, RingSizes};
+    use peerlab::extractors::ebpf::{ProbeGroups, ProbeId, RingSizes};
 
     // One page of ring, no wake-ups and a slow drain: 100 blocks cannot all fit.
     let Stack {

@@ -11,7 +11,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::replayer::{replay, ReplayOptions};
 

@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 
 fn peerlab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_peerlab"))

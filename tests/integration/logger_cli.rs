@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use peerlab::event::proto::ebpf_extractor::{ebpf::EbpfEvent, mempool, validation, Ebpf};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::Event;
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 
 struct KillOnDrop(Child);
 impl Drop for KillOnDrop {

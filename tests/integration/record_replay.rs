@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bitcoin::Amount;
 use peerlab::bus::{NatsOptions, SubjectScheme};
-use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use peerlab::harness::NatsServer;
+use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
+use peerlab::stack::NatsServer;
 use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{Peer, PeerConfig};
 use peerlab::record::read_recording;

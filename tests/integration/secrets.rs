@@ -13,7 +13,7 @@ use peerlab::event::proto::ebpf_extractor;
 use peerlab::event::proto::ebpf_extractor::{ebpf, validation};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::Event;
-use peerlab::harness::NatsServer;
+use peerlab::stack::NatsServer;
 
 const URL_PASSWORD: &str = "Url-Pa55-7c1e0b";
 const OPTION_PASSWORD: &str = "0pt-Pa55-93ad41";

@@ -19,8 +19,8 @@ use peerlab::event::proto::ebpf_extractor::mempool::{self, mempool_event};
 use peerlab::event::proto::ebpf_extractor::validation::{self, validation_event};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
-use peerlab::extractor::ebpf::{EbpfConfig, EbpfExtractor, ProbeId, Target};
-use peerlab::harness::NatsServer;
+use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, ProbeId, Target};
+use peerlab::stack::NatsServer;
 use peerlab::usdt::{read_probe_notes, ArgType, ProbeNote, UsdtSpec};
 use prost::Message as _;
 

@@ -30,7 +30,7 @@ pub fn nats_server() -> PathBuf {
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Waits (bounded) until the extractor traces `pid`.
-pub async fn wait_traced(stats: &peerlab::extractor::ebpf::ExtractorStats, pid: u32) {
+pub async fn wait_traced(stats: &peerlab::extractors::ebpf::ExtractorStats, pid: u32) {
     let traced = tokio::time::timeout(TIMEOUT, async {
         while stats.traced_pid.load(std::sync::atomic::Ordering::Relaxed) != pid {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -66,7 +66,7 @@ pub async fn wait_for_peers(
 
 /// Asserts that the extractor lost nothing: no kernel drops, malformed records or publisher
 /// drops.
-pub fn assert_nothing_lost(stats: &peerlab::extractor::ebpf::ExtractorStats) {
+pub fn assert_nothing_lost(stats: &peerlab::extractors::ebpf::ExtractorStats) {
     use std::sync::atomic::Ordering;
     assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
     assert_eq!(

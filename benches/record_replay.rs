@@ -18,9 +18,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
-use peerlab::stack::NatsServer;
 use peerlab::record::replayer::{replay, ReplayOptions};
 use peerlab::record::{read_recording, RecordingWriter};
+use peerlab::stack::NatsServer;
 
 const SAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -168,7 +168,7 @@ async fn bench_replay(file: &Path, url: &str, expected: usize) -> f64 {
     };
     // Reading the file is part of a replay; time it all.
     let started = Instant::now();
-    let summary = replay(&publisher, &options, std::future::pending())
+    let summary = replay(&publisher, &options, &peerlab::shutdown::Shutdown::new())
         .await
         .expect("replay");
     let stats = publisher.close(Duration::from_secs(60)).await;

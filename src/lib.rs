@@ -89,11 +89,10 @@
 
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod bus;
-pub mod commands;
 pub mod event;
 pub mod extractors;
-pub mod stack;
 pub mod logging;
 pub mod node;
 pub mod p2p;
@@ -102,5 +101,7 @@ pub mod record;
 pub mod rehearse;
 pub mod scenario;
 pub mod secret;
+pub mod shutdown;
+pub mod stack;
 pub mod tools;
 pub mod usdt;

@@ -16,10 +16,12 @@ use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::Event;
 use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use peerlab::stack::NatsServer;
+use peerlab::extractors::Extractor as _;
 use peerlab::node::{RegtestConfig, RegtestNode};
 use peerlab::rehearse::{rehearse, StackSpec};
 use peerlab::scenario::{Behaviour, RecordedPeer, Scenario};
+use peerlab::shutdown::Shutdown;
+use peerlab::stack::NatsServer;
 use prost::Message as _;
 
 /// Scenarios run one at a time: each starts a node and up to 200 peers on 2 cores.
@@ -48,7 +50,7 @@ fn every_scenario_passes() {
     for file in files {
         let report = tempfile::tempdir().expect("report dir");
         let (verdict, _) = runtime
-            .block_on(rehearse(&stack, &file, report.path()))
+            .block_on(rehearse(&stack, &file, report.path(), &Shutdown::new()))
             .expect("scenario runs");
         let line = format!(
             "{}: {} in {:.1}s ({} events, {} connections left open)",
@@ -205,7 +207,7 @@ fn replayed_peers_reproduce_their_message_counts_at_the_node() {
     let report = tempfile::tempdir().expect("report dir");
     let stack = StackSpec::Embedded(common::installation());
     let (verdict, observed) = runtime
-        .block_on(rehearse(&stack, &file, report.path()))
+        .block_on(rehearse(&stack, &file, report.path(), &Shutdown::new()))
         .expect("scenario runs");
     assert!(verdict.passed, "{:?}", verdict.expectations);
     let mut replayers = 0;
@@ -275,7 +277,8 @@ fn rehearses_against_a_running_stack() {
         .expect("the extractor's publisher logs in");
         let mut ebpf = EbpfConfig::new(common::bitcoind(), Target::Pid(pid));
         ebpf.report_period = Duration::from_millis(200);
-        let extractor = EbpfExtractor::start(ebpf, Arc::new(publisher)).expect("extractor");
+        let extractor =
+            EbpfExtractor::start(ebpf, Arc::new(publisher), Shutdown::new()).expect("extractor");
         common::wait_traced(&extractor.stats(), pid).await;
         extractor
     });

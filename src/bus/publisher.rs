@@ -17,7 +17,7 @@
 //!   reported, never lost silently.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::client::PublishErrorKind;
@@ -27,8 +27,10 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use prost::Message as _;
 use serde::Serialize;
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::connect::{connect, Connection, ConnectionMonitor};
 use super::{BusError, NatsOptions, SubjectScheme};
@@ -140,8 +142,12 @@ pub struct Publisher {
     stats: Arc<PublisherStats>,
     subjects: Vec<Subject>,
     scheme: SubjectScheme,
-    forwarder: JoinHandle<()>,
-    reporter: AbortOnDrop,
+    /// Fired by [`Publisher::close`]: the forwarder stops taking new events and sends what
+    /// the queue holds.
+    closing: CancellationToken,
+    /// Taken by the first [`Publisher::close`] (never touched on the publishing path).
+    forwarder: Mutex<Option<JoinHandle<()>>>,
+    reporter: Mutex<Option<AbortOnDrop>>,
 }
 
 impl Publisher {
@@ -159,7 +165,9 @@ impl Publisher {
         let (queue, rx) = mpsc::channel(config.max_buffered_events.max(1));
         let stats = Arc::new(PublisherStats::default());
         let buffered_bytes = Arc::new(AtomicUsize::new(0));
+        let closing = CancellationToken::new();
         let forwarder = tokio::spawn(forward(
+            closing.clone(),
             connection.client.clone(),
             connection.monitor.clone(),
             rx,
@@ -178,8 +186,9 @@ impl Publisher {
                 .map(|k| Subject::from(scheme.subject(*k)))
                 .collect(),
             scheme,
-            forwarder,
-            reporter: AbortOnDrop(reporter),
+            closing,
+            forwarder: Mutex::new(Some(forwarder)),
+            reporter: Mutex::new(Some(AbortOnDrop(reporter))),
         }
     }
 
@@ -243,14 +252,20 @@ impl Publisher {
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
         let len = item.payload.len();
         let before = self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
-        let accepted = before + len <= self.max_buffered_bytes && self.queue.try_send(item).is_ok();
-        if !accepted {
+        let refused = if before + len > self.max_buffered_bytes {
+            Some(&self.stats.dropped_buffer_full)
+        } else {
+            match self.queue.try_send(item) {
+                Ok(()) => None,
+                Err(TrySendError::Full(_)) => Some(&self.stats.dropped_buffer_full),
+                Err(TrySendError::Closed(_)) => Some(&self.stats.dropped_at_shutdown),
+            }
+        };
+        if let Some(counter) = refused {
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
-            self.stats
-                .dropped_buffer_full
-                .fetch_add(1, Ordering::Relaxed);
+            counter.fetch_add(1, Ordering::Relaxed);
         }
-        accepted
+        refused.is_none()
     }
 
     /// The subject scheme events are published under (counters derive their subject from it).
@@ -264,16 +279,18 @@ impl Publisher {
     }
 
     /// Sends what is buffered (waiting at most `timeout`), then stops. Whatever NATS did not
-    /// take in time is counted in `dropped_at_shutdown`. Returns the final counters.
-    pub async fn close(self, timeout: Duration) -> StatsSnapshot {
-        let Publisher {
-            queue,
-            stats,
-            forwarder,
-            reporter,
-            ..
-        } = self;
-        drop(queue);
+    /// take in time is counted in `dropped_at_shutdown`, and so is anything offered after
+    /// the close. Returns the final counters.
+    ///
+    /// Takes `&self`, so the owner of a publisher shared with extractors (`Arc<Publisher>`)
+    /// closes it without taking it back first; a second close only reads the counters.
+    pub async fn close(&self, timeout: Duration) -> StatsSnapshot {
+        self.closing.cancel();
+        let forwarder = self.forwarder.lock().ok().and_then(|mut f| f.take());
+        let Some(forwarder) = forwarder else {
+            return self.stats.snapshot();
+        };
+        let stats = &self.stats;
         let abort = forwarder.abort_handle();
         if tokio::time::timeout(timeout, forwarder).await.is_err() {
             abort.abort();
@@ -287,6 +304,7 @@ impl Publisher {
                 "NATS did not take all buffered events before shutdown; counted as dropped"
             );
         }
+        let reporter = self.reporter.lock().ok().and_then(|mut r| r.take());
         drop(reporter);
         let s = stats.snapshot();
         log_drops(&s, &StatsSnapshot::default(), "publisher closed");
@@ -305,6 +323,7 @@ impl Drop for AbortOnDrop {
 
 /// The forwarding task: batches out of the queue, each confirmed or re-sent.
 async fn forward(
+    closing: CancellationToken,
     client: Client,
     monitor: Arc<ConnectionMonitor>,
     mut rx: mpsc::Receiver<Outgoing>,
@@ -314,7 +333,18 @@ async fn forward(
 ) {
     let mut confirmer = Confirmer::new(&client, monitor).await;
     let mut batch = Vec::with_capacity(config.max_batch);
-    while rx.recv_many(&mut batch, config.max_batch).await > 0 {
+    loop {
+        let received = tokio::select! {
+            // Closing: refuse new events, then send what the queue already holds.
+            _ = closing.cancelled(), if !rx.is_closed() => {
+                rx.close();
+                continue;
+            }
+            received = rx.recv_many(&mut batch, config.max_batch) => received,
+        };
+        if received == 0 {
+            break;
+        }
         let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
         let delivered = deliver(&client, &mut confirmer, &batch, &stats, &config).await;
         stats.sent.fetch_add(delivered, Ordering::Relaxed);

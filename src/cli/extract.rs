@@ -1,21 +1,31 @@
 //! `peerlab extract ...`: the extractors.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{bail, Context as _};
+use peerlab::bus::{NatsOptions, Publisher, SubjectScheme};
+use peerlab::extractors::ebpf::{
+    EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target,
+};
+use peerlab::extractors::Extractor;
+use peerlab::shutdown::Shutdown;
+
 use super::nats::{NatsArgs, SubjectSchemeArgs};
+use super::signals::shutdown_on_signals;
 use super::values::{ring_mib, whole_seconds};
 
 /// Extractors that publish a node's events to NATS.
 #[derive(Debug, clap::Args)]
 pub struct ExtractArgs {
     #[command(subcommand)]
-    pub extractor: Extractor,
+    pub extractor: ExtractorCommand,
 }
 
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
-pub enum Extractor {
+pub enum ExtractorCommand {
     /// Attach eBPF programs to a bitcoind's USDT tracepoints and publish every event.
     ///
     /// Needs root (CAP_BPF + CAP_PERFMON) and a bitcoind built with tracepoints
@@ -70,10 +80,10 @@ pub enum Extractor {
 }
 
 impl ExtractArgs {
-    /// Runs the chosen extractor until it is stopped.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs the chosen extractor until Ctrl-C, SIGTERM or `--duration`.
+    pub async fn run(self) -> anyhow::Result<()> {
         match self.extractor {
-            Extractor::Ebpf {
+            ExtractorCommand::Ebpf {
                 bitcoind_path,
                 pid,
                 pid_file,
@@ -90,27 +100,100 @@ impl ExtractArgs {
                 nats,
                 subjects,
             } => {
-                let options = peerlab::commands::extract::ExtractOptions {
-                    bitcoind: bitcoind_path,
-                    pid,
-                    pid_file,
-                    groups: peerlab::extractors::ebpf::ProbeGroups {
+                let bitcoind = match bitcoind_path {
+                    Some(path) => path,
+                    None => {
+                        peerlab::node::cached_installation()
+                            .context("no --bitcoind-path given and no provisioned bitcoind")?
+                            .bitcoind
+                    }
+                };
+                let target = match (pid, pid_file) {
+                    (Some(pid), _) => {
+                        // A pid is a promise about one process: check it now rather than
+                        // wait forever.
+                        if let Some(reason) = peerlab::node::pid_mismatch(pid, &bitcoind) {
+                            bail!("--pid {pid}: {reason}");
+                        }
+                        Target::Pid(pid)
+                    }
+                    (None, Some(file)) => Target::PidFile(file),
+                    (None, None) => Target::Auto,
+                };
+                let only = if probes.is_empty() {
+                    None
+                } else {
+                    let mut only = Vec::new();
+                    for name in &probes {
+                        match ProbeId::from_tracepoint(name) {
+                            Some(p) => only.push(p),
+                            None => bail!(
+                                "unknown tracepoint `{name}`; expected provider:name, e.g. net:inbound_message"
+                            ),
+                        }
+                    }
+                    Some(only)
+                };
+                let config = EbpfConfig {
+                    groups: ProbeGroups {
                         net: !no_net,
                         mempool: !no_mempool,
                         validation: !no_validation,
                         utxocache,
                     },
-                    probes,
-                    rings: peerlab::extractors::ebpf::RingSizes {
+                    only,
+                    rings: RingSizes {
                         events: event_ring_mib << 20,
                         messages: message_ring_mib << 20,
                         big_messages: big_message_ring_mib << 20,
                     },
                     report_period: Duration::from_secs(stats_interval.max(1)),
-                    duration: duration.map(Duration::from_secs),
+                    ..EbpfConfig::new(&bitcoind, target)
                 };
-                peerlab::commands::extract::run(&options, &nats.to_options(), subjects.scheme())
+                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
+                run_extractor::<EbpfExtractor>(
+                    config,
+                    &nats.to_options(),
+                    subjects.scheme(),
+                    shutdown,
+                )
+                .await
             }
         }
     }
+}
+
+/// Runs one extractor (any member of the contract) until `shutdown`, then logs its final
+/// counters and the publisher's.
+async fn run_extractor<E: Extractor>(
+    config: E::Config,
+    nats: &NatsOptions,
+    scheme: SubjectScheme,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let publisher = Arc::new(
+        Publisher::connect(nats, scheme, peerlab::extractors::publisher_config())
+            .await
+            .context("connecting to NATS")?,
+    );
+    let extractor = E::start(config, publisher.clone(), shutdown.clone())
+        .with_context(|| format!("starting the {}", E::COMPONENT))?;
+    shutdown.cancelled().await;
+    let counters = extractor
+        .stop()
+        .await
+        .with_context(|| format!("stopping the {}", E::COMPONENT))?;
+    let bus = publisher.close(Duration::from_secs(5)).await;
+    tracing::info!(
+        records = counters.records,
+        published = counters.published,
+        dropped_in_kernel = counters.dropped_in_kernel,
+        malformed = counters.malformed,
+        unpublished = counters.unpublished,
+        sent_to_nats = bus.sent,
+        dropped_by_publisher = bus.dropped(),
+        "{} stopped",
+        E::COMPONENT
+    );
+    Ok(())
 }

@@ -1,9 +1,10 @@
 //! The command line: every clap type of the binary, one file per command family.
 //!
-//! Each file turns its arguments into the library's option structs and calls the library;
-//! the library below knows nothing of clap. Numeric options are range-checked here
-//! ([`values`]), NATS and subject options are shared by every command that talks to NATS
-//! ([`nats`]).
+//! Each file turns its arguments into the library's option structs, composes the library's
+//! pieces and prints the outcome; the library below knows nothing of clap or the terminal.
+//! Numeric options are range-checked here ([`values`]), NATS and subject options are shared
+//! by every command that talks to NATS ([`nats`]). There is one tokio runtime (built here)
+//! and one shutdown per command ([`signals`]).
 
 mod extract;
 mod nats;
@@ -11,6 +12,7 @@ mod record;
 mod rehearse;
 mod run;
 mod setup;
+mod signals;
 mod tools;
 mod values;
 
@@ -48,18 +50,22 @@ pub enum Command {
 }
 
 impl Command {
-    /// Runs the command.
+    /// Runs the command on the process's one runtime.
     pub fn run(self) -> anyhow::Result<()> {
-        match self {
-            Command::Setup(args) => args.run(),
-            Command::Run(args) => args.run(),
-            Command::Extract(args) => args.run(),
-            Command::Record(args) => args.run(),
-            Command::Replay(args) => args.run(),
-            Command::Inspect(args) => args.run(),
-            Command::Cat(args) => args.run(),
-            Command::Rehearse(args) => args.run(),
-            Command::Tools(args) => args.run(),
-        }
+        use anyhow::Context as _;
+        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        runtime.block_on(async {
+            match self {
+                Command::Setup(args) => args.run().await,
+                Command::Run(args) => args.run().await,
+                Command::Extract(args) => args.run().await,
+                Command::Record(args) => args.run().await,
+                Command::Replay(args) => args.run().await,
+                Command::Inspect(args) => args.run(),
+                Command::Cat(args) => args.run(),
+                Command::Rehearse(args) => args.run().await,
+                Command::Tools(args) => args.run().await,
+            }
+        })
     }
 }

@@ -1,11 +1,17 @@
 //! `peerlab record`, `replay`, `inspect` and `cat`: recordings.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use peerlab::bus::{Publisher, PublisherConfig, SubjectScheme};
 use peerlab::event::EventKind;
+use peerlab::record::inspect::{cat_line, render_text, summarize_file};
+use peerlab::record::RecordingStream;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
+use super::signals::shutdown_on_signals;
 use super::values::{recording_offset, speed_factor, whole_seconds};
 
 /// Record events from NATS into an MCAP file (schema `event.Event`, protobuf).
@@ -46,8 +52,8 @@ pub struct RecordArgs {
 }
 
 impl RecordArgs {
-    /// Records until stopped.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Records until Ctrl-C, SIGTERM or `--duration`, then logs where it wrote.
+    pub async fn run(self) -> anyhow::Result<()> {
         use peerlab::record::recorder::{AnonymizeKey, RecordOptions};
         let options = RecordOptions {
             output: self.output,
@@ -64,11 +70,35 @@ impl RecordArgs {
                 (true, None) => Some(AnonymizeKey::Random),
             },
         };
-        peerlab::commands::record::run(
-            &options,
+        let summary = peerlab::record::recorder::record(
             &self.nats.to_options(),
             self.subjects_scheme.scheme(),
+            &options,
+            Default::default(),
+            shutdown_on_signals(None),
         )
+        .await
+        .context("recording failed")?;
+        let files: Vec<String> = summary
+            .files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        tracing::info!(
+            events = summary.messages,
+            payload_mib = format!("{:.2}", summary.payload_bytes as f64 / (1 << 20) as f64),
+            filtered = summary.filtered,
+            slow_consumer_events = summary.slow_consumer_events,
+            files = %files.join(", "),
+            "recording finished"
+        );
+        if summary.slow_consumer_events > 0 {
+            tracing::warn!(
+                "NATS reported this recorder as a slow consumer {} time(s): some events were dropped by the server",
+                summary.slow_consumer_events
+            );
+        }
+        Ok(())
     }
 }
 
@@ -105,8 +135,9 @@ pub struct ReplayArgs {
 }
 
 impl ReplayArgs {
-    /// Replays the files.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Replays the files, then reports counts and (for paced replays) the timing error;
+    /// fails when an event did not reach NATS.
+    pub async fn run(self) -> anyhow::Result<()> {
         let options = peerlab::record::replayer::ReplayOptions {
             files: self.files,
             speed: self.speed,
@@ -117,7 +148,48 @@ impl ReplayArgs {
             repeat: self.repeat,
             retime: self.retime,
         };
-        peerlab::commands::record::replay(&options, &self.nats.to_options())
+        let publisher = Publisher::connect(
+            &self.nats.to_options(),
+            SubjectScheme::Flat,
+            PublisherConfig::default(),
+        )
+        .await
+        .context("connecting to NATS")?;
+        let shutdown = shutdown_on_signals(None);
+        let summary = peerlab::record::replayer::replay(&publisher, &options, &shutdown)
+            .await
+            .context("replay failed")?;
+        let bus = publisher.close(Duration::from_secs(30)).await;
+        let rate = summary.published as f64 / summary.elapsed.as_secs_f64().max(1e-9);
+        tracing::info!(
+            published = summary.published,
+            delivered_to_nats = bus.sent,
+            dropped = bus.dropped(),
+            skipped = summary.skipped,
+            passes = summary.passes,
+            rate = format!("{rate:.0}/s"),
+            "replay finished"
+        );
+        if let Some(t) = summary.timing {
+            tracing::info!(
+                p50_us = t.p50.as_micros() as u64,
+                p99_us = t.p99.as_micros() as u64,
+                max_us = t.max.as_micros() as u64,
+                "timing error (actual minus scheduled send time)"
+            );
+        }
+        if bus.dropped() > 0 {
+            anyhow::bail!(
+                "{} of {} replayed events did not reach NATS (buffer full: {}, larger than the server's max_payload: {}, not taken before shutdown: {}); {} delivered",
+                bus.dropped(),
+                bus.offered,
+                bus.dropped_buffer_full,
+                bus.dropped_too_large,
+                bus.dropped_at_shutdown,
+                bus.sent
+            );
+        }
+        Ok(())
     }
 }
 
@@ -132,9 +204,18 @@ pub struct InspectArgs {
 }
 
 impl InspectArgs {
-    /// Prints the summary.
+    /// Prints a capinfos-like summary (JSON with `--json`).
     pub fn run(self) -> anyhow::Result<()> {
-        peerlab::record::inspect::inspect(&self.file, self.json)
+        let summary = summarize_file(&self.file)?;
+        let text = if self.json {
+            let mut line =
+                serde_json::to_string_pretty(&summary).context("cannot serialize the summary")?;
+            line.push('\n');
+            line
+        } else {
+            render_text(&summary)
+        };
+        to_stdout(|out| out.write_all(text.as_bytes()))
     }
 }
 
@@ -146,8 +227,46 @@ pub struct CatArgs {
 }
 
 impl CatArgs {
-    /// Prints every message.
+    /// Prints every message as a JSON line; what comes before damage is printed, then the
+    /// error ends the output.
     pub fn run(self) -> anyhow::Result<()> {
-        peerlab::record::inspect::cat(&self.file)
+        let mut stream = RecordingStream::open(&self.file)?;
+        let mut failure = None;
+        to_stdout(|out| {
+            for message in &mut stream {
+                match message {
+                    Ok(message) => {
+                        serde_json::to_writer(&mut *out, &cat_line(&message))?;
+                        out.write_all(b"\n")?;
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e.into());
+        }
+        if let Some(t) = stream.truncated() {
+            tracing::warn!(
+                "{}: truncated at offset {}: {}",
+                self.file.display(),
+                t.offset,
+                t.reason
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Runs `write` on a buffered stdout; a closed pipe (`peerlab cat f | head`) ends it quietly.
+fn to_stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
 }

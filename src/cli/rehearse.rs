@@ -1,8 +1,17 @@
 //! `peerlab rehearse`.
 
-use std::path::PathBuf;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use peerlab::node::{setup, RpcAuth, SetupOptions};
+use peerlab::rehearse::{rehearse, ExistingStack, StackSpec, Verdict};
 
 use super::nats::{NatsConnectArgs, SubjectSchemeArgs};
+use super::signals::shutdown_on_signals;
+
+/// Regtest's default P2P port, used when only the RPC URL is given.
+const REGTEST_P2P_PORT: u16 = 18444;
 
 /// Rehearse an attack: play a scenario's adversarial peers against a regtest node while
 /// the full observer stack watches, then judge its expectations.
@@ -25,9 +34,24 @@ pub struct RehearseArgs {
 }
 
 impl RehearseArgs {
-    /// Plays the scenario and judges it.
-    pub fn run(self) -> anyhow::Result<()> {
-        peerlab::commands::rehearse::run(&self.scenario, &self.report, self.existing.to_stack())
+    /// Plays the scenario (on the embedded stack unless `-a`), prints each expectation's
+    /// result, and fails (non-zero exit) when one failed. Ctrl-C ends the run early and
+    /// still judges and reports what was seen.
+    pub async fn run(self) -> anyhow::Result<()> {
+        // A bad scenario is reported before anything is provisioned or connected.
+        peerlab::scenario::Scenario::from_file(&self.scenario)?;
+        let spec = match self.existing.to_stack()? {
+            Some(existing) => StackSpec::Existing(Box::new(existing)),
+            None => StackSpec::Embedded(
+                tokio::task::spawn_blocking(|| setup(&SetupOptions::default()))
+                    .await
+                    .context("setup task")?
+                    .context("provisioning the embedded stack")?,
+            ),
+        };
+        let shutdown = shutdown_on_signals(None);
+        let (verdict, _) = rehearse(&spec, &self.scenario, &self.report, &shutdown).await?;
+        print_verdict(&verdict, &self.report)
     }
 }
 
@@ -81,17 +105,116 @@ pub struct ExistingStackArgs {
 }
 
 impl ExistingStackArgs {
-    /// `None` for the embedded default.
-    fn to_stack(&self) -> Option<peerlab::commands::rehearse::ExistingStackArgs> {
-        Some(peerlab::commands::rehearse::ExistingStackArgs {
-            nats: self.nats.to_options(self.nats_address.clone()?),
-            rpc_url: self.rpc_url.clone()?,
-            rpc_cookie: self.rpc_cookie.clone(),
-            rpc_user: self.rpc_user.clone(),
-            rpc_password: self.rpc_password.clone(),
-            rpc_password_file: self.rpc_password_file.clone(),
-            p2p: self.p2p.clone(),
+    /// The user's stack, or `None` for the embedded default.
+    fn to_stack(&self) -> anyhow::Result<Option<ExistingStack>> {
+        let (Some(addresses), Some(rpc_url)) = (&self.nats_address, &self.rpc_url) else {
+            return Ok(None);
+        };
+        let password = match (&self.rpc_password, &self.rpc_password_file) {
+            (Some(password), _) => Some(password.clone()),
+            (None, Some(file)) => Some(
+                peerlab::secret::read_secret_file(file, "RPC password")
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            (None, None) => None,
+        };
+        let rpc_auth = match (&self.rpc_cookie, &self.rpc_user, password) {
+            (Some(cookie), _, _) => RpcAuth::Cookie(cookie.clone()),
+            (None, Some(user), Some(password)) => RpcAuth::UserPass(user.clone(), password),
+            _ => bail!(
+                "--rpc-url needs credentials: --rpc-cookie FILE, or --rpc-user with --rpc-password-file"
+            ),
+        };
+        let p2p_text = match &self.p2p {
+            Some(p2p) => p2p.clone(),
+            None => format!("{}:{REGTEST_P2P_PORT}", rpc_host(rpc_url)?),
+        };
+        let p2p: SocketAddr = p2p_text
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .with_context(|| format!("--p2p {p2p_text} is not a HOST:PORT address"))?;
+        Ok(Some(ExistingStack {
+            nats: self.nats.to_options(addresses.clone()),
             scheme: self.subjects_scheme.scheme(),
-        })
+            rpc_url: rpc_url.clone(),
+            rpc_auth,
+            p2p,
+        }))
+    }
+}
+
+/// One line per expectation, step error and note, then the outcome; an error when an
+/// expectation failed.
+fn print_verdict(verdict: &Verdict, report_dir: &Path) -> anyhow::Result<()> {
+    for e in &verdict.expectations {
+        let mark = if e.passed { "pass" } else { "FAIL" };
+        println!(
+            "{mark}  {}: observed {}; expected {}",
+            e.name, e.observed, e.expected
+        );
+    }
+    for error in &verdict.step_errors {
+        println!("FAIL  {error}");
+    }
+    for note in &verdict.notes {
+        println!("note  {note}");
+    }
+    let failed =
+        verdict.expectations.iter().filter(|e| !e.passed).count() + verdict.step_errors.len();
+    println!(
+        "{}: {} in {:.1}s, {} events seen, report in {}",
+        verdict.scenario,
+        if verdict.passed { "PASSED" } else { "FAILED" },
+        verdict.duration_secs,
+        verdict.events_seen,
+        report_dir.join("report.html").display()
+    );
+    if failed > 0 {
+        bail!(
+            "{failed} expectation(s) of scenario `{}` failed; see {}",
+            verdict.scenario,
+            report_dir.join("verdict.json").display()
+        );
+    }
+    Ok(())
+}
+
+/// The host of `http://host:port/...`.
+fn rpc_host(url: &str) -> anyhow::Result<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = match authority.rsplit_once(':') {
+        Some((host, _port)) => host,
+        None => authority,
+    };
+    if host.is_empty() {
+        bail!(
+            "--rpc-url {} has no host; give it as http://HOST:PORT",
+            peerlab::secret::redact_url(url)
+        );
+    }
+    Ok(host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_host_is_taken_from_the_url() {
+        assert_eq!(rpc_host("http://127.0.0.1:18443").unwrap(), "127.0.0.1");
+        assert_eq!(
+            rpc_host("http://node.local:18443/wallet/x").unwrap(),
+            "node.local"
+        );
+        assert_eq!(rpc_host("http://[::1]:18443").unwrap(), "::1");
+        assert!(rpc_host("http://:18443").is_err());
     }
 }

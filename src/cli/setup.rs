@@ -29,15 +29,36 @@ pub struct SetupArgs {
 }
 
 impl SetupArgs {
-    /// Provisions the machine.
-    pub fn run(self) -> anyhow::Result<()> {
-        let options = peerlab::node::SetupOptions {
+    /// Provisions the machine; with `--json`, prints the installation paths on stdout.
+    pub async fn run(self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use peerlab::node::{setup, BitcoindOrigin, SetupOptions};
+        let options = SetupOptions {
             bitcoind: self.bitcoind,
             bitcoin_cli: self.bitcoin_cli,
             no_install: self.no_install,
             rebuild: self.rebuild,
             jobs: usize::from(self.jobs),
         };
-        peerlab::commands::setup::run(&options, self.json)
+        let started = std::time::Instant::now();
+        let installation = tokio::task::spawn_blocking(move || setup(&options))
+            .await
+            .context("setup task")?
+            .context("setup failed")?;
+        let how = match installation.origin {
+            BitcoindOrigin::Cached => "reused the cached bitcoind",
+            BitcoindOrigin::Built => "built bitcoind into the cache",
+            BitcoindOrigin::UserProvided => "using the given bitcoind",
+        };
+        tracing::info!(
+            "setup done in {:.1}s: {how} ({}); nats-server at {}",
+            started.elapsed().as_secs_f64(),
+            installation.bitcoind.display(),
+            installation.nats_server.display()
+        );
+        if self.json {
+            println!("{}", serde_json::to_string(&installation)?);
+        }
+        Ok(())
     }
 }

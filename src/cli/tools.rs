@@ -35,8 +35,11 @@ pub enum Tool {
 }
 
 impl ToolsArgs {
-    /// Runs the chosen tool until it is stopped.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs the chosen tool until Ctrl-C or SIGTERM (or it is done).
+    pub async fn run(self) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        use peerlab::bus::Subscriber;
+        use peerlab::tools::{Logger, Tool as _};
         match self.tool {
             Tool::Logger {
                 nats,
@@ -50,13 +53,19 @@ impl ToolsArgs {
                 } else {
                     LogFormat::Text
                 };
-                peerlab::commands::logger::run(
-                    &nats.to_options(),
-                    subjects.scheme(),
-                    format,
-                    &kind,
-                    count,
-                )
+                let scheme = subjects.scheme();
+                let pattern = scheme.wildcard();
+                let subscriber = Subscriber::connect(&nats.to_options(), scheme, &[]).await?;
+                tracing::info!(subject = %pattern, "logger subscribed");
+                let mut logger = Logger::new(format, Box::new(std::io::stdout()));
+                logger.kinds = kind;
+                logger.count = count;
+                let shutdown = super::signals::shutdown_on_signals(None);
+                logger
+                    .run(subscriber, shutdown)
+                    .await
+                    .context("cannot write to stdout")?;
+                Ok(())
             }
         }
     }

@@ -29,6 +29,10 @@ pub struct ExtractorCounters {
     /// Events handed to the publisher.
     #[serde(default)]
     pub published: u64,
+    /// Records with no wire-format message, never published (e.g. utxocache without
+    /// peerlab's extension arm).
+    #[serde(default)]
+    pub unpublished: u64,
     /// Events the publisher could not buffer.
     pub publish_dropped: u64,
     /// Events lost in the kernel (ring buffers full), over all tracepoints.

@@ -1,7 +1,68 @@
 //! Extractors: turning what a node does into `event.Event`s on the bus.
 //!
-//! This module owns everything between bitcoind and the [`crate::bus::Publisher`]: the eBPF
-//! extractor ([`ebpf`]), which decodes P2P payloads with [`crate::p2p`]. Extractors only
-//! publish; they never read the bus.
+//! This module owns everything between bitcoind and the [`Publisher`], and the one contract
+//! every extractor follows ([`Extractor`]), so a new source (RPC polling, a P2P connection,
+//! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it. The eBPF extractor decodes
+//! P2P payloads with [`crate::p2p`].
+//!
+//! Invariants of every extractor:
+//! - it only publishes; it never reads the bus, and never uses a tool or the recorder;
+//! - it never blocks on the bus: the [`Publisher`] buffers, and what it refuses is counted;
+//! - events of one source reach the publisher in the order they happened;
+//! - its counters are one typed snapshot ([`ExtractorCounters`]), published periodically on
+//!   the subject [`SubjectScheme::stats_subject`](crate::bus::SubjectScheme::stats_subject)
+//!   derives from its [`Extractor::COMPONENT`] and the node, and returned by
+//!   [`Extractor::stop`];
+//! - it stops when its [`Shutdown`] fires or [`Extractor::stop`] is called, publishing what it
+//!   already read before it returns.
 
 pub mod ebpf;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::bus::{Publisher, PublisherConfig};
+use crate::event::counters::ExtractorCounters;
+use crate::shutdown::Shutdown;
+
+/// The contract of an extractor (see the module docs for its invariants).
+pub trait Extractor: Sized {
+    /// What it needs to start (which node, which sources, intervals).
+    type Config;
+    /// What can go wrong starting or running it.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Its name in its counter subject (`peerlab.stats.<COMPONENT>`).
+    const COMPONENT: &'static str;
+
+    /// Starts publishing through `publisher` in the background; errors that can be seen
+    /// before the first event (a missing binary, an unreachable node) surface here. It runs
+    /// until `shutdown` fires or [`stop`](Extractor::stop) is called.
+    fn start(
+        config: Self::Config,
+        publisher: Arc<Publisher>,
+        shutdown: Shutdown,
+    ) -> Result<Self, Self::Error>;
+
+    /// The counters so far.
+    fn counters(&self) -> ExtractorCounters;
+
+    /// Stops, hands what was already read to the publisher, and returns the final counters.
+    fn stop(self) -> impl Future<Output = Result<ExtractorCounters, Self::Error>> + Send;
+}
+
+/// Publishes a counter snapshot on the publisher's counter subject for `component`.
+pub fn publish_counters(publisher: &Publisher, component: &str, counters: &ExtractorCounters) {
+    let subject = publisher.scheme().stats_subject(component);
+    publisher.publish_raw(&subject, bytes::Bytes::from(counters.to_json()));
+}
+
+/// The outgoing buffer of an extractor: large enough for a burst or a NATS reconnect, small
+/// enough that a saturated pipeline stays well inside an extractor's memory budget (64 MiB
+/// peak RSS); what does not fit is counted as dropped, like a full ring buffer.
+pub fn publisher_config() -> PublisherConfig {
+    PublisherConfig {
+        max_buffered_events: 16_384,
+        max_buffered_bytes: 16 << 20,
+        ..PublisherConfig::default()
+    }
+}

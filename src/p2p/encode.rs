@@ -38,9 +38,9 @@ use bitcoin::p2p::message_network::RejectReason;
 use bitcoin::p2p::ServiceFlags;
 use bitcoin::{block, CompactTarget};
 
+use super::address;
 use crate::event::proto::bitcoin_primitives as primitives;
 use crate::event::proto::ebpf_extractor::message as wire;
-use super::address;
 use primitives::address::Address as AddressArm;
 use primitives::inventory_item::Item;
 use wire::message_event::Msg;

@@ -25,8 +25,8 @@ pub(crate) mod samples;
 
 pub use decode::{decode_message, decoded_kind};
 pub use encode::{encode_msg, ReencodeError};
-pub(crate) use framing::{encode_message, parse_frame};
 pub use framing::{
     checksum, command_field, frame, Received, COMMAND_LEN, HEADER_LEN, MAX_PAYLOAD_LEN,
     REGTEST_MAGIC,
 };
+pub(crate) use framing::{encode_message, parse_frame};

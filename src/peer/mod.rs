@@ -17,24 +17,20 @@
 //!   are kept in the peer's buffers), so scenarios may `select!` or time out freely.
 //! - Nothing runs in the background: pings are answered when the caller receives.
 
-pub mod behaviour;
 mod builders;
-pub mod chain;
 mod config;
 mod connection;
 mod error;
-pub mod replay;
 mod rng;
 
-pub use behaviour::{run_peer, run_peer_with, PeerContext, PeerOutcome};
+pub use crate::p2p::{
+    checksum, command_field, frame, Received, COMMAND_LEN, HEADER_LEN, MAX_PAYLOAD_LEN,
+    REGTEST_MAGIC,
+};
 pub use bitcoin::p2p::message::NetworkMessage;
 pub use bitcoin::p2p::message_network::VersionMessage;
 pub use builders::{addr_message, inv_message, version_message};
 pub use config::{PeerConfig, DEFAULT_USER_AGENT, DEFAULT_VERSION};
 pub use connection::Peer;
 pub use error::PeerError;
-pub use crate::p2p::{
-    checksum, command_field, frame, Received, COMMAND_LEN, HEADER_LEN, MAX_PAYLOAD_LEN,
-    REGTEST_MAGIC,
-};
-pub use replay::{ReplayScript, ScriptedMessage};
+pub(crate) use rng::Rng;

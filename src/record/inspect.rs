@@ -2,9 +2,9 @@
 //!
 //! A [`Summarizer`] takes messages one at a time (pure, no I/O) and builds a [`Summary`];
 //! [`render_text`] and the `Serialize` impl present it. [`cat_line`] is one message as a
-//! JSON line. The two commands only glue these to a [`RecordingStream`] and to stdout, so
-//! memory stays bounded by one chunk (plus one counter per distinct peer) whatever the file's
-//! size.
+//! JSON line; [`summarize_file`] runs a [`Summarizer`] over a [`RecordingStream`]. The two
+//! commands (in the binary) only glue these to stdout, so memory stays bounded by one chunk
+//! (plus one counter per distinct peer) whatever the file's size.
 //!
 //! Events are decoded with the crate's own descriptors (the same ones `cat` and the logger
 //! use), not with the descriptor set embedded in the file. Messages on `peerlab.stats.*`
@@ -14,15 +14,13 @@
 //! they are passed on without repeating the path.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
 use std::path::Path;
 
-use anyhow::Context as _;
 use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as Field};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{RecordedMessage, Recording, RecordingStream};
+use super::{RecordedMessage, Recording, RecordingError, RecordingStream};
 use crate::event::counters::ExtractorCounters;
 use crate::event::{descriptor_pool, EVENT_MESSAGE_NAME};
 use crate::tools::logger::decode_json;
@@ -147,62 +145,20 @@ pub struct DropCounters {
     pub dropped_by_probe: BTreeMap<String, u64>,
 }
 
-/// Prints a capinfos-like summary of `path` (JSON with `json`).
-pub fn inspect(path: &Path, json: bool) -> anyhow::Result<()> {
+/// The capinfos-like summary of the recording at `path`, read as a stream (one chunk in
+/// memory at a time).
+pub fn summarize_file(path: &Path) -> Result<Summary, RecordingError> {
     let mut stream = RecordingStream::open(path)?;
     let mut summarizer = Summarizer::default();
     for message in &mut stream {
         summarizer.add(&message?);
     }
-    let summary = summarizer.finish(
+    Ok(summarizer.finish(
         path,
         stream.file_bytes(),
         stream.truncated(),
         stream.metadata().clone(),
-    );
-    let text = if json {
-        let mut line =
-            serde_json::to_string_pretty(&summary).context("cannot serialize the summary")?;
-        line.push('\n');
-        line
-    } else {
-        render_text(&summary)
-    };
-    to_stdout(|out| out.write_all(text.as_bytes()))
-}
-
-/// Prints every message of `path` as a JSON line (see [`cat_line`]).
-pub fn cat(path: &Path) -> anyhow::Result<()> {
-    let mut stream = RecordingStream::open(path)?;
-    let mut failure = None;
-    to_stdout(|out| {
-        for message in &mut stream {
-            match message {
-                Ok(message) => {
-                    serde_json::to_writer(&mut *out, &cat_line(&message))?;
-                    out.write_all(b"\n")?;
-                }
-                Err(e) => {
-                    // What came before the damage is printed; the error ends the output.
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
-        Ok(())
-    })?;
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
-    if let Some(t) = stream.truncated() {
-        tracing::warn!(
-            "{}: truncated at offset {}: {}",
-            path.display(),
-            t.offset,
-            t.reason
-        );
-    }
-    Ok(())
+    ))
 }
 
 /// One line of `peerlab cat`, fields in this order: `subject`, `log_time`, `publish_time`
@@ -247,15 +203,6 @@ pub fn cat_line(message: &RecordedMessage) -> CatLine<'_> {
         publish_time: message.publish_time,
         event,
         stats,
-    }
-}
-
-/// Runs `write` on a buffered stdout; a closed pipe (`peerlab cat f | head`) ends it quietly.
-fn to_stdout(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> anyhow::Result<()> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
-    match write(&mut out).and_then(|()| out.flush()) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other.context("cannot write to stdout"),
     }
 }
 

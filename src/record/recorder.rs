@@ -13,6 +13,7 @@ use super::format::is_stats_subject;
 use super::{RecordingError, RecordingWriter};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::{peek_timestamp, EventKind};
+use crate::shutdown::Shutdown;
 
 /// What to record.
 #[derive(Debug, Clone)]
@@ -88,14 +89,14 @@ pub enum RecorderError {
     File(#[from] RecordingError),
 }
 
-/// Records until `stop` resolves (or `options.duration` passes). `written` counts messages as
+/// Records until `stop` fires (or `options.duration` passes). `written` counts messages as
 /// they are written, for callers that watch progress.
 pub async fn record(
     nats: &NatsOptions,
     scheme: SubjectScheme,
     options: &RecordOptions,
     written: Arc<AtomicU64>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: Shutdown,
 ) -> Result<RecordSummary, RecorderError> {
     Recorder::connect(nats, scheme, options)
         .await?
@@ -122,11 +123,11 @@ impl Recorder {
         connect_recorder(nats, scheme, options).await
     }
 
-    /// Records until `stop` resolves (or `options.duration` passes).
+    /// Records until `stop` fires (or `options.duration` passes).
     pub async fn run(
         self,
         written: Arc<AtomicU64>,
-        stop: impl std::future::Future<Output = ()>,
+        stop: Shutdown,
     ) -> Result<RecordSummary, RecorderError> {
         run_recorder(self, written, stop).await
     }
@@ -171,7 +172,7 @@ async fn connect_recorder(
 async fn run_recorder(
     recorder: Recorder,
     written: Arc<AtomicU64>,
-    stop: impl std::future::Future<Output = ()>,
+    stop: Shutdown,
 ) -> Result<RecordSummary, RecorderError> {
     let Recorder {
         mut subscriber,
@@ -196,10 +197,10 @@ async fn run_recorder(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(stop, deadline);
+    tokio::pin!(deadline);
     loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = stop.cancelled() => break,
             _ = &mut deadline => break,
             _ = ticker.tick() => {
                 if writer.flush_due() {

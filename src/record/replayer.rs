@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::{RecordedMessage, RecordingError, RecordingStream};
 use crate::bus::{Publisher, Subject};
 use crate::event::{Event, EventKind};
+use crate::shutdown::Shutdown;
 
 /// What to replay and how.
 #[derive(Debug, Clone)]
@@ -77,16 +78,15 @@ pub struct ReplaySummary {
     pub elapsed: Duration,
 }
 
-/// Replays until the files are done (once, or forever with `repeat`) or `stop` resolves.
+/// Replays until the files are done (once, or forever with `repeat`) or `stop` fires.
 pub async fn replay(
     publisher: &Publisher,
     options: &ReplayOptions,
-    stop: impl std::future::Future<Output = ()>,
+    stop: &Shutdown,
 ) -> Result<ReplaySummary, RecordingError> {
     let mut summary = ReplaySummary::default();
     let mut lateness = Lateness::default();
     let started = Instant::now();
-    tokio::pin!(stop);
     'passes: loop {
         for path in &options.files {
             let mut stream = RecordingStream::open(path)?;
@@ -119,11 +119,11 @@ pub async fn replay(
                         (message.log_time.saturating_sub(base) as f64 / options.speed) as u64;
                     let scheduled = pass_start + Duration::from_nanos(offset_ns);
                     tokio::select! {
-                        _ = &mut stop => break 'passes,
+                        _ = stop.cancelled() => break 'passes,
                         _ = tokio::time::sleep_until(scheduled) => {}
                     }
                     lateness.record(Instant::now().saturating_duration_since(scheduled));
-                } else if futures::FutureExt::now_or_never(&mut stop).is_some() {
+                } else if stop.is_cancelled() {
                     break 'passes;
                 }
                 let subject = subjects

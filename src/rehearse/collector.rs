@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::stack::{Stack, StackCounters};
+use super::stack::Stack;
 use super::{ExpectationResult, Observed, RehearseError};
 use crate::bus::Subscriber;
 use crate::event::counters::ExtractorCounters;
-use crate::extractors::ebpf::STATS_COMPONENT;
+use crate::extractors::ebpf::EbpfExtractor;
+use crate::extractors::Extractor as _;
 use crate::scenario::DropSource;
+use crate::stack::StackCounters;
 
 /// The bus subscriber of a run: every event with its time, plus the extractor's drop
 /// counters when a peerlab extractor publishes them.
@@ -33,7 +35,7 @@ pub(super) struct RemoteDrops {
 
 impl Collector {
     pub(super) async fn start(stack: &Stack, t0: Instant) -> Result<Collector, RehearseError> {
-        let stats_subject = stack.scheme.stats_subject(STATS_COMPONENT);
+        let stats_subject = stack.scheme.stats_subject(EbpfExtractor::COMPONENT);
         let patterns = [stack.scheme.wildcard(), stats_subject.clone()];
         let mut subscriber = Subscriber::connect(&stack.nats, stack.scheme.clone(), &patterns)
             .await
@@ -121,14 +123,14 @@ pub(super) struct Drops {
 
 impl Drops {
     pub(super) fn from(
-        counters: &StackCounters,
+        counters: Option<&StackCounters>,
         remote: RemoteDrops,
         notes: &mut Vec<String>,
     ) -> Drops {
-        if counters.dropped_in_kernel.is_some() {
+        if let Some(counters) = counters {
             return Drops {
-                kernel: counters.dropped_in_kernel,
-                bus: counters.dropped_by_publisher,
+                kernel: Some(counters.extractor.dropped_in_kernel),
+                bus: Some(counters.bus.dropped()),
             };
         }
         match (remote.first, remote.last) {

@@ -29,16 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::watch;
 
 pub use observe::Observed;
 pub use stack::{ExistingStack, StackSpec};
 pub use verdict::{ExpectationResult, GroupResult, Verdict};
 
+use crate::attack::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
 use crate::node::NodeRpc;
-use crate::peer::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
 use crate::record::recorder::{record, RecordOptions};
 use crate::scenario::{Action, Behaviour, Check, Scenario, TxKind};
+use crate::shutdown::Shutdown;
 use collector::{Collector, Drops};
 use stack::Stack;
 use timeline::{CoinPool, Timeline, TimelineOutcome};
@@ -66,10 +66,14 @@ pub enum RehearseError {
 /// Plays the scenario at `scenario_path` on the stack `stack_spec` describes, judges its
 /// expectations and writes the recording, `verdict.json` and `report.html` into
 /// `report_dir`. Returns the verdict and every event the observer saw.
+///
+/// When `shutdown` fires (Ctrl-C), the run ends early: peers stop, and the expectations are
+/// judged on what was seen so far, so the report is still written.
 pub async fn rehearse(
     stack_spec: &StackSpec,
     scenario_path: &Path,
     report_dir: &Path,
+    shutdown: &Shutdown,
 ) -> Result<(Verdict, Vec<Observed>), RehearseError> {
     let scenario = Scenario::from_file(scenario_path)?;
     let problems = scenario.validate();
@@ -93,16 +97,27 @@ pub async fn rehearse(
     std::fs::create_dir_all(report_dir)
         .map_err(|e| RehearseError::Stack(format!("creating {}: {e}", report_dir.display())))?;
 
-    let mut stack = Stack::start(stack_spec, &scenario).await?;
-    let (stop_recorder, recorder) = start_recorder(&stack, scenario_path, report_dir);
+    // The stack's extractor runs until the stack finishes; the recorder and the peers stop
+    // on their own tokens (children: Ctrl-C stops them too).
+    let mut stack = Stack::start(stack_spec, &scenario, shutdown).await?;
+    let stop_recorder = shutdown.child_token();
+    let recorder = start_recorder(&stack, scenario_path, report_dir, stop_recorder.clone());
 
     // Time zero, the observer and the peers.
     let t0 = Instant::now();
     let collector = Collector::start(&stack, t0).await?;
     let registry: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let coins = Arc::new(CoinPool::new(stack.first_own_block + 1));
-    let (stop_all, stop_rx) = watch::channel(false);
-    let peer_tasks = spawn_peers(&scenario, &stack, &scripts, &coins, &registry, t0, &stop_rx);
+    let stop_peers = shutdown.child_token();
+    let peer_tasks = spawn_peers(
+        &scenario,
+        &stack,
+        &scripts,
+        &coins,
+        &registry,
+        t0,
+        &stop_peers,
+    );
 
     // Steps and RPC checks on the timeline.
     let timeline = Timeline {
@@ -116,9 +131,12 @@ pub async fn rehearse(
     let steps = tokio::task::spawn_blocking(move || timeline.run(t0));
     let rpc_tasks = spawn_rpc_checks(&scenario, &stack, &registry, t0);
 
-    tokio::time::sleep_until((t0 + run_length(&scenario)).into()).await;
+    tokio::select! {
+        _ = tokio::time::sleep_until((t0 + run_length(&scenario)).into()) => {}
+        _ = shutdown.cancelled() => tracing::warn!("rehearsal stopped early; judging what was seen so far"),
+    }
     let duration_secs = t0.elapsed().as_secs_f64();
-    let _ = stop_all.send(true);
+    stop_peers.cancel();
     let timeline = match tokio::time::timeout(WIND_DOWN, steps).await {
         Ok(Ok(outcome)) => outcome,
         _ => TimelineOutcome {
@@ -140,15 +158,17 @@ pub async fn rehearse(
         }
     }
     let counters = stack.finish().await?;
-    let (mut observed, remote_drops) = collector.finish(counters.published).await;
-    let _ = stop_recorder.send(());
+    let (mut observed, remote_drops) = collector
+        .finish(counters.as_ref().map(|c| c.bus.sent))
+        .await;
+    stop_recorder.cancel();
     let _ = recorder.await;
     let peers_left_connected = open_peer_connections(&stack, &registry).await;
 
     let registry = registry.lock().map(|m| m.clone()).unwrap_or_default();
     observe::assign_groups(&mut observed, &registry);
     let mut notes = stack.notes.clone();
-    let drops = Drops::from(&counters, remote_drops, &mut notes);
+    let drops = Drops::from(counters.as_ref(), remote_drops, &mut notes);
     let expectations = scenario
         .expect
         .iter()
@@ -223,11 +243,8 @@ fn start_recorder(
     stack: &Stack,
     scenario_path: &Path,
     report_dir: &Path,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    stop: Shutdown,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
     let options = RecordOptions::new(
         report_dir.join("recording.mcap"),
         vec![
@@ -237,15 +254,12 @@ fn start_recorder(
         ],
     );
     let (nats, scheme) = (stack.nats.clone(), stack.scheme.clone());
-    let task = tokio::spawn(async move {
-        record(&nats, scheme, &options, Default::default(), async {
-            let _ = stopped.await;
-        })
-        .await
-        .map(|_| ())
-        .map_err(anyhow::Error::from)
-    });
-    (stop, task)
+    tokio::spawn(async move {
+        record(&nats, scheme, &options, Default::default(), stop)
+            .await
+            .map(|_| ())
+            .map_err(anyhow::Error::from)
+    })
 }
 
 /// Starts every peer of every group at its time; each task returns (group, outcome).
@@ -256,11 +270,11 @@ fn spawn_peers(
     coins: &Arc<CoinPool>,
     registry: &Arc<Mutex<HashMap<String, String>>>,
     t0: Instant,
-    stop_all: &watch::Receiver<bool>,
+    stop_all: &Shutdown,
 ) -> Vec<tokio::task::JoinHandle<(String, PeerOutcome)>> {
     let mut tasks = Vec::new();
     for (g, group) in scenario.peers.iter().enumerate() {
-        let group_stop = group_stop(group.stop_at_secs, t0, stop_all.clone());
+        let group_stop = group_stop(group.stop_at_secs, t0, stop_all);
         let coins_each = match &group.behaviour {
             Behaviour::TxSpam(spam) if spam.kind == TxKind::Valid => {
                 (spam.transactions as usize).div_ceil(TXS_PER_COIN)
@@ -333,28 +347,19 @@ fn spawn_peers(
 }
 
 /// A stop signal for one group: its own stop time, or the end of the run.
-fn group_stop(
-    stop_at_secs: Option<f64>,
-    t0: Instant,
-    mut stop_all: watch::Receiver<bool>,
-) -> watch::Receiver<bool> {
-    let (stop, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let own = async {
-            match stop_at_secs {
-                Some(secs) => {
-                    tokio::time::sleep_until((t0 + crate::scenario::secs(secs)).into()).await
-                }
-                None => std::future::pending().await,
+fn group_stop(stop_at_secs: Option<f64>, t0: Instant, stop_all: &Shutdown) -> Shutdown {
+    let stop = stop_all.child_token();
+    if let Some(secs) = stop_at_secs {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let at = t0 + crate::scenario::secs(secs);
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => stop.cancel(),
+                _ = stop.cancelled() => {}
             }
-        };
-        tokio::select! {
-            _ = own => {}
-            _ = stop_all.wait_for(|s| *s) => {}
-        }
-        let _ = stop.send(true);
-    });
-    stop_rx
+        });
+    }
+    stop
 }
 
 fn spawn_rpc_checks(

@@ -61,14 +61,6 @@ impl RehearsalNode {
         }
     }
 
-    /// The embedded node's pid (`None` for the user's node).
-    pub fn pid(&self) -> Result<Option<u32>, NodeError> {
-        match &*self.read()? {
-            Inner::Embedded(node) => node.pid().map(Some),
-            Inner::Existing { .. } => Ok(None),
-        }
-    }
-
     /// `setmocktime`, remembered for restarts.
     pub fn set_mocktime(&self, time: u64) -> Result<(), NodeError> {
         let _: Value = self.rpc("setmocktime", &[json!(time)])?;

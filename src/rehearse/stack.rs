@@ -8,22 +8,19 @@
 //! start-up blocks) before time zero.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::node::RehearsalNode;
 use super::RehearseError;
-use crate::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
-use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
-use crate::stack::NatsServer;
-use crate::node::{Installation, NodeRpc, RegtestConfig, RegtestNode, RemoteNode, RpcAuth};
+use crate::bus::{NatsOptions, SubjectScheme};
+use crate::extractors::ebpf::ExtractorStats;
+use crate::node::{Installation, NodeRpc, RemoteNode, RpcAuth};
 use crate::scenario::Scenario;
-
-/// How long the extractor may take to trace a (re)started node.
-const TRACE_WAIT: Duration = Duration::from_secs(10);
+use crate::shutdown::Shutdown;
+use crate::stack::{EmbeddedConfig, EmbeddedStack, StackCounters};
 
 /// Where to rehearse.
 #[derive(Debug, Clone)]
@@ -58,20 +55,8 @@ pub(super) struct Stack {
     pub first_own_block: u64,
     /// Things the report should mention (settings that could not be applied, ...).
     pub notes: Vec<String>,
-    extractor: Option<(EbpfExtractor, Arc<Publisher>)>,
-    // Dropped last: the node and the extractor above need them.
-    _datadir: Option<tempfile::TempDir>,
-    _nats_server: Option<NatsServer>,
-}
-
-/// What the stack's own counters say at the end of the run.
-pub(super) struct StackCounters {
-    /// Events dropped in BPF (embedded extractor only).
-    pub dropped_in_kernel: Option<u64>,
-    /// Events the embedded publisher dropped.
-    pub dropped_by_publisher: Option<u64>,
-    /// Events the embedded publisher got confirmed (how many the observer should see).
-    pub published: Option<u64>,
+    /// The embedded stack (its node is in `node`); `None` against the user's stack.
+    embedded: Option<EmbeddedStack>,
 }
 
 fn stack<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RehearseError + '_ {
@@ -79,10 +64,17 @@ fn stack<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RehearseError + 
 }
 
 impl Stack {
-    /// Brings the stack up and applies the scenario's node settings.
-    pub async fn start(spec: &StackSpec, scenario: &Scenario) -> Result<Stack, RehearseError> {
+    /// Brings the stack up and applies the scenario's node settings; the embedded extractor
+    /// also stops when `shutdown` fires.
+    pub async fn start(
+        spec: &StackSpec,
+        scenario: &Scenario,
+        shutdown: &Shutdown,
+    ) -> Result<Stack, RehearseError> {
         match spec {
-            StackSpec::Embedded(installation) => Stack::embedded(installation, scenario).await,
+            StackSpec::Embedded(installation) => {
+                Stack::embedded(installation, scenario, shutdown).await
+            }
             StackSpec::Existing(existing) => Stack::existing(existing, scenario).await,
         }
     }
@@ -90,47 +82,31 @@ impl Stack {
     async fn embedded(
         installation: &Installation,
         scenario: &Scenario,
+        shutdown: &Shutdown,
     ) -> Result<Stack, RehearseError> {
-        let nats_server =
-            NatsServer::start(&installation.nats_server).map_err(stack("nats-server"))?;
-        let nats = NatsOptions::local(nats_server.url());
-        let datadir = tempfile::Builder::new()
-            .prefix("peerlab-rehearsal-")
-            .tempdir()
-            .map_err(stack("creating the node's datadir"))?;
-        let mut config = RegtestConfig::new(&installation.bitcoind);
-        config.extra_args = scenario.node.extra_args.clone();
-        config.datadir = Some(datadir.path().to_path_buf());
-        let node = blocking_start(config).await?;
+        let mut config = EmbeddedConfig::new(installation.clone());
+        config.node_args = scenario.node.extra_args.clone();
+        let mut embedded = EmbeddedStack::start(config)
+            .await
+            .map_err(|e| RehearseError::Stack(e.to_string()))?;
+        let node = embedded
+            .take_node()
+            .ok_or_else(|| RehearseError::Stack("the embedded stack has no node".into()))?;
+        // Steps restart the node on its datadir; the extractor follows the pid file.
         let node = Arc::new(RehearsalNode::embedded(node));
         let first_own_block = prepare(&node, scenario).await?;
-
-        let publisher = Arc::new(
-            Publisher::connect(&nats, SubjectScheme::Flat, PublisherConfig::default())
-                .await
-                .map_err(stack("publisher"))?,
-        );
-        let pid_file = node
-            .pid_file()
-            .map_err(stack("bitcoind pid file"))?
-            .ok_or_else(|| RehearseError::Stack("the embedded node has no pid file".into()))?;
-        let extractor = EbpfExtractor::start(
-            EbpfConfig::new(&installation.bitcoind, Target::PidFile(pid_file)),
-            publisher.clone(),
-        )
-        .map_err(stack("eBPF extractor"))?;
-        let stack = Stack {
-            nats,
-            scheme: SubjectScheme::Flat,
+        embedded
+            .observe(shutdown)
+            .await
+            .map_err(|e| RehearseError::Stack(e.to_string()))?;
+        Ok(Stack {
+            nats: embedded.nats().clone(),
+            scheme: embedded.scheme().clone(),
             node,
             first_own_block,
             notes: Vec::new(),
-            extractor: Some((extractor, publisher)),
-            _datadir: Some(datadir),
-            _nats_server: Some(nats_server),
-        };
-        stack.wait_traced().await.map_err(RehearseError::Stack)?;
-        Ok(stack)
+            embedded: Some(embedded),
+        })
     }
 
     async fn existing(
@@ -167,77 +143,45 @@ impl Stack {
             node,
             first_own_block,
             notes,
-            extractor: None,
-            _datadir: None,
-            _nats_server: None,
+            embedded: None,
         })
     }
 
     /// Live counters of the embedded extractor.
     pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
-        self.extractor.as_ref().map(|(e, _)| e.stats())
+        self.embedded
+            .as_ref()
+            .and_then(EmbeddedStack::extractor_stats)
     }
 
-    /// Waits (bounded) until the embedded extractor traces the node's current process.
-    pub async fn wait_traced(&self) -> Result<(), String> {
-        let Some(stats) = self.extractor_stats() else {
-            return Ok(());
-        };
-        wait_traced(&self.node, &stats, TRACE_WAIT).await
-    }
-
-    /// Stops what the rehearsal started and reads the counters.
-    pub async fn finish(&mut self) -> Result<StackCounters, RehearseError> {
+    /// Stops what the rehearsal started (nats-server stays up until the stack is dropped)
+    /// and reads the counters: `None` against the user's stack.
+    pub async fn finish(&mut self) -> Result<Option<StackCounters>, RehearseError> {
         self.node.release();
-        let Some((extractor, publisher)) = self.extractor.take() else {
-            return Ok(StackCounters {
-                dropped_in_kernel: None,
-                dropped_by_publisher: None,
-                published: None,
-            });
-        };
-        let stats = extractor
-            .stop()
-            .await
-            .map_err(stack("stopping the extractor"))?;
-        let publisher = Arc::try_unwrap(publisher)
-            .map_err(|_| RehearseError::Stack("publisher still shared".into()))?;
-        let bus = publisher.close(Duration::from_secs(10)).await;
-        Ok(StackCounters {
-            dropped_in_kernel: Some(stats.dropped_in_kernel()),
-            dropped_by_publisher: Some(bus.dropped()),
-            published: Some(bus.sent),
-        })
+        match self.embedded.as_mut() {
+            None => Ok(None),
+            Some(embedded) => embedded
+                .finish()
+                .await
+                .map(Some)
+                .map_err(stack("stopping the stack")),
+        }
     }
 }
 
-/// Waits until `stats` show the node's current pid (pid file re-read after restarts).
+/// Waits until `stats` show the node's current pid (pid file re-read after restarts); the
+/// user's node is not traced by us, so there is nothing to wait for.
 pub(super) async fn wait_traced(
     node: &RehearsalNode,
     stats: &ExtractorStats,
     limit: Duration,
 ) -> Result<(), String> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let pid = node.pid().map_err(|e| e.to_string())?;
-        if pid.is_none() || pid == Some(stats.traced_pid.load(Ordering::Relaxed)) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "the eBPF extractor did not trace bitcoind (pid {pid:?}) within {}s",
-                limit.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    match node.pid_file().map_err(|e| e.to_string())? {
+        None => Ok(()),
+        Some(pid_file) => crate::stack::wait_traced(&pid_file, stats, limit)
+            .await
+            .map_err(|e| e.to_string()),
     }
-}
-
-async fn blocking_start(config: RegtestConfig) -> Result<RegtestNode, RehearseError> {
-    tokio::task::spawn_blocking(move || RegtestNode::start(&config))
-        .await
-        .map_err(stack("starting bitcoind"))?
-        .map_err(stack("regtest bitcoind"))
 }
 
 /// Mock time and start-up blocks; returns the height before them.

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::peer::PeerOutcome;
+use crate::attack::PeerOutcome;
 use crate::scenario::{EventCheck, Scenario};
 
 /// The outcome of one expectation.

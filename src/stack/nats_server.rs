@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, HarnessError};
+use super::{free_port, StackError};
 
 /// `max_payload` of harness servers: whole blocks (up to 4 MB on the wire, more as protobuf)
 /// travel in one event, so this must comfortably exceed peer-observer's 5 MiB minimum.
@@ -26,13 +26,13 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Starts `exe` on a free port and waits until it greets clients.
-    pub fn start(exe: &Path) -> Result<NatsServer, HarnessError> {
+    pub fn start(exe: &Path) -> Result<NatsServer, StackError> {
         NatsServer::start_with_config(exe, "")
     }
 
     /// Like [`start`](Self::start), with `extra_config` (nats-server configuration syntax)
     /// appended to the harness's settings, e.g. `authorization { ... }`.
-    pub fn start_with_config(exe: &Path, extra_config: &str) -> Result<NatsServer, HarnessError> {
+    pub fn start_with_config(exe: &Path, extra_config: &str) -> Result<NatsServer, StackError> {
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port().map_err(|e| start_error(format!("no free port: {e}")))?;
@@ -85,12 +85,12 @@ impl NatsServer {
     }
 
     /// Starts the server again on the same port (after [`stop`](Self::stop)).
-    pub fn restart(&mut self) -> Result<(), HarnessError> {
+    pub fn restart(&mut self) -> Result<(), StackError> {
         self.stop();
         self.launch()
     }
 
-    fn launch(&mut self) -> Result<(), HarnessError> {
+    fn launch(&mut self) -> Result<(), StackError> {
         let config = self.dir.path().join("nats.conf");
         let log = self.dir.path().join("nats.log");
         std::fs::write(
@@ -123,7 +123,7 @@ impl NatsServer {
     }
 
     /// Ready = a TCP client receives the server's `INFO` greeting.
-    fn wait_ready(&mut self, log: &Path) -> Result<(), HarnessError> {
+    fn wait_ready(&mut self, log: &Path) -> Result<(), StackError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut() {
@@ -162,8 +162,8 @@ fn greets(port: u16) -> bool {
     BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("INFO ")
 }
 
-fn start_error(reason: String) -> HarnessError {
-    HarnessError::Start {
+fn start_error(reason: String) -> StackError {
+    StackError::Start {
         what: "nats-server".into(),
         reason,
     }

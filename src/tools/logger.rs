@@ -1,10 +1,87 @@
 //! The logger tool: events as readable lines or JSON lines, optionally filtered by kind.
+//!
+//! [`Logger`] is the tool (it writes to the output it is given, line by line, and stops when
+//! that output closes); [`format_message`] is the formatting alone, for callers that print
+//! elsewhere.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use prost_reflect::{DynamicMessage, SerializeOptions};
 use serde::Serialize;
 
-use crate::bus::BusMessage;
+use super::Tool;
+use crate::bus::{BusMessage, Subscriber};
 use crate::event::{descriptor_pool, EventKind, EVENT_MESSAGE_NAME};
+use crate::shutdown::Shutdown;
+
+/// The logger: every event (or those of `kinds`) as one line on `out`.
+pub struct Logger {
+    /// Line format.
+    pub format: LogFormat,
+    /// Only these kinds (empty: all).
+    pub kinds: Vec<EventKind>,
+    /// Stop after this many lines.
+    pub count: Option<u64>,
+    /// Where lines go (the binary gives it stdout).
+    pub out: Box<dyn Write + Send>,
+    /// Lines written so far, for a caller that waits for the logger to catch up.
+    pub printed: Arc<AtomicU64>,
+}
+
+impl Logger {
+    /// A logger of every kind, writing `format` lines to `out`.
+    pub fn new(format: LogFormat, out: Box<dyn Write + Send>) -> Logger {
+        Logger {
+            format,
+            kinds: Vec::new(),
+            count: None,
+            out,
+            printed: Arc::default(),
+        }
+    }
+}
+
+/// What the logger printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoggerSummary {
+    /// Lines written.
+    pub printed: u64,
+}
+
+impl Tool for Logger {
+    type Summary = LoggerSummary;
+    type Error = std::io::Error;
+
+    /// Writes lines until `shutdown`, the end of the subscription, `count` lines, or a closed
+    /// output (e.g. piped into `head`: not an error).
+    async fn run(
+        mut self,
+        mut subscriber: Subscriber,
+        shutdown: Shutdown,
+    ) -> Result<LoggerSummary, std::io::Error> {
+        let mut summary = LoggerSummary::default();
+        while self.count.is_none_or(|c| summary.printed < c) {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                message = subscriber.next() => message,
+            };
+            let Some(message) = message else { break };
+            let Some(line) = format_message(&message, self.format, &self.kinds) else {
+                continue;
+            };
+            match writeln!(self.out, "{line}").and_then(|()| self.out.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => break,
+                Err(e) => return Err(e),
+            }
+            summary.printed += 1;
+            self.printed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(summary)
+    }
+}
 
 /// Output form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,38 @@
-//! Tools: consumers of the bus (the logger now; metrics and websocket later).
+//! Tools: consumers of the bus (the logger now; metrics, websocket and alerts later).
 //!
-//! Tools only read events; they never publish. Each tool takes [`crate::bus::BusMessage`]s
-//! and turns them into something for a person or another program.
+//! This module owns the one contract every tool follows ([`Tool`]) and its first member,
+//! the [`logger`]. A new tool is a sibling: it takes the [`Subscriber`] it is given and
+//! runs until its [`Shutdown`] fires or the subscription ends.
+//!
+//! Invariants of every tool:
+//! - it only reads the bus; it never publishes events of the wire format, and never uses an
+//!   extractor or the recorder;
+//! - it never panics on what it receives: a message that does not decode is counted or
+//!   shown as such, never fatal;
+//! - where its output goes (stdout, a socket, a file) is given to it, so the library never
+//!   writes to the terminal on its own.
 
 pub mod logger;
+
+use std::future::Future;
+
+use crate::bus::Subscriber;
+use crate::shutdown::Shutdown;
+
+pub use logger::Logger;
+
+/// The contract of a tool (see the module docs for its invariants).
+pub trait Tool {
+    /// What it reports when it ends (counts of what it consumed).
+    type Summary;
+    /// What can end it early.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Consumes `subscriber` until `shutdown` fires, the subscription ends, or the tool is
+    /// done (e.g. a logger asked for `--count` lines).
+    fn run(
+        self,
+        subscriber: Subscriber,
+        shutdown: Shutdown,
+    ) -> impl Future<Output = Result<Self::Summary, Self::Error>> + Send;
+}

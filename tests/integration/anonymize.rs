@@ -18,9 +18,9 @@ use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::proto::log_extractor::{self, log::LogEvent};
 use peerlab::event::proto::rpc_extractor::{self, rpc::RpcEvent};
 use peerlab::event::Event;
-use peerlab::stack::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::recorder::{record, AnonymizeKey, RecordOptions};
+use peerlab::stack::NatsServer;
 use prost::Message as _;
 
 const PEERS: [&str; 3] = [
@@ -208,7 +208,8 @@ async fn no_original_address_survives_and_pseudonyms_are_consistent() {
         )
     };
     let written = Arc::new(AtomicU64::new(0));
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop_tx = peerlab::shutdown::Shutdown::new();
+    let stop_rx = stop_tx.clone();
     let nats_options = NatsOptions::local(nats.url());
     let recorder = {
         let (nats_options, written) = (nats_options.clone(), written.clone());
@@ -218,9 +219,7 @@ async fn no_original_address_survives_and_pseudonyms_are_consistent() {
                 SubjectScheme::Flat,
                 &options,
                 written,
-                async {
-                    let _ = stop_rx.await;
-                },
+                stop_rx,
             )
             .await
         })
@@ -252,7 +251,7 @@ async fn no_original_address_survives_and_pseudonyms_are_consistent() {
     })
     .await
     .expect("all events recorded");
-    let _ = stop_tx.send(());
+    stop_tx.cancel();
     recorder.await.expect("task").expect("recording");
 
     let raw = std::fs::read(&file).expect("file");

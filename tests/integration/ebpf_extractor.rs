@@ -21,9 +21,11 @@ use peerlab::event::proto::ebpf_extractor::validation::validation_event;
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
 use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use peerlab::stack::NatsServer;
+use peerlab::extractors::Extractor as _;
 use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{addr_message, Peer, PeerConfig};
+use peerlab::shutdown::Shutdown;
+use peerlab::stack::NatsServer;
 use prost::Message as _;
 
 /// nats-server, a regtest node, an extractor tracing it, and a subscriber on every subject.
@@ -60,6 +62,7 @@ impl Stack {
         let extractor = EbpfExtractor::start(
             configure(EbpfConfig::new(common::bitcoind(), Target::Pid(pid))),
             Arc::new(publisher),
+            Shutdown::new(),
         )
         .expect("extractor attaches");
         let stats = extractor.stats();
@@ -359,6 +362,7 @@ async fn events_flow_again_after_bitcoind_is_killed_and_restarted() {
     let extractor = EbpfExtractor::start(
         EbpfConfig::new(common::bitcoind(), Target::PidFile(pid_file)),
         Arc::new(publisher),
+        Shutdown::new(),
     )
     .expect("extractor");
     let stats = extractor.stats();
@@ -456,13 +460,12 @@ async fn utxocache_group_reports_the_coinbase_being_added() {
         (coinbase.outpoint.vout, 1, 5_000_000_000, true)
     );
     let stats = extractor.stop().await.expect("stops");
-    assert_eq!(stats.dropped_in_kernel(), 0);
+    assert_eq!(stats.dropped_in_kernel, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_are_published_for_tools_to_read() {
-    let stats_subject =
-        SubjectScheme::Flat.stats_subject(peerlab::extractors::ebpf::STATS_COMPONENT);
+    let stats_subject = SubjectScheme::Flat.stats_subject(EbpfExtractor::COMPONENT);
 
     let Stack {
         _nats,
@@ -522,11 +525,8 @@ async fn a_full_ring_drops_are_counted_never_silent() {
     let extractor = extractor.expect("running");
     tokio::task::block_in_place(|| node.mine(100)).expect("mine");
     let stats = extractor.stop().await.expect("stops");
-    let i = ProbeId::BlockConnected as usize;
-    let (emitted, dropped) = (
-        stats.probe_emitted[i].load(Ordering::Relaxed),
-        stats.probe_dropped[i].load(Ordering::Relaxed),
-    );
+    let probe = stats.probes[ProbeId::BlockConnected.tracepoint()];
+    let (emitted, dropped) = (probe.emitted, probe.dropped);
     assert!(
         dropped > 0,
         "a 4 KiB ring must overflow: emitted {emitted}, dropped {dropped}"
@@ -571,6 +571,7 @@ async fn a_full_wildcard_subscriber_costs_the_extractor_nothing() {
     let extractor = EbpfExtractor::start(
         EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
         Arc::new(publisher),
+        Shutdown::new(),
     )
     .expect("extractor attaches");
     let stats = extractor.stats();
@@ -632,10 +633,8 @@ async fn each_node_of_a_fleet_publishes_its_counters_on_its_own_subject() {
     )
     .await
     .expect("recorder subscribes");
-    let (stop_recording, recording_stopped) = tokio::sync::oneshot::channel::<()>();
-    let recording = tokio::spawn(recorder.run(Default::default(), async {
-        let _ = recording_stopped.await;
-    }));
+    let stop_recording = Shutdown::new();
+    let recording = tokio::spawn(recorder.run(Default::default(), stop_recording.clone()));
     let mut counters_sub =
         Subscriber::connect(&options, fleet("*"), &[fleet("*").stats_wildcard()])
             .await
@@ -652,7 +651,8 @@ async fn each_node_of_a_fleet_publishes_its_counters_on_its_own_subject() {
             report_period: Duration::from_millis(200),
             ..EbpfConfig::new(common::bitcoind(), Target::Pid(pid))
         };
-        let extractor = EbpfExtractor::start(config, Arc::new(publisher)).expect("extractor");
+        let extractor =
+            EbpfExtractor::start(config, Arc::new(publisher), Shutdown::new()).expect("extractor");
         common::wait_traced(&extractor.stats(), pid).await;
         extractors.push(extractor);
     }
@@ -678,7 +678,7 @@ async fn each_node_of_a_fleet_publishes_its_counters_on_its_own_subject() {
     for extractor in extractors {
         extractor.stop().await.expect("stops");
     }
-    let _ = stop_recording.send(());
+    stop_recording.cancel();
     recording.await.expect("join").expect("recording");
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))

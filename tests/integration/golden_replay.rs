@@ -11,9 +11,9 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use peerlab::stack::NatsServer;
 use peerlab::record::read_recording;
 use peerlab::record::replayer::{replay, ReplayOptions};
+use peerlab::stack::NatsServer;
 
 const RECORDING: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -77,7 +77,7 @@ async fn replaying_the_sample_recording_gives_the_golden_logger_output() {
         speed: 0.0,
         ..ReplayOptions::new(vec![RECORDING.into()])
     };
-    let summary = replay(&publisher, &options, std::future::pending())
+    let summary = replay(&publisher, &options, &peerlab::shutdown::Shutdown::new())
         .await
         .expect("replay");
     assert_eq!(summary.published as usize, events);

@@ -6,15 +6,16 @@ use crate::common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use peerlab::attack::chain::discover_tip;
+use peerlab::attack::{run_peer, PeerOutcome};
 use peerlab::node::{cached_installation, NodeRpc, RegtestConfig, RegtestNode};
-use peerlab::peer::chain::discover_tip;
-use peerlab::peer::{run_peer, Peer, PeerConfig, PeerOutcome, DEFAULT_USER_AGENT};
+use peerlab::peer::{Peer, PeerConfig, DEFAULT_USER_AGENT};
 use peerlab::scenario::{
     AddrFlood, AddrVersion, Behaviour, InvFlood, Malformed, MalformedKind, PingFlood, TxKind,
     TxSpam, VersionAbuse,
 };
+use peerlab::shutdown::Shutdown;
 use serde_json::Value;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long the node gets to react to something we sent.
@@ -31,13 +32,13 @@ fn p2p(node: &RegtestNode) -> SocketAddr {
 
 /// A running peer and the sender that stops it.
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: Shutdown,
     task: JoinHandle<PeerOutcome>,
 }
 
 fn spawn_peer(node: &RegtestNode, behaviour: Behaviour, seed: u64) -> Running {
-    let (stop, stop_rx) = watch::channel(false);
-    let addr = p2p(node);
+    let stop = Shutdown::new();
+    let (addr, stop_rx) = (p2p(node), stop.clone());
     let task = tokio::spawn(async move { run_peer(addr, &behaviour, seed, stop_rx).await });
     Running { stop, task }
 }
@@ -45,7 +46,7 @@ fn spawn_peer(node: &RegtestNode, behaviour: Behaviour, seed: u64) -> Running {
 impl Running {
     /// Fires `stop` and returns the outcome (bounded).
     async fn stop(self) -> PeerOutcome {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         tokio::time::timeout(REACT, self.task)
             .await
             .expect("peer stops in time")
@@ -194,7 +195,7 @@ async fn bad_checksum_is_dropped_silently() {
 
 #[tokio::test]
 async fn behaviours_missing_their_context_report_instead_of_panicking() {
-    let (_stop, stop_rx) = watch::channel(false);
+    let stop_rx = Shutdown::new();
     let behaviour = Behaviour::TxSpam(TxSpam {
         kind: TxKind::Valid,
         transactions: 1,

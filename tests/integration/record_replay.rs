@@ -11,12 +11,14 @@ use std::time::Duration;
 use bitcoin::Amount;
 use peerlab::bus::{NatsOptions, SubjectScheme};
 use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
-use peerlab::stack::NatsServer;
+use peerlab::extractors::Extractor as _;
 use peerlab::node::{NodeRpc, RegtestConfig, RegtestNode};
 use peerlab::peer::{Peer, PeerConfig};
 use peerlab::record::read_recording;
 use peerlab::record::recorder::{record, RecordOptions};
 use peerlab::record::replayer::{replay, ReplayOptions};
+use peerlab::shutdown::Shutdown;
+use peerlab::stack::NatsServer;
 use tokio::sync::oneshot;
 
 fn options(output: &std::path::Path) -> RecordOptions {
@@ -26,23 +28,22 @@ fn options(output: &std::path::Path) -> RecordOptions {
 /// A recorder running in the background; `stop_when(n)` ends it once n messages are written.
 struct Recorder {
     written: Arc<AtomicU64>,
-    stop: oneshot::Sender<()>,
+    stop: Shutdown,
     task: tokio::task::JoinHandle<peerlab::record::recorder::RecordSummary>,
 }
 
 impl Recorder {
     async fn start(url: &str, output: &std::path::Path) -> Recorder {
         let written = Arc::new(AtomicU64::new(0));
-        let (stop, stop_rx) = oneshot::channel();
+        let stop = Shutdown::new();
+        let stop_rx = stop.clone();
         let (nats, opts, counter) = (NatsOptions::local(url), options(output), written.clone());
         let (ready_tx, ready_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = ready_tx.send(());
-            record(&nats, SubjectScheme::Flat, &opts, counter, async {
-                let _ = stop_rx.await;
-            })
-            .await
-            .expect("recording succeeds")
+            record(&nats, SubjectScheme::Flat, &opts, counter, stop_rx)
+                .await
+                .expect("recording succeeds")
         });
         ready_rx.await.expect("recorder task runs");
         Recorder {
@@ -66,7 +67,7 @@ impl Recorder {
                 written.load(Ordering::Relaxed)
             )
         });
-        let _ = self.stop.send(());
+        self.stop.cancel();
         self.task.await.expect("recorder task")
     }
 }
@@ -106,6 +107,7 @@ async fn a_replayed_recording_records_identically() {
     let extractor = EbpfExtractor::start(
         EbpfConfig::new(common::bitcoind(), Target::Pid(pid)),
         publisher.clone(),
+        Shutdown::new(),
     )
     .expect("extractor");
     let stats = extractor.stats();
@@ -153,7 +155,7 @@ async fn a_replayed_recording_records_identically() {
         speed: 0.0,
         ..ReplayOptions::new(vec![first_file.clone()])
     };
-    let summary = replay(&replay_publisher, &replay_options, std::future::pending())
+    let summary = replay(&replay_publisher, &replay_options, &Shutdown::new())
         .await
         .expect("replay");
     assert_eq!(summary.published, events);
@@ -184,7 +186,7 @@ async fn a_replayed_recording_records_identically() {
         ..replay_options
     };
     let publisher = common::local_publisher(&nats_b.url()).await;
-    let summary = replay(&publisher, &paced, std::future::pending())
+    let summary = replay(&publisher, &paced, &Shutdown::new())
         .await
         .expect("paced replay");
     let timing = summary

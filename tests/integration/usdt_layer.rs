@@ -20,6 +20,8 @@ use peerlab::event::proto::ebpf_extractor::validation::{self, validation_event};
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{strict, Event};
 use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, ProbeId, Target};
+use peerlab::extractors::Extractor as _;
+use peerlab::shutdown::Shutdown;
 use peerlab::stack::NatsServer;
 use peerlab::usdt::{read_probe_notes, ArgType, ProbeNote, UsdtSpec};
 use prost::Message as _;
@@ -535,7 +537,7 @@ async fn extractor_decodes_exact_values(opt: Opt) {
     let pid = child.pid();
     let mut config = EbpfConfig::new(&fixture.path, Target::Pid(pid));
     config.only = Some(vec![ProbeId::BlockConnected, ProbeId::MempoolAdded]);
-    let extractor = EbpfExtractor::start(config, Arc::new(publisher))
+    let extractor = EbpfExtractor::start(config, Arc::new(publisher), Shutdown::new())
         .unwrap_or_else(|e| panic!("extractor attaches to the {opt:?} fixture: {e}"));
     let stats = extractor.stats();
     tokio::time::timeout(common::TIMEOUT, async {
@@ -581,20 +583,16 @@ async fn extractor_decodes_exact_values(opt: Opt) {
     let stats = extractor.stop().await.expect("extractor stops");
     common::assert_nothing_lost(&stats);
     assert_eq!(
-        stats.probe_emitted[ProbeId::BlockConnected as usize].load(Ordering::Relaxed),
+        stats.probes[ProbeId::BlockConnected.tracepoint()].emitted,
         BLOCKS as u64,
         "block_connected records emitted in the kernel"
     );
     assert_eq!(
-        stats.probe_emitted[ProbeId::MempoolAdded as usize].load(Ordering::Relaxed),
+        stats.probes[ProbeId::MempoolAdded.tracepoint()].emitted,
         (ADDED_A + ADDED_B) as u64,
         "mempool:added records emitted in the kernel (both sites)"
     );
-    assert_eq!(
-        stats.published.load(Ordering::Relaxed),
-        expected.len() as u64,
-        "events published"
-    );
+    assert_eq!(stats.published, expected.len() as u64, "events published");
     // Nothing more arrives after the final drain.
     if let Some(extra) = next_event(&mut subscriber, Duration::from_millis(500)).await {
         panic!("{opt:?}: an unexpected extra event arrived: {extra:?}");

@@ -24,16 +24,17 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use convert::{conn_type, to_event};
 pub use records::{ProbeId, Record, RecordError};
 pub use tracer::{ProbeCounter, RingSizes, Tracer};
 
+use super::{publish_counters, Extractor};
 use crate::bus::Publisher;
 use crate::event::counters::{ExtractorCounters, ProbeCounts};
 use crate::node::{pid_from_file, process_alive, processes_of};
+use crate::shutdown::Shutdown;
 
 /// What can go wrong running the eBPF extractor.
 #[derive(Debug, thiserror::Error)]
@@ -179,18 +180,24 @@ impl ExtractorStats {
     }
 }
 
-/// A running extractor; stop it with [`EbpfExtractor::stop`].
+/// A running extractor; stop it with [`Extractor::stop`].
 pub struct EbpfExtractor {
     stats: Arc<ExtractorStats>,
-    stop: watch::Sender<bool>,
+    /// A child of the shutdown it was started with: `stop` fires only this one.
+    shutdown: Shutdown,
     task: JoinHandle<Result<(), ExtractorError>>,
 }
 
-impl EbpfExtractor {
+impl Extractor for EbpfExtractor {
+    type Config = EbpfConfig;
+    type Error = ExtractorError;
+    const COMPONENT: &'static str = "ebpf-extractor";
+
     /// Loads and attaches (errors surface here), then runs in the background.
-    pub fn start(
+    fn start(
         config: EbpfConfig,
         publisher: Arc<Publisher>,
+        shutdown: Shutdown,
     ) -> Result<EbpfExtractor, ExtractorError> {
         let probes = config
             .only
@@ -204,24 +211,41 @@ impl EbpfExtractor {
             .collect();
         tracing::info!(binary = %config.bitcoind.display(), probes = %attached.join(" "), "attached to tracepoints");
         let stats = Arc::new(ExtractorStats::default());
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(run(tracer, config, publisher, stats.clone(), stop_rx));
-        Ok(EbpfExtractor { stats, stop, task })
+        let shutdown = shutdown.child_token();
+        let task = tokio::spawn(run(
+            tracer,
+            config,
+            publisher,
+            stats.clone(),
+            shutdown.clone(),
+        ));
+        Ok(EbpfExtractor {
+            stats,
+            shutdown,
+            task,
+        })
     }
 
-    /// Live counters.
-    pub fn stats(&self) -> Arc<ExtractorStats> {
-        self.stats.clone()
+    fn counters(&self) -> ExtractorCounters {
+        counters(&self.stats)
     }
 
     /// Drains what is left, detaches, and returns the final counters.
-    pub async fn stop(self) -> Result<Arc<ExtractorStats>, ExtractorError> {
-        let _ = self.stop.send(true);
+    async fn stop(self) -> Result<ExtractorCounters, ExtractorError> {
+        self.shutdown.cancel();
         match self.task.await {
             Ok(result) => result?,
             Err(e) => return Err(ExtractorError::Load(format!("extractor task failed: {e}"))),
         }
-        Ok(self.stats)
+        Ok(counters(&self.stats))
+    }
+}
+
+impl EbpfExtractor {
+    /// Live counters, including the pid being traced (for waiting until a restarted node
+    /// is traced again).
+    pub fn stats(&self) -> Arc<ExtractorStats> {
+        self.stats.clone()
     }
 }
 
@@ -230,7 +254,7 @@ async fn run(
     config: EbpfConfig,
     publisher: Arc<Publisher>,
     stats: Arc<ExtractorStats>,
-    mut stop: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Result<(), ExtractorError> {
     tracer.set_target(None)?;
     let mut rings = Vec::new();
@@ -255,7 +279,7 @@ async fn run(
     let mut batch = Vec::new();
     loop {
         tokio::select! {
-            _ = stop.changed() => break,
+            _ = shutdown.cancelled() => break,
             guard = events.readable_mut() => guard?.clear_ready(),
             guard = messages.readable_mut() => guard?.clear_ready(),
             guard = big.readable_mut() => guard?.clear_ready(),
@@ -263,7 +287,7 @@ async fn run(
             _ = check.tick() => watcher.check(&mut tracer, &stats)?,
             _ = report.tick() => {
                 report_counters(&tracer, &stats, &mut reported)?;
-                publish_stats(&publisher, &stats);
+                publish_counters(&publisher, EbpfExtractor::COMPONENT, &counters(&stats));
             }
         }
         drain_rings(
@@ -320,10 +344,6 @@ fn publish(batch: &mut Vec<(u64, ProbeId, Record)>, publisher: &Publisher, stats
     }
 }
 
-/// The component name in the extractor's counter subject
-/// ([`SubjectScheme::stats_subject`](crate::bus::SubjectScheme::stats_subject)).
-pub const STATS_COMPONENT: &str = "ebpf-extractor";
-
 /// The counters as the typed snapshot other components read.
 pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
     ExtractorCounters {
@@ -331,6 +351,7 @@ pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
         records: stats.records.load(Ordering::Relaxed),
         malformed: stats.malformed.load(Ordering::Relaxed),
         published: stats.published.load(Ordering::Relaxed),
+        unpublished: stats.unpublished.load(Ordering::Relaxed),
         publish_dropped: stats.publish_dropped.load(Ordering::Relaxed),
         dropped_in_kernel: stats.dropped_in_kernel(),
         probes: ProbeId::ALL
@@ -345,12 +366,6 @@ pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
             })
             .collect(),
     }
-}
-
-/// Publishes the counters as JSON on this node's counter subject for the extractor.
-fn publish_stats(publisher: &Publisher, stats: &ExtractorStats) {
-    let subject = publisher.scheme().stats_subject(STATS_COMPONENT);
-    publisher.publish_raw(&subject, bytes::Bytes::from(counters(stats).to_json()));
 }
 
 /// Copies the BPF counters into `stats` and logs probes that dropped since the last report.

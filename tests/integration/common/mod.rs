@@ -66,19 +66,10 @@ pub async fn wait_for_peers(
 
 /// Asserts that the extractor lost nothing: no kernel drops, malformed records or publisher
 /// drops.
-pub fn assert_nothing_lost(stats: &peerlab::extractors::ebpf::ExtractorStats) {
-    use std::sync::atomic::Ordering;
-    assert_eq!(stats.dropped_in_kernel(), 0, "kernel-side drops");
-    assert_eq!(
-        stats.malformed.load(Ordering::Relaxed),
-        0,
-        "malformed records"
-    );
-    assert_eq!(
-        stats.publish_dropped.load(Ordering::Relaxed),
-        0,
-        "publisher drops"
-    );
+pub fn assert_nothing_lost(counters: &peerlab::event::counters::ExtractorCounters) {
+    assert_eq!(counters.dropped_in_kernel, 0, "kernel-side drops");
+    assert_eq!(counters.malformed, 0, "malformed records");
+    assert_eq!(counters.publish_dropped, 0, "publisher drops");
 }
 
 /// A publisher with the default configuration and flat subjects, connected to the NATS

@@ -17,30 +17,28 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use bitcoin::absolute::LockTime;
 use bitcoin::hashes::Hash;
 use bitcoin::p2p::address::{AddrV2, AddrV2Message};
 use bitcoin::p2p::message::NetworkMessage;
 use bitcoin::transaction::Version;
 use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::builders::{addr_message, inv_message};
 use super::chain::{
     bad_headers, discover_tip, invalid_block, orphan_transactions, valid_transactions, ChainTip,
 };
-use super::config::{PeerConfig, DEFAULT_USER_AGENT};
-use super::connection::Peer;
-use super::error::PeerError;
-use crate::p2p::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
-use super::replay::{self, ReplayScript};
-use super::rng::Rng;
-use crate::node::KeylessCoin;
-use crate::scenario::{
+use super::params::{
     AddrFlood, AddrVersion, Behaviour, GetdataFlood, InvFlood, Malformed, MalformedKind, PingFlood,
     TxKind, TxSpam, VersionAbuse,
+};
+use super::replay::{self, ReplayScript};
+use crate::node::KeylessCoin;
+use crate::p2p::{checksum, frame, HEADER_LEN, MAX_PAYLOAD_LEN};
+use crate::peer::{
+    addr_message, inv_message, Peer, PeerConfig, PeerError, Rng, DEFAULT_USER_AGENT,
 };
 
 /// Mainnet magic: the "wrong" magic of `malformed` `bad_magic` frames.
@@ -87,13 +85,13 @@ pub(super) enum Flow {
 /// then stays connected (answering pings, unless the behaviour withholds them) until `stop`
 /// unless the node disconnected it.
 ///
-/// `stop` fires when its value becomes `true`; a dropped sender counts as `stop`. Peers of
-/// one group should get distinct seeds (the VERSION nonce is derived from it).
+/// The peer stops when `stop` fires. Peers of one group should get distinct seeds (the
+/// VERSION nonce is derived from it).
 pub async fn run_peer(
     node: SocketAddr,
     behaviour: &Behaviour,
     seed: u64,
-    stop: watch::Receiver<bool>,
+    stop: Shutdown,
 ) -> PeerOutcome {
     run_peer_with(node, behaviour, seed, &PeerContext::default(), stop, |_| {}).await
 }
@@ -106,7 +104,7 @@ pub async fn run_peer_with(
     behaviour: &Behaviour,
     seed: u64,
     context: &PeerContext,
-    mut stop: watch::Receiver<bool>,
+    stop: Shutdown,
     on_connect: impl FnOnce(SocketAddr),
 ) -> PeerOutcome {
     let mut outcome = PeerOutcome::default();
@@ -127,9 +125,9 @@ pub async fn run_peer_with(
     on_connect(local);
     info!(%local, behaviour = behaviour.name(), seed, "peer started");
 
-    let flow = play(&mut peer, behaviour, seed, context, &mut stop, &mut outcome).await;
+    let flow = play(&mut peer, behaviour, seed, context, &stop, &mut outcome).await;
     let flow = match flow {
-        Flow::Continue => idle(&mut peer, silent_idle(behaviour), &mut stop, &mut outcome).await,
+        Flow::Continue => idle(&mut peer, silent_idle(behaviour), &stop, &mut outcome).await,
         other => other,
     };
     match flow {
@@ -222,7 +220,7 @@ async fn play(
     behaviour: &Behaviour,
     seed: u64,
     context: &PeerContext,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     // Before the handshake.
@@ -239,7 +237,7 @@ async fn play(
             let delay = Duration::from_millis(slow.delay_ms);
             debug!(local = %peer.local_addr(), ?delay, "delaying VERSION");
             tokio::select! {
-                _ = stopped(stop) => return Flow::Stopped,
+                _ = stop.cancelled() => return Flow::Stopped,
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -250,7 +248,7 @@ async fn play(
     }
 
     let handshake = tokio::select! {
-        _ = stopped(stop) => return Flow::Stopped,
+        _ = stop.cancelled() => return Flow::Stopped,
         result = peer.handshake() => result,
     };
     match handshake {
@@ -321,7 +319,7 @@ async fn addr_flood(
     peer: &mut Peer,
     flood_params: &AddrFlood,
     seed: u64,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let n = flood_params.entries_per_message as usize;
@@ -367,7 +365,7 @@ async fn flood(
     count: u32,
     interval_ms: u64,
     build: impl Fn(u32) -> NetworkMessage,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     for i in 0..count {
@@ -392,7 +390,7 @@ async fn ping_flood(
     peer: &mut Peer,
     ping: &PingFlood,
     seed: u64,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     if !(ping.rate_per_sec.is_finite() && ping.rate_per_sec > 0.0) {
@@ -420,7 +418,7 @@ async fn tx_spam(
     spam: &TxSpam,
     seed: u64,
     context: &PeerContext,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let rate = if spam.rate_per_sec.is_finite() && spam.rate_per_sec > 0.0 {
@@ -468,7 +466,7 @@ async fn flood_on_tip(
     peer: &mut Peer,
     count: u32,
     build: impl Fn(&ChainTip, u32) -> NetworkMessage,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let Some(tip) = tip_of(peer, outcome).await else {
@@ -511,7 +509,7 @@ async fn send_malformed(
     peer: &mut Peer,
     malformed: &Malformed,
     seed: u64,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let mut rng = Rng::new(seed ^ 0x6261_6400);
@@ -525,7 +523,7 @@ async fn send_malformed(
         debug!(local = %peer.local_addr(), kind = ?malformed.kind, len = bytes.len(),
             "sending malformed frame");
         let result = tokio::select! {
-            _ = stopped(stop) => return Flow::Stopped,
+            _ = stop.cancelled() => return Flow::Stopped,
             result = peer.send_bytes(&bytes) => result,
         };
         match result {
@@ -586,11 +584,11 @@ fn malformed_frame(kind: MalformedKind, magic: [u8; 4], rng: &mut Rng) -> Vec<u8
 async fn send(
     peer: &mut Peer,
     message: NetworkMessage,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let result = tokio::select! {
-        _ = stopped(stop) => return Flow::Stopped,
+        _ = stop.cancelled() => return Flow::Stopped,
         result = peer.send(message) => result,
     };
     match result {
@@ -613,7 +611,7 @@ async fn send(
 async fn pump(
     peer: &mut Peer,
     until: Option<Instant>,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     loop {
@@ -624,7 +622,7 @@ async fn pump(
             None => IDLE_POLL,
         };
         let received = tokio::select! {
-            _ = stopped(stop) => return Flow::Stopped,
+            _ = stop.cancelled() => return Flow::Stopped,
             result = tokio::time::timeout(wait, peer.recv()) => result,
         };
         match received {
@@ -647,12 +645,7 @@ async fn pump(
 }
 
 /// The idle phase: answer pings (or stay silent) until `stop` or the node's close.
-async fn idle(
-    peer: &mut Peer,
-    silent: bool,
-    stop: &mut watch::Receiver<bool>,
-    outcome: &mut PeerOutcome,
-) -> Flow {
+async fn idle(peer: &mut Peer, silent: bool, stop: &Shutdown, outcome: &mut PeerOutcome) -> Flow {
     if silent {
         drain_silently(peer, stop).await
     } else {
@@ -661,10 +654,10 @@ async fn idle(
 }
 
 /// Reads and discards without answering until `stop` or the node's close.
-async fn drain_silently(peer: &mut Peer, stop: &mut watch::Receiver<bool>) -> Flow {
+async fn drain_silently(peer: &mut Peer, stop: &Shutdown) -> Flow {
     loop {
         let closed = tokio::select! {
-            _ = stopped(stop) => return Flow::Stopped,
+            _ = stop.cancelled() => return Flow::Stopped,
             result = peer.wait_closed(IDLE_POLL) => result,
         };
         match closed {
@@ -677,11 +670,6 @@ async fn drain_silently(peer: &mut Peer, stop: &mut watch::Receiver<bool>) -> Fl
             }
         }
     }
-}
-
-/// Resolves when `stop` becomes true or its sender is dropped.
-pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// The seed of the `i`-th message of a peer.

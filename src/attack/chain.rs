@@ -40,12 +40,10 @@ use bitcoin::{
 use tokio::time::{timeout_at, Instant};
 use tracing::debug;
 
-use super::connection::Peer;
-use super::error::PeerError;
-use crate::p2p::Received;
-use super::rng::Rng;
+use super::params::{HeadersKind, InvalidBlockKind};
 use crate::node::KeylessCoin;
-use crate::scenario::{HeadersKind, InvalidBlockKind};
+use crate::p2p::Received;
+use crate::peer::{Peer, PeerError, Rng};
 
 /// Regtest nBits: the proof-of-work limit, never retargeted.
 pub const REGTEST_BITS: u32 = 0x207f_ffff;

@@ -19,20 +19,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use prost::Message as _;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::behaviour::{stopped, Flow, PeerOutcome};
-use super::connection::Peer;
-use super::error::PeerError;
-use crate::p2p::encode_msg;
+use super::behaviour::{Flow, PeerOutcome};
+use super::params::{RecordedPeer, Speed};
 use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::Event;
+use crate::p2p::encode_msg;
+use crate::peer::{Peer, PeerError};
 use crate::record::RecordingStream;
-use crate::scenario::{RecordedPeer, Speed};
 
 /// How long one receive waits while the next message is not due yet.
 const RECV_SLICE: Duration = Duration::from_millis(200);
@@ -146,7 +145,7 @@ pub(super) async fn play(
     peer: &mut Peer,
     script: &ReplayScript,
     speed: Speed,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     outcome: &mut PeerOutcome,
 ) -> Flow {
     let start = Instant::now();
@@ -164,7 +163,7 @@ pub(super) async fn play(
             _ => message.payload.as_slice(),
         };
         let result = tokio::select! {
-            _ = stopped(stop) => return Flow::Stopped,
+            _ = stop.cancelled() => return Flow::Stopped,
             result = peer.send_raw(message.command.as_bytes(), payload) => result,
         };
         match result {
@@ -189,7 +188,7 @@ pub(super) async fn play(
 async fn receive_until(
     peer: &mut Peer,
     due: Instant,
-    stop: &mut watch::Receiver<bool>,
+    stop: &Shutdown,
     last_ping: &mut Option<Vec<u8>>,
 ) -> Flow {
     loop {
@@ -199,7 +198,7 @@ async fn receive_until(
         }
         let wait = (due - now).min(RECV_SLICE);
         let received = tokio::select! {
-            _ = stopped(stop) => return Flow::Stopped,
+            _ = stop.cancelled() => return Flow::Stopped,
             result = tokio::time::timeout(wait, peer.recv()) => result,
         };
         match received {

@@ -1,0 +1,216 @@
+//! [`EmbeddedStack`]: the whole observer on one machine, composed once.
+//!
+//! A private nats-server, a regtest bitcoind on a datadir that survives restarts, the
+//! publisher and the eBPF extractor following that datadir's pid file. `peerlab run`,
+//! `peerlab rehearse` and the tests all compose it here, in two phases, because each wants
+//! something done between them: the servers first ([`EmbeddedStack::start`]), then
+//! whatever must happen before the first event (subscribe a logger or recorder, mine
+//! start-up blocks), then the observer ([`EmbeddedStack::observe`]).
+//!
+//! Invariants:
+//! - pieces stop in the reverse order they started ([`EmbeddedStack::finish`]): the extractor
+//!   hands its last events to the publisher, the publisher sends them, then the node stops;
+//!   nats-server and the datadir go when the stack is dropped (consumers may still be
+//!   reading); dropping the stack without finishing kills what is left;
+//! - the extractor follows the pid file, so a node restarted on the same datadir (by whoever
+//!   holds it, see [`EmbeddedStack::take_node`]) is traced again within its process check;
+//! - [`EmbeddedStack::observe`] returns only once the extractor traces the running node, so
+//!   nothing the node does afterwards is missed.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{NatsServer, StackError};
+use crate::bus::{NatsOptions, Publisher, PublisherConfig, StatsSnapshot, SubjectScheme};
+use crate::event::counters::ExtractorCounters;
+use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
+use crate::extractors::Extractor;
+use crate::node::{Installation, RegtestConfig, RegtestNode};
+use crate::shutdown::Shutdown;
+
+/// How long the extractor may take to trace the node.
+const TRACE_WAIT: Duration = Duration::from_secs(10);
+/// How long the publisher may take to send what it buffered when the stack finishes.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// How long bitcoind may take to shut down cleanly.
+const NODE_STOP_WAIT: Duration = Duration::from_secs(30);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The provisioned bitcoind and nats-server (`peerlab setup`).
+    pub installation: Installation,
+    /// Extra bitcoind arguments (e.g. `-maxconnections=32`).
+    pub node_args: Vec<String>,
+    /// The subject scheme events are published under.
+    pub scheme: SubjectScheme,
+    /// The publisher's buffer and batch sizes.
+    pub publisher: PublisherConfig,
+}
+
+impl EmbeddedConfig {
+    /// Defaults: flat subjects, default publisher, no extra node arguments.
+    pub fn new(installation: Installation) -> EmbeddedConfig {
+        EmbeddedConfig {
+            installation,
+            node_args: Vec::new(),
+            scheme: SubjectScheme::Flat,
+            publisher: PublisherConfig::default(),
+        }
+    }
+}
+
+/// The running stack. See the module docs for its two phases.
+pub struct EmbeddedStack {
+    config: EmbeddedConfig,
+    nats_options: NatsOptions,
+    observer: Option<(EbpfExtractor, Arc<Publisher>)>,
+    /// `None` once a caller took it to manage it (restarts).
+    node: Option<RegtestNode>,
+    pid_file: PathBuf,
+    // Dropped last: the node and the extractor above need them.
+    _datadir: tempfile::TempDir,
+    _nats_server: NatsServer,
+}
+
+/// What the stack's own counters say when it finishes.
+#[derive(Debug, Clone, Default)]
+pub struct StackCounters {
+    /// The extractor's final counters.
+    pub extractor: ExtractorCounters,
+    /// The publisher's final counters: `sent` is what the server confirmed.
+    pub bus: StatsSnapshot,
+}
+
+impl EmbeddedStack {
+    /// Starts nats-server and the regtest node (blocking work runs off the runtime).
+    pub async fn start(config: EmbeddedConfig) -> Result<EmbeddedStack, StackError> {
+        let exe = config.installation.nats_server.clone();
+        let nats_server = tokio::task::spawn_blocking(move || NatsServer::start(&exe))
+            .await
+            .map_err(StackError::join("nats-server"))??;
+        let datadir = tempfile::Builder::new()
+            .prefix("peerlab-node-")
+            .tempdir()
+            .map_err(|e| StackError::io("creating the node's datadir", e))?;
+        let mut node_config = RegtestConfig::new(&config.installation.bitcoind);
+        node_config.extra_args = config.node_args.clone();
+        node_config.datadir = Some(datadir.path().to_path_buf());
+        let node = tokio::task::spawn_blocking(move || RegtestNode::start(&node_config))
+            .await
+            .map_err(StackError::join("bitcoind"))??;
+        tracing::info!(
+            nats = %nats_server.url(),
+            rpc = %node.rpc_addr(),
+            p2p = %node.p2p_addr(),
+            datadir = %datadir.path().display(),
+            "embedded stack up"
+        );
+        Ok(EmbeddedStack {
+            nats_options: NatsOptions::local(nats_server.url()),
+            pid_file: datadir.path().join("regtest").join("bitcoind.pid"),
+            config,
+            observer: None,
+            node: Some(node),
+            _datadir: datadir,
+            _nats_server: nats_server,
+        })
+    }
+
+    /// How to reach the stack's nats-server.
+    pub fn nats(&self) -> &NatsOptions {
+        &self.nats_options
+    }
+
+    /// The subject scheme events are published under.
+    pub fn scheme(&self) -> &SubjectScheme {
+        &self.config.scheme
+    }
+
+    /// The node, unless a caller took it.
+    pub fn node(&self) -> Option<&RegtestNode> {
+        self.node.as_ref()
+    }
+
+    /// Hands the node to a caller that manages it (restarts it on its datadir, stops it);
+    /// the extractor keeps following it through the pid file.
+    pub fn take_node(&mut self) -> Option<RegtestNode> {
+        self.node.take()
+    }
+
+    /// The node's pid file, which the extractor follows.
+    pub fn pid_file(&self) -> &PathBuf {
+        &self.pid_file
+    }
+
+    /// Connects the publisher, starts the eBPF extractor on the node, and waits (bounded)
+    /// until it traces the running process. The extractor also stops when `shutdown` fires.
+    pub async fn observe(&mut self, shutdown: &Shutdown) -> Result<Arc<Publisher>, StackError> {
+        let publisher = Arc::new(
+            Publisher::connect(
+                &self.nats_options,
+                self.config.scheme.clone(),
+                self.config.publisher.clone(),
+            )
+            .await?,
+        );
+        let extractor_config = EbpfConfig::new(
+            &self.config.installation.bitcoind,
+            Target::PidFile(self.pid_file.clone()),
+        );
+        let extractor =
+            EbpfExtractor::start(extractor_config, publisher.clone(), shutdown.clone())?;
+        let stats = extractor.stats();
+        self.observer = Some((extractor, publisher.clone()));
+        wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
+        Ok(publisher)
+    }
+
+    /// The extractor's live counters (after [`observe`](Self::observe)).
+    pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
+        self.observer.as_ref().map(|(e, _)| e.stats())
+    }
+
+    /// Stops the extractor, the publisher (sending what it holds) and the node, in that
+    /// order, and returns the final counters (zero when the observer never started).
+    /// nats-server stays up until the stack is dropped, so consumers can read the last
+    /// events.
+    pub async fn finish(&mut self) -> Result<StackCounters, StackError> {
+        let mut counters = StackCounters::default();
+        if let Some((extractor, publisher)) = self.observer.take() {
+            counters.extractor = extractor.stop().await?;
+            counters.bus = publisher.close(CLOSE_WAIT).await;
+        }
+        if let Some(node) = self.node.take() {
+            tokio::task::spawn_blocking(move || node.stop(NODE_STOP_WAIT))
+                .await
+                .map_err(StackError::join("stopping bitcoind"))??;
+        }
+        Ok(counters)
+    }
+}
+
+/// Waits until the extractor traces the pid in `pid_file` (re-read, so a restart in between
+/// is followed).
+pub async fn wait_traced(
+    pid_file: &std::path::Path,
+    stats: &ExtractorStats,
+    limit: Duration,
+) -> Result<(), StackError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let pid = crate::node::pid_from_file(pid_file);
+        if pid.is_some() && pid == Some(stats.traced_pid.load(Ordering::Relaxed)) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StackError::NotTraced {
+                pid,
+                secs: limit.as_secs(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

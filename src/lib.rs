@@ -5,8 +5,10 @@
 //! Data flows one way, and the modules follow it:
 //!
 //! ```text
-//!   node ──► extractor ──► bus ──► tools / recorder
+//!   node ──► extractors ──► bus ──► tools / recorder
 //!   (bitcoind)  (eBPF on USDT)  (NATS)   (logger, ...)
+//!               ▲                 ▲
+//!     attack peers (P2P port)   replay (recordings)
 //! ```
 //!
 //! 1. **[`event`]: the schema.** peer-observer's protobuf wire format, compiled at build time
@@ -15,77 +17,79 @@
 //!    languages enforce. Everything on the bus is one `event.Event`, except peerlab's own
 //!    counter snapshots, typed once in [`event::counters`].
 //!
-//! 2. **[`node`]: node control.** `peerlab setup` provisions a machine: Debian packages and a
+//! 2. **[`p2p`]: the Bitcoin P2P wire format, both directions, no I/O.** Framing, the decoder
+//!    from a payload to its `MessageEvent` arm, its exact inverse, and Tor/I2P address names.
+//!
+//! 3. **[`node`]: node control.** `peerlab setup` provisions a machine: Debian packages and a
 //!    bitcoind built with USDT tracepoints from the Bitcoin Core tree shipped in the
 //!    `libbitcoinkernel-sys` crate, cached outside the repository and checked by parsing its
-//!    `.note.stapsdt` notes. [`node::RegtestNode`] runs a private regtest node for tests, the
-//!    embedded stack and attack scenarios; it mines to a keyless address so a wallet-less
-//!    node can still make and spend coins. [`node::NodeRpc`] is the RPC surface shared by
-//!    that node and a user's node reached by URL ([`node::RemoteNode`]).
+//!    `.note.stapsdt` notes. [`node::RegtestNode`] runs a private regtest node; it mines to a
+//!    keyless address so a wallet-less node can still make and spend coins.
+//!    [`node::NodeRpc`] is the RPC surface shared by that node and a user's node reached by
+//!    URL ([`node::RemoteNode`]).
 //!
-//! 3. **[`usdt`]: tracepoints on top of aya.** aya loads BPF programs but knows nothing of
+//! 4. **[`usdt`]: tracepoints on top of aya.** aya loads BPF programs but knows nothing of
 //!    USDT. This module reads probe notes, parses argument specifications into the layout the
 //!    BPF side reads (`bpf/usdt.h`), and attaches through a perf event whose `ref_ctr_offset`
 //!    lets the kernel manage the probe's semaphore, without which Bitcoin Core's tracepoints
 //!    never fire.
 //!
-//! 4. **[`extractors`]: node -> events.** The eBPF extractor loads `bpf/peerlab.bpf.c` (one
-//!    program per tracepoint), drains its ring buffers in batches, restores the order the
-//!    records were taken in, decodes P2P payloads with rust-bitcoin ([`extractor::p2p_decode`];
-//!    Tor and I2P names both ways in [`extractor::names`]) and hands events to the bus.
-//!    Kernel-side drops are counted per tracepoint.
-//!
 //! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
-//!    confirmed by a server round trip no other client can intercept (a marker to a subject
-//!    it subscribes to itself), re-sent only after a lost connection, every overflow counted.
-//!    [`bus::Subscriber`] reads a subject scheme (peer-observer's flat subjects, or
-//!    `<prefix>.<node>.<subject>` for fleets).
+//!    confirmed by a server round trip no other client can intercept, re-sent only after a
+//!    lost connection, every overflow counted. [`bus::Subscriber`] reads a subject scheme
+//!    (peer-observer's flat subjects, or `<prefix>.<node>.<subject>` for fleets), which also
+//!    derives each component's counter subject.
 //!
-//! 6. **[`tools`]: consumers.** The logger prints events readably or as JSON lines.
+//! 6. **[`extractors`]: node -> events, siblings on one contract** ([`extractors::Extractor`]:
+//!    start with a config, the shared publisher and a shutdown; typed counters; stop and
+//!    return the final counters). The eBPF extractor ([`extractors::ebpf`]) loads
+//!    `bpf/peerlab.bpf.c`, drains its ring buffers in batches, restores the order the records
+//!    were taken in and decodes P2P payloads with [`p2p`]; kernel-side drops are counted per
+//!    tracepoint.
 //!
-//! 7. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
+//! 7. **[`tools`]: bus -> people, siblings on one contract** ([`tools::Tool`]: consume a
+//!    subscriber until shutdown). The logger prints events readably or as JSON lines.
+//!
+//! 8. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);
 //!    replay streams them back ([`record::RecordingStream`], one chunk in memory at a time)
 //!    and publishes through the same [`bus::Publisher`] real extractors use, so tools cannot
 //!    tell a replay from live traffic.
 //!
-//! 8. **[`peer`]: a scriptable P2P peer** for tests and attack scenarios: it enters where real
-//!    traffic does, the node's P2P port. [`peer::behaviour`] plays every scenario behaviour
-//!    (floods, malformed frames, header spam, invalid blocks, transaction spam, ...) with
-//!    chain objects from [`peer::chain`], and [`peer::replay`] re-sends a recorded peer's
-//!    inbound messages, turned back into wire bytes by [`peer::reencode`] (the exact inverse
-//!    of the extractor's decoder).
+//! 9. **[`stack`]: composition.** [`stack::EmbeddedStack`] starts a private nats-server, a
+//!    regtest node, the publisher and the eBPF extractor in order and stops them in reverse;
+//!    `peerlab run`, `peerlab rehearse` and the tests all use it.
 //!
-//! [`scenario`] reads attack-rehearsal scenario files (TOML, errors with file:line:col) and
-//! [`rehearse`] plays them, against the embedded stack or a user's running one, with
-//! [`peer::run_peer`]'s scripted peers, then judges the expectations from what the observer
-//! saw.
+//! 10. **[`peer`], [`attack`], [`scenario`], [`rehearse`]: the testbed.** [`peer::Peer`] is a
+//!     scriptable P2P client (it enters where real traffic does, the node's P2P port);
+//!     [`attack`] is the engine of adversarial behaviours it plays (floods, malformed frames,
+//!     header spam, invalid blocks, transaction spam, replay of a recorded peer), with
+//!     parameter types of its own; [`scenario`] is the TOML file format, which deserializes
+//!     into those types (errors with file:line:col); [`rehearse`] runs a scenario against the
+//!     embedded stack or a user's running one and judges its expectations from what the
+//!     observer saw.
 //!
-//! 9. **[`stack`]: private servers** (nats-server on a free port) for tests and the embedded
-//!    default stack that `peerlab run` starts.
-//!
-//! [`secret`] is the one place that knows what a credential looks like in a URL or on a
-//! command line; every log line, error and recording that shows an address or arguments
-//! goes through it. It imports nothing of peerlab, so any layer may use it.
+//! [`shutdown`] is the one way a long-running piece is told to stop; [`secret`] is the one
+//! place that knows what a credential looks like in a URL or on a command line. Neither
+//! imports anything of peerlab, so any layer may use them.
 //!
 //! # The layer rule
 //!
 //! A module uses only modules listed before it here, never one after it:
 //!
 //! ```text
-//! secret, logging  <  event  <  usdt  <  node  <  bus  <  harness  <  scenario
-//!   <  extractor  <  tools  <  record  <  peer  <  rehearse  <  commands  (<  main.rs)
+//! secret, shutdown, logging  <  event  <  p2p  <  usdt  <  node  <  bus  <  extractors
+//!   <  tools  <  record  <  stack  <  peer  <  attack  <  scenario  <  rehearse
+//!   (<  the binary's cli/ and main.rs)
 //! ```
 //!
 //! So the schema knows nothing of NATS, the bus nothing of extractors, extractors and tools
-//! nothing of the recorder, and only `commands` and `main.rs` know every part. The scenario
-//! format sits low (it depends on the schema only) because the peer engine and the runner
-//! read it; moving the attack engine's parameter types below it is the next step.
-//!
-//! [`commands`] holds what each subcommand does, turning library errors into messages for a
-//! person. The binary's `cli/` layer (one file per command family) owns every clap type and
-//! turns arguments into these option structs; `main.rs` only parses, runs and prints an
-//! error. Nothing in the library knows clap.
+//! nothing of each other or of the recorder, the attack engine nothing of the scenario file
+//! format (the format depends on the engine), and only the binary knows every part. The
+//! binary's `cli/` layer (one file per command family) owns every clap type, the one tokio
+//! runtime, the signals that fire a command's shutdown, and everything printed on stdout; it
+//! turns arguments into the library's option structs and composes the pieces. `main.rs` only
+//! parses, runs and prints an error. Nothing in the library knows clap or writes to stdout.
 
 #![warn(missing_docs)]
 

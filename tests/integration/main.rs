@@ -9,6 +9,7 @@ mod anonymize;
 mod bus;
 mod cli_errors;
 mod ebpf_extractor;
+mod embedded_stack;
 mod golden_replay;
 mod hostile_input;
 mod logger_cli;

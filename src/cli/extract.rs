@@ -9,6 +9,8 @@ use peerlab::bus::{NatsOptions, Publisher, SubjectScheme};
 use peerlab::extractors::ebpf::{
     EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target,
 };
+use peerlab::extractors::log::follow::Start;
+use peerlab::extractors::log::{LogConfig, LogExtractor};
 use peerlab::extractors::Extractor;
 use peerlab::shutdown::Shutdown;
 
@@ -67,6 +69,37 @@ pub enum ExtractorCommand {
         #[arg(long, default_value_t = 2, value_parser = ring_mib(1))]
         event_ring_mib: u32,
         /// Seconds between counter reports (drops are logged when non-zero).
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
+        stats_interval: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+    /// Follow bitcoind's debug.log and publish every line (subject `log-extractor`).
+    ///
+    /// Parses timestamp, category, level and thread like peer-observer; BlockConnected and
+    /// BlockChecked lines get their own events, every other line is an unknown message.
+    /// Follows the file across rotation (rename, then SIGHUP to bitcoind; or copy-truncate)
+    /// and waits for it to appear. A FIFO (peer-observer's `tail -F debug.log > pipe`) works
+    /// too. For block events, run bitcoind with -debug=validation.
+    Log {
+        /// The debug.log to follow (e.g. ~/.bitcoin/debug.log, <datadir>/regtest/debug.log),
+        /// or a FIFO fed with its lines.
+        #[arg(
+            long,
+            short = 'b',
+            visible_alias = "bitcoind-pipe",
+            value_name = "PATH"
+        )]
+        debug_log: PathBuf,
+        /// Read the lines already in the file first (default: only new lines, like tail -F).
+        #[arg(long)]
+        from_start: bool,
+        /// Seconds between counter reports.
         #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
         stats_interval: u64,
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
@@ -152,6 +185,32 @@ impl ExtractArgs {
                 };
                 let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
                 run_extractor::<EbpfExtractor>(
+                    config,
+                    &nats.to_options(),
+                    subjects.scheme(),
+                    shutdown,
+                )
+                .await
+            }
+            ExtractorCommand::Log {
+                debug_log,
+                from_start,
+                stats_interval,
+                duration,
+                nats,
+                subjects,
+            } => {
+                let config = LogConfig {
+                    start: if from_start {
+                        Start::Beginning
+                    } else {
+                        Start::End
+                    },
+                    report_period: Duration::from_secs(stats_interval.max(1)),
+                    ..LogConfig::new(debug_log)
+                };
+                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
+                run_extractor::<LogExtractor>(
                     config,
                     &nats.to_options(),
                     subjects.scheme(),

@@ -19,7 +19,8 @@ use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
 
 /// Run the live pipeline on the embedded default: a private nats-server and a regtest
-/// bitcoind, exercised with blocks and transactions, watched over the bus.
+/// bitcoind, exercised with blocks and transactions, observed by the eBPF and log extractors,
+/// and every event printed by the logger.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
@@ -32,6 +33,10 @@ pub struct RunArgs {
     /// inbound peers by default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=100))]
     pub peers: u16,
+    /// Do not run the log extractor on the node's debug.log (the eBPF extractor always
+    /// runs).
+    #[arg(long)]
+    pub no_log_extractor: bool,
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -56,6 +61,7 @@ impl RunArgs {
             .context("provisioning the embedded stack")?;
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
+            log_extractor: !self.no_log_extractor,
             ..EmbeddedConfig::new(installation)
         })
         .await
@@ -118,8 +124,7 @@ impl RunArgs {
         // first; the publisher also carried counter snapshots, which the logger does not
         // print: count events only.
         let events = counters
-            .extractor
-            .published
+            .events_published()
             .saturating_sub(counters.bus.dropped());
         let wait_until = Instant::now() + Duration::from_secs(5);
         while printed.load(Ordering::Relaxed) < events && Instant::now() < wait_until {
@@ -151,7 +156,7 @@ impl RunArgs {
             events_published = events,
             events_printed = printed_count,
             messages_sent_to_nats = counters.bus.sent,
-            dropped_in_kernel = counters.extractor.dropped_in_kernel,
+            dropped_in_kernel = counters.ebpf.dropped_in_kernel,
             dropped_by_publisher = counters.bus.dropped(),
             "embedded run finished"
         );

@@ -1,6 +1,7 @@
 //! peerlab's own counter snapshots: the JSON an extractor publishes beside its events.
 //!
-//! Defined once here (serde both ways): the extractor writes [`ExtractorCounters`], and the
+//! Defined once here (serde both ways): every extractor writes [`ExtractorCounters`] (the
+//! fields that do not apply to it stay zero), and the
 //! recorder, `inspect` and `rehearse` read the same struct, never keys by string. Snapshots
 //! travel on the subject the bus's `SubjectScheme::stats_subject` derives per component and
 //! node (`peerlab.stats.<component>` with flat subjects), which peer-observer's tools (on
@@ -40,6 +41,19 @@ pub struct ExtractorCounters {
     /// Per tracepoint (`provider:name`): emitted and dropped in the kernel.
     #[serde(default)]
     pub probes: BTreeMap<String, ProbeCounts>,
+    /// Log lines without the expected shape (published as unknown messages, as
+    /// peer-observer does).
+    #[serde(default)]
+    pub unparsed_lines: u64,
+    /// Log lines cut to the length limit.
+    #[serde(default)]
+    pub truncated_lines: u64,
+    /// Log file rotations followed.
+    #[serde(default)]
+    pub rotations: u64,
+    /// Failed reads of the source (retried).
+    #[serde(default)]
+    pub read_errors: u64,
 }
 
 /// One tracepoint's kernel-side counts.

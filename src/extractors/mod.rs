@@ -2,8 +2,8 @@
 //!
 //! This module owns everything between bitcoind and the [`Publisher`], and the one contract
 //! every extractor follows ([`Extractor`]), so a new source (RPC polling, a P2P connection,
-//! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it. The eBPF extractor decodes
-//! P2P payloads with [`crate::p2p`].
+//! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it: [`log`] follows
+//! `debug.log`. The eBPF extractor decodes P2P payloads with [`crate::p2p`].
 //!
 //! Invariants of every extractor:
 //! - it only publishes; it never reads the bus, and never uses a tool or the recorder;
@@ -17,6 +17,7 @@
 //!   already read before it returns.
 
 pub mod ebpf;
+pub mod log;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -16,7 +16,7 @@ use super::rpc::NodeRpc;
 use super::NodeError;
 
 /// Flags every harness node gets (see the module docs).
-const BASE_ARGS: [&str; 11] = [
+const BASE_ARGS: [&str; 12] = [
     "-regtest",
     "-listen=1",
     "-connect=0",
@@ -26,6 +26,8 @@ const BASE_ARGS: [&str; 11] = [
     "-listenonion=0",
     "-natpmp=0",
     "-debug=net",
+    // BlockConnected and BlockChecked lines, for the log extractor.
+    "-debug=validation",
     "-printtoconsole=0",
     "-checkmempool=0",
 ];
@@ -146,6 +148,11 @@ impl RegtestNode {
     /// The node's datadir (temporary, removed on drop).
     pub fn datadir(&self) -> PathBuf {
         self.inner.workdir()
+    }
+
+    /// The node's `debug.log` (regtest writes it into `<datadir>/regtest/`).
+    pub fn debug_log(&self) -> PathBuf {
+        self.datadir().join("regtest").join("debug.log")
     }
 
     /// The bitcoind process id, from the pid file bitcoind writes.

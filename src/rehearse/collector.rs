@@ -129,7 +129,7 @@ impl Drops {
     ) -> Drops {
         if let Some(counters) = counters {
             return Drops {
-                kernel: Some(counters.extractor.dropped_in_kernel),
+                kernel: Some(counters.ebpf.dropped_in_kernel),
                 bus: Some(counters.bus.dropped()),
             };
         }

@@ -1,7 +1,8 @@
 //! [`EmbeddedStack`]: the whole observer on one machine, composed once.
 //!
 //! A private nats-server, a regtest bitcoind on a datadir that survives restarts, the
-//! publisher and the eBPF extractor following that datadir's pid file. `peerlab run`,
+//! publisher, the eBPF extractor following that datadir's pid file and the log extractor
+//! following its `debug.log`. `peerlab run`,
 //! `peerlab rehearse` and the tests all compose it here, in two phases, because each wants
 //! something done between them: the servers first ([`EmbeddedStack::start`]), then
 //! whatever must happen before the first event (subscribe a logger or recorder, mine
@@ -26,6 +27,7 @@ use super::{NatsServer, StackError};
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, StatsSnapshot, SubjectScheme};
 use crate::event::counters::ExtractorCounters;
 use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
+use crate::extractors::log::{LogConfig, LogExtractor};
 use crate::extractors::Extractor;
 use crate::node::{Installation, RegtestConfig, RegtestNode};
 use crate::shutdown::Shutdown;
@@ -48,6 +50,8 @@ pub struct EmbeddedConfig {
     pub scheme: SubjectScheme,
     /// The publisher's buffer and batch sizes.
     pub publisher: PublisherConfig,
+    /// Also run the log extractor on the node's `debug.log` (default true).
+    pub log_extractor: bool,
 }
 
 impl EmbeddedConfig {
@@ -58,6 +62,7 @@ impl EmbeddedConfig {
             node_args: Vec::new(),
             scheme: SubjectScheme::Flat,
             publisher: PublisherConfig::default(),
+            log_extractor: true,
         }
     }
 }
@@ -66,7 +71,7 @@ impl EmbeddedConfig {
 pub struct EmbeddedStack {
     config: EmbeddedConfig,
     nats_options: NatsOptions,
-    observer: Option<(EbpfExtractor, Arc<Publisher>)>,
+    observer: Option<Observer>,
     /// `None` once a caller took it to manage it (restarts).
     node: Option<RegtestNode>,
     pid_file: PathBuf,
@@ -75,13 +80,29 @@ pub struct EmbeddedStack {
     _nats_server: NatsServer,
 }
 
+/// The running extractors and the publisher they share.
+struct Observer {
+    ebpf: EbpfExtractor,
+    log: Option<LogExtractor>,
+    publisher: Arc<Publisher>,
+}
+
 /// What the stack's own counters say when it finishes.
 #[derive(Debug, Clone, Default)]
 pub struct StackCounters {
-    /// The extractor's final counters.
-    pub extractor: ExtractorCounters,
+    /// The eBPF extractor's final counters.
+    pub ebpf: ExtractorCounters,
+    /// The log extractor's final counters (`None` when it did not run).
+    pub log: Option<ExtractorCounters>,
     /// The publisher's final counters: `sent` is what the server confirmed.
     pub bus: StatsSnapshot,
+}
+
+impl StackCounters {
+    /// Events all extractors handed to the publisher.
+    pub fn events_published(&self) -> u64 {
+        self.ebpf.published + self.log.as_ref().map_or(0, |log| log.published)
+    }
 }
 
 impl EmbeddedStack {
@@ -145,8 +166,9 @@ impl EmbeddedStack {
         &self.pid_file
     }
 
-    /// Connects the publisher, starts the eBPF extractor on the node, and waits (bounded)
-    /// until it traces the running process. The extractor also stops when `shutdown` fires.
+    /// Connects the publisher, starts the extractors on the node (eBPF, and the log extractor
+    /// unless turned off), and waits (bounded) until the eBPF extractor traces the running
+    /// process. The extractors also stop when `shutdown` fires.
     pub async fn observe(&mut self, shutdown: &Shutdown) -> Result<Arc<Publisher>, StackError> {
         let publisher = Arc::new(
             Publisher::connect(
@@ -160,17 +182,35 @@ impl EmbeddedStack {
             &self.config.installation.bitcoind,
             Target::PidFile(self.pid_file.clone()),
         );
-        let extractor =
-            EbpfExtractor::start(extractor_config, publisher.clone(), shutdown.clone())?;
-        let stats = extractor.stats();
-        self.observer = Some((extractor, publisher.clone()));
+        let ebpf = EbpfExtractor::start(extractor_config, publisher.clone(), shutdown.clone())?;
+        let stats = ebpf.stats();
+        let log = if self.config.log_extractor {
+            let debug_log = self.pid_file.with_file_name("debug.log");
+            let log = LogExtractor::start(
+                LogConfig::new(debug_log),
+                publisher.clone(),
+                shutdown.clone(),
+            )
+            .map_err(|e| StackError::Start {
+                what: "log extractor".into(),
+                reason: e.to_string(),
+            })?;
+            Some(log)
+        } else {
+            None
+        };
+        self.observer = Some(Observer {
+            ebpf,
+            log,
+            publisher: publisher.clone(),
+        });
         wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
         Ok(publisher)
     }
 
     /// The extractor's live counters (after [`observe`](Self::observe)).
     pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
-        self.observer.as_ref().map(|(e, _)| e.stats())
+        self.observer.as_ref().map(|o| o.ebpf.stats())
     }
 
     /// Stops the extractor, the publisher (sending what it holds) and the node, in that
@@ -179,9 +219,15 @@ impl EmbeddedStack {
     /// events.
     pub async fn finish(&mut self) -> Result<StackCounters, StackError> {
         let mut counters = StackCounters::default();
-        if let Some((extractor, publisher)) = self.observer.take() {
-            counters.extractor = extractor.stop().await?;
-            counters.bus = publisher.close(CLOSE_WAIT).await;
+        if let Some(observer) = self.observer.take() {
+            counters.ebpf = observer.ebpf.stop().await?;
+            if let Some(log) = observer.log {
+                counters.log = Some(log.stop().await.map_err(|e| StackError::Task {
+                    what: "log extractor",
+                    reason: e.to_string(),
+                })?);
+            }
+            counters.bus = observer.publisher.close(CLOSE_WAIT).await;
         }
         if let Some(node) = self.node.take() {
             tokio::task::spawn_blocking(move || node.stop(NODE_STOP_WAIT))

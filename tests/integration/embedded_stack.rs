@@ -45,16 +45,12 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
     .unwrap_or_else(|_| panic!("{blocks} of {BLOCKS} block_connected events arrived"));
 
     let counters = stack.finish().await.expect("stack stops");
-    common::assert_nothing_lost(&counters.extractor);
+    common::assert_nothing_lost(&counters.ebpf);
     assert_eq!(counters.bus.dropped(), 0, "{:?}", counters.bus);
-    assert!(
-        counters.extractor.published >= BLOCKS,
-        "{:?}",
-        counters.extractor
-    );
+    assert!(counters.ebpf.published >= BLOCKS, "{:?}", counters.ebpf);
     // Whatever the extractor published after the blocks (e.g. connection events) arrives
     // too: the publisher sent everything before it closed.
-    let published = counters.extractor.published;
+    let published = counters.events_published();
     tokio::time::timeout(common::TIMEOUT, async {
         while events < published {
             subscriber.next().await.expect("subscription open");

@@ -3,7 +3,8 @@
 //! This module owns everything between bitcoind and the [`Publisher`], and the one contract
 //! every extractor follows ([`Extractor`]), so a new source (RPC polling, a P2P connection,
 //! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it. The eBPF extractor decodes
-//! P2P payloads with [`crate::p2p`].
+//! P2P payloads with [`crate::p2p`]. The RPC extractor ([`rpc`]) polls a node's JSON-RPC on
+//! two timers and publishes each reply on `rpc`, waiting for a node that is not up yet.
 //!
 //! Invariants of every extractor:
 //! - it only publishes; it never reads the bus, and never uses a tool or the recorder;
@@ -17,6 +18,7 @@
 //!   already read before it returns.
 
 pub mod ebpf;
+pub mod rpc;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -365,6 +365,8 @@ pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
                 (p.tracepoint().to_string(), counts)
             })
             .collect(),
+        // The RPC extractor's counters stay empty here.
+        ..ExtractorCounters::default()
     }
 }
 

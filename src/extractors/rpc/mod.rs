@@ -4,7 +4,8 @@
 //! Data path: a background task connects to the node ([`RemoteNode`], blocking, so on tokio's
 //! blocking pool), then on each tick of the frequent and the less-frequent timer calls that
 //! timer's enabled RPCs ([`calls`]) one after the other, converts each reply ([`convert`],
-//! [`peers`]) and hands the event to the [`Publisher`] on subject `rpc`.
+//! [`peers`]) and hands the event, encoded by [`wire`] (prost's encoding with the map values
+//! proto2 requires written out), to the [`Publisher`] on subject `rpc`.
 //!
 //! Invariants:
 //! - **a node that is not there is waited for, never fatal**: connecting (node down, cookie not
@@ -26,6 +27,7 @@
 pub mod calls;
 pub mod convert;
 pub mod peers;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -44,7 +46,7 @@ use crate::bus::Publisher;
 use crate::event::counters::ExtractorCounters;
 use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::proto::rpc_extractor::{rpc::RpcEvent, Rpc};
-use crate::event::{now_millis, Event};
+use crate::event::{now_millis, Event, EventKind};
 use crate::node::{NodeRpc, RemoteNode, RpcAuth};
 use crate::secret::redact_url;
 use crate::shutdown::Shutdown;
@@ -395,7 +397,8 @@ async fn tick(node: &Arc<RemoteNode>, methods: &[RpcMethod], ctx: &Context<'_>) 
 fn publish(method: RpcMethod, fetched: Fetched, ctx: &Context<'_>) {
     let name = method.name();
     for arm in fetched.events {
-        let accepted = ctx.publisher.publish_event(&rpc_event(arm));
+        let payload = bytes::Bytes::from(wire::encode(&rpc_event(arm)));
+        let accepted = ctx.publisher.publish_encoded(EventKind::Rpc, payload);
         ctx.stats.update(|c| {
             c.published += 1;
             *c.rpc_calls.entry(name.to_string()).or_default() += 1;

@@ -369,11 +369,16 @@ async fn run_extractor<E: Extractor>(
     scheme: SubjectScheme,
     shutdown: Shutdown,
 ) -> anyhow::Result<ExtractorCounters> {
-    let publisher = Arc::new(
-        Publisher::connect(nats, scheme, peerlab::extractors::publisher_config())
-            .await
-            .context("connecting to NATS")?,
-    );
+    // A signal or --duration also ends the wait for NATS (which retries forever by default).
+    let publisher = tokio::select! {
+        connected = Publisher::connect(nats, scheme, peerlab::extractors::publisher_config()) => {
+            Arc::new(connected.context("connecting to NATS")?)
+        }
+        _ = shutdown.cancelled() => {
+            tracing::warn!("stopped before a NATS server answered; {} not started", E::COMPONENT);
+            return Ok(ExtractorCounters::default());
+        }
+    };
     let extractor = E::start(config, publisher.clone(), shutdown.clone())
         .with_context(|| format!("starting the {}", E::COMPONENT))?;
     shutdown.cancelled().await;

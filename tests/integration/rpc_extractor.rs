@@ -735,3 +735,60 @@ async fn a_disabled_rpc_is_never_called_by_the_binary() {
     let per_method: BTreeMap<_, _> = last.rpc_calls.clone();
     assert_eq!(per_method.len(), 11, "the other eleven ran: {per_method:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_call_is_counted_and_the_rest_of_the_tick_still_runs() {
+    let (nats, mut subscriber) = bus().await;
+    // The node refuses getmemoryinfo and estimatesmartfee to the cookie user (HTTP 403): real
+    // RPC errors for two calls of the frequent tick, one in its middle, one at its end.
+    let allowed = [
+        "getblockchaininfo",
+        "getpeerinfo",
+        "getmempoolinfo",
+        "uptime",
+        "getnettotals",
+        "getaddrmaninfo",
+        "getnetworkinfo",
+        "getorphantxs",
+        "getchaintxstats",
+        "getrawaddrman",
+    ];
+    let mut config = RegtestConfig::new(common::bitcoind());
+    config
+        .extra_args
+        .push(format!("-rpcwhitelist=__cookie__:{}", allowed.join(",")));
+    let node = RegtestNode::start(&config).expect("node");
+    let publisher = Arc::new(common::local_publisher(&nats.url()).await);
+    let extractor =
+        RpcExtractor::start(config_for(&node), publisher, Shutdown::new()).expect("starts");
+
+    let expected: Vec<&str> = FIRST_TICKS
+        .iter()
+        .copied()
+        .filter(|arm| *arm != "memory_info" && *arm != "estimate_smart_fee")
+        .collect();
+    let mut order = Vec::new();
+    for _ in 0..expected.len() {
+        order.push(arm_name(&next_rpc(&mut subscriber).await));
+    }
+    assert_eq!(order, expected, "the calls after a refused one still ran");
+
+    let counters = wait_counters(&extractor, "the two refused calls counted", |c| {
+        c.rpc_errors.values().sum::<u64>() == 2
+    })
+    .await;
+    assert_eq!(counters.rpc_errors["getmemoryinfo"], 1);
+    assert_eq!(
+        counters.rpc_errors["estimatesmartfee"], 1,
+        "the rest of the six aborted"
+    );
+    assert!(!counters.rpc_calls.contains_key("getmemoryinfo"));
+    assert!(!counters.rpc_calls.contains_key("estimatesmartfee"));
+    assert_eq!(counters.rpc_calls["getorphantxs"], 1);
+    assert_eq!(
+        counters.rpc_connect_errors, 0,
+        "no reconnect: other calls answered"
+    );
+    let last = extractor.stop().await.expect("stops");
+    assert_eq!(last.published, expected.len() as u64);
+}

@@ -23,6 +23,10 @@
 //!   `Debug` omits the password;
 //! - on shutdown an in-flight call is abandoned (its blocking thread ends with the client's
 //!   60 s timeout at worst) and a final counter snapshot is published.
+//!
+//! Upstream's Prometheus metrics (§2.5) are not served: the same numbers (calls, fetch errors
+//! and publish errors per method) travel in the counter snapshot on the stats subject; there
+//! is no fetch-duration histogram.
 
 pub mod calls;
 pub mod convert;

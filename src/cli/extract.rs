@@ -400,3 +400,61 @@ async fn run_extractor<E: Extractor>(
     );
     Ok(counters)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> ExtractorCommand {
+        let cli = crate::cli::Cli::try_parse_from(
+            ["peerlab", "extract", "rpc"].iter().chain(args).copied(),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            crate::cli::Command::Extract(extract) => extract.extractor,
+            _ => panic!("not extract"),
+        }
+    }
+
+    #[test]
+    fn each_disable_flag_turns_off_its_own_rpc() {
+        for method in RpcMethod::ALL {
+            let flag = method.disable_flag();
+            let ExtractorCommand::Rpc { disable, .. } = parse(&[&flag]) else {
+                panic!("not rpc");
+            };
+            assert_eq!(disable.disabled(), BTreeSet::from([method]), "{flag}");
+        }
+        let ExtractorCommand::Rpc {
+            disable,
+            rpc_host,
+            query_interval,
+            query_interval_less_frequent,
+            ..
+        } = parse(&[])
+        else {
+            panic!("not rpc");
+        };
+        assert!(disable.disabled().is_empty());
+        assert_eq!(rpc_host, "127.0.0.1:8332");
+        assert_eq!((query_interval, query_interval_less_frequent), (10, 120));
+    }
+
+    #[test]
+    fn credentials_cookie_wins_and_a_user_needs_a_password() {
+        let cookie = rpc_auth(Some("c".into()), Some("u".into()), None, None).unwrap();
+        assert_eq!(cookie, RpcAuth::Cookie("c".into()));
+        let user = rpc_auth(None, Some("u".into()), Some("p".into()), None).unwrap();
+        assert_eq!(user, RpcAuth::UserPass("u".into(), "p".into()));
+        let e = rpc_auth(None, Some("u".into()), None, None).unwrap_err();
+        assert!(e.to_string().contains("--rpc-password-file"), "{e}");
+        let e = rpc_auth(None, None, None, None).unwrap_err();
+        assert!(e.to_string().contains("--rpc-cookie-file"), "{e}");
+        let missing = rpc_auth(None, Some("u".into()), None, Some("/nonexistent/pw".into()));
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("RPC password file"));
+    }
+}

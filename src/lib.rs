@@ -45,7 +45,9 @@
 //!    return the final counters). The eBPF extractor ([`extractors::ebpf`]) loads
 //!    `bpf/peerlab.bpf.c`, drains its ring buffers in batches, restores the order the records
 //!    were taken in and decodes P2P payloads with [`p2p`]; kernel-side drops are counted per
-//!    tracepoint.
+//!    tracepoint. The RPC extractor ([`extractors::rpc`]) polls a node's JSON-RPC on two
+//!    timers (peer-observer's twelve calls, `getpeerinfo` to `estimatesmartfee`), waits for a
+//!    node that is not up, and counts failed calls per method.
 //!
 //! 7. **[`tools`]: bus -> people, siblings on one contract** ([`tools::Tool`]: consume a
 //!    subscriber until shutdown). The logger prints events readably or as JSON lines.

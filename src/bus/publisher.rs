@@ -25,7 +25,6 @@ pub use async_nats::Subject;
 use async_nats::{Client, Subscriber as NatsSubscription};
 use bytes::Bytes;
 use futures::StreamExt as _;
-use prost::Message as _;
 use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, watch};
@@ -195,7 +194,9 @@ impl Publisher {
     /// Encodes and enqueues an event on its kind's subject. `false` if it was dropped.
     pub fn publish_event(&self, event: &Event) -> bool {
         match EventKind::of(event) {
-            Some(kind) => self.publish_encoded(kind, Bytes::from(event.encode_to_vec())),
+            Some(kind) => {
+                self.publish_encoded(kind, Bytes::from(crate::event::wire::encode(event)))
+            }
             None => {
                 self.stats.offered.fetch_add(1, Ordering::Relaxed);
                 self.stats

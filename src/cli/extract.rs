@@ -1,17 +1,21 @@
 //! `peerlab extract ...`: the extractors.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use peerlab::bus::{NatsOptions, Publisher, SubjectScheme};
+use peerlab::event::counters::ExtractorCounters;
 use peerlab::extractors::ebpf::{
     EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target,
 };
 use peerlab::extractors::log::follow::Start;
 use peerlab::extractors::log::{LogConfig, LogExtractor};
+use peerlab::extractors::rpc::{RpcConfig, RpcExtractor, RpcMethod};
 use peerlab::extractors::Extractor;
+use peerlab::node::RpcAuth;
 use peerlab::shutdown::Shutdown;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
@@ -110,6 +114,161 @@ pub enum ExtractorCommand {
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
     },
+    /// Poll a node's JSON-RPC and publish each reply as an `rpc` event (peer-observer's
+    /// rpc-extractor).
+    ///
+    /// Every --query-interval it calls getpeerinfo, getmempoolinfo, uptime, getnettotals,
+    /// getmemoryinfo, getaddrmaninfo, getnetworkinfo, getorphantxs and estimatesmartfee
+    /// (targets 1, 6, 144 x economical, conservative); every --query-interval-less-frequent
+    /// getchaintxstats, getblockchaininfo and getrawaddrman. Both run at once when connected.
+    /// A node that is not up yet (or refuses the credentials) is retried, never fatal; a
+    /// failed call is logged and counted, and the other calls still run. Needs credentials:
+    /// --rpc-cookie-file, or --rpc-user with --rpc-password-file.
+    Rpc {
+        /// The node's RPC address, HOST:PORT (`http://` is prepended when no scheme is
+        /// given).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8332")]
+        rpc_host: String,
+        /// bitcoind's RPC cookie file (`<datadir>/.cookie`, re-read after a node restart).
+        /// Wins over --rpc-user when both are given.
+        #[arg(long, value_name = "FILE")]
+        rpc_cookie_file: Option<PathBuf>,
+        /// RPC user (`-rpcuser` or an `-rpcauth` entry); needs --rpc-password-file or
+        /// --rpc-password.
+        #[arg(long, value_name = "USER")]
+        rpc_user: Option<String>,
+        /// RPC password (with --rpc-user). Visible to every user in `ps`: prefer
+        /// --rpc-password-file.
+        #[arg(
+            long,
+            value_name = "PASSWORD",
+            requires = "rpc_user",
+            conflicts_with = "rpc_password_file"
+        )]
+        rpc_password: Option<String>,
+        /// File whose first line is the RPC password (with --rpc-user).
+        #[arg(long, value_name = "FILE", requires = "rpc_user")]
+        rpc_password_file: Option<PathBuf>,
+        /// Seconds between the frequent calls (getpeerinfo ... estimatesmartfee).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = whole_seconds())]
+        query_interval: u64,
+        /// Seconds between the less frequent calls (getchaintxstats, getblockchaininfo,
+        /// getrawaddrman).
+        #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = whole_seconds())]
+        query_interval_less_frequent: u64,
+        #[command(flatten)]
+        disable: RpcDisableArgs,
+        /// Seconds between counter snapshots (calls, errors per method) on the stats subject.
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
+        stats_interval: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+}
+
+/// One `--disable-<rpc>` flag per RPC the extractor polls (peer-observer's names). With all
+/// of them set it warns and idles.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RpcDisableArgs {
+    /// Do not call getpeerinfo (no `peer_infos` events).
+    #[arg(long)]
+    disable_getpeerinfo: bool,
+    /// Do not call getmempoolinfo (no `mempool_info` events).
+    #[arg(long)]
+    disable_getmempoolinfo: bool,
+    /// Do not call uptime (no `uptime` events).
+    #[arg(long)]
+    disable_uptime: bool,
+    /// Do not call getnettotals (no `net_totals` events).
+    #[arg(long)]
+    disable_getnettotals: bool,
+    /// Do not call getmemoryinfo (no `memory_info` events).
+    #[arg(long)]
+    disable_getmemoryinfo: bool,
+    /// Do not call getaddrmaninfo (no `addrman_info` events).
+    #[arg(long)]
+    disable_getaddrmaninfo: bool,
+    /// Do not call getchaintxstats (no `chain_tx_stats` events).
+    #[arg(long)]
+    disable_getchaintxstats: bool,
+    /// Do not call getnetworkinfo (no `network_info` events).
+    #[arg(long)]
+    disable_getnetworkinfo: bool,
+    /// Do not call getblockchaininfo (no `blockchain_info` events).
+    #[arg(long)]
+    disable_getblockchaininfo: bool,
+    /// Do not call getorphantxs (no `orphan_txs` events; the RPC needs Core v29 or later).
+    #[arg(long)]
+    disable_getorphantxs: bool,
+    /// Do not call getrawaddrman (no `addrman` events, which can be megabytes).
+    #[arg(long)]
+    disable_getrawaddrman: bool,
+    /// Do not call estimatesmartfee (no `estimate_smart_fee` events).
+    #[arg(long)]
+    disable_estimatesmartfee: bool,
+}
+
+impl RpcDisableArgs {
+    /// The disabled methods.
+    fn disabled(&self) -> BTreeSet<RpcMethod> {
+        let flags = [
+            (self.disable_getpeerinfo, RpcMethod::GetPeerInfo),
+            (self.disable_getmempoolinfo, RpcMethod::GetMempoolInfo),
+            (self.disable_uptime, RpcMethod::Uptime),
+            (self.disable_getnettotals, RpcMethod::GetNetTotals),
+            (self.disable_getmemoryinfo, RpcMethod::GetMemoryInfo),
+            (self.disable_getaddrmaninfo, RpcMethod::GetAddrmanInfo),
+            (self.disable_getchaintxstats, RpcMethod::GetChainTxStats),
+            (self.disable_getnetworkinfo, RpcMethod::GetNetworkInfo),
+            (self.disable_getblockchaininfo, RpcMethod::GetBlockchainInfo),
+            (self.disable_getorphantxs, RpcMethod::GetOrphanTxs),
+            (self.disable_getrawaddrman, RpcMethod::GetRawAddrman),
+            (self.disable_estimatesmartfee, RpcMethod::EstimateSmartFee),
+        ];
+        flags
+            .into_iter()
+            .filter_map(|(off, method)| off.then_some(method))
+            .collect()
+    }
+}
+
+/// The RPC credentials from the flags: the cookie wins; a user needs a password.
+fn rpc_auth(
+    cookie_file: Option<PathBuf>,
+    user: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<RpcAuth> {
+    match (cookie_file, user) {
+        (Some(cookie), user) => {
+            if user.is_some() {
+                tracing::info!(
+                    "both --rpc-cookie-file and --rpc-user given: using the cookie file"
+                );
+            }
+            Ok(RpcAuth::Cookie(cookie))
+        }
+        (None, Some(user)) => {
+            let password = match (password, password_file) {
+                (Some(password), _) => password,
+                (None, Some(file)) => peerlab::secret::read_secret_file(&file, "RPC password")
+                    .map_err(anyhow::Error::msg)?,
+                (None, None) => bail!(
+                    "--rpc-user needs a password: give --rpc-password-file FILE (or --rpc-password)"
+                ),
+            };
+            Ok(RpcAuth::UserPass(user, password))
+        }
+        (None, None) => bail!(
+            "the RPC extractor needs credentials: --rpc-cookie-file FILE (bitcoind's .cookie), \
+             or --rpc-user USER with --rpc-password-file FILE"
+        ),
+    }
 }
 
 impl ExtractArgs {
@@ -191,6 +350,45 @@ impl ExtractArgs {
                     shutdown,
                 )
                 .await
+                .map(|_| ())
+            }
+            ExtractorCommand::Rpc {
+                rpc_host,
+                rpc_cookie_file,
+                rpc_user,
+                rpc_password,
+                rpc_password_file,
+                query_interval,
+                query_interval_less_frequent,
+                disable,
+                stats_interval,
+                duration,
+                nats,
+                subjects,
+            } => {
+                let auth = rpc_auth(rpc_cookie_file, rpc_user, rpc_password, rpc_password_file)?;
+                let config = RpcConfig {
+                    query_interval: Duration::from_secs(query_interval),
+                    query_interval_less_frequent: Duration::from_secs(query_interval_less_frequent),
+                    disabled: disable.disabled(),
+                    report_period: Duration::from_secs(stats_interval),
+                    ..RpcConfig::new(RpcConfig::url_from_host(&rpc_host), auth)
+                };
+                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
+                let counters = run_extractor::<RpcExtractor>(
+                    config,
+                    &nats.to_options(),
+                    subjects.scheme(),
+                    shutdown,
+                )
+                .await?;
+                tracing::info!(
+                    calls = ?counters.rpc_calls,
+                    errors = ?counters.rpc_errors,
+                    connect_errors = counters.rpc_connect_errors,
+                    "RPC calls made"
+                );
+                Ok(())
             }
             ExtractorCommand::Log {
                 debug_log,
@@ -210,31 +408,44 @@ impl ExtractArgs {
                     ..LogConfig::new(debug_log)
                 };
                 let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
-                run_extractor::<LogExtractor>(
+                let counters = run_extractor::<LogExtractor>(
                     config,
                     &nats.to_options(),
                     subjects.scheme(),
                     shutdown,
                 )
-                .await
+                .await?;
+                tracing::info!(
+                    unparsed_lines = counters.unparsed_lines,
+                    truncated_lines = counters.truncated_lines,
+                    rotations = counters.rotations,
+                    read_errors = counters.read_errors,
+                    "log lines"
+                );
+                Ok(())
             }
         }
     }
 }
 
 /// Runs one extractor (any member of the contract) until `shutdown`, then logs its final
-/// counters and the publisher's.
+/// counters and the publisher's, and returns its counters.
 async fn run_extractor<E: Extractor>(
     config: E::Config,
     nats: &NatsOptions,
     scheme: SubjectScheme,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let publisher = Arc::new(
-        Publisher::connect(nats, scheme, peerlab::extractors::publisher_config())
-            .await
-            .context("connecting to NATS")?,
-    );
+) -> anyhow::Result<ExtractorCounters> {
+    // A signal or --duration also ends the wait for NATS (which retries forever by default).
+    let publisher = tokio::select! {
+        connected = Publisher::connect(nats, scheme, peerlab::extractors::publisher_config()) => {
+            Arc::new(connected.context("connecting to NATS")?)
+        }
+        _ = shutdown.cancelled() => {
+            tracing::warn!("stopped before a NATS server answered; {} not started", E::COMPONENT);
+            return Ok(ExtractorCounters::default());
+        }
+    };
     let extractor = E::start(config, publisher.clone(), shutdown.clone())
         .with_context(|| format!("starting the {}", E::COMPONENT))?;
     shutdown.cancelled().await;
@@ -254,5 +465,63 @@ async fn run_extractor<E: Extractor>(
         "{} stopped",
         E::COMPONENT
     );
-    Ok(())
+    Ok(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn parse(args: &[&str]) -> ExtractorCommand {
+        let cli = crate::cli::Cli::try_parse_from(
+            ["peerlab", "extract", "rpc"].iter().chain(args).copied(),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            crate::cli::Command::Extract(extract) => extract.extractor,
+            _ => panic!("not extract"),
+        }
+    }
+
+    #[test]
+    fn each_disable_flag_turns_off_its_own_rpc() {
+        for method in RpcMethod::ALL {
+            let flag = method.disable_flag();
+            let ExtractorCommand::Rpc { disable, .. } = parse(&[&flag]) else {
+                panic!("not rpc");
+            };
+            assert_eq!(disable.disabled(), BTreeSet::from([method]), "{flag}");
+        }
+        let ExtractorCommand::Rpc {
+            disable,
+            rpc_host,
+            query_interval,
+            query_interval_less_frequent,
+            ..
+        } = parse(&[])
+        else {
+            panic!("not rpc");
+        };
+        assert!(disable.disabled().is_empty());
+        assert_eq!(rpc_host, "127.0.0.1:8332");
+        assert_eq!((query_interval, query_interval_less_frequent), (10, 120));
+    }
+
+    #[test]
+    fn credentials_cookie_wins_and_a_user_needs_a_password() {
+        let cookie = rpc_auth(Some("c".into()), Some("u".into()), None, None).unwrap();
+        assert_eq!(cookie, RpcAuth::Cookie("c".into()));
+        let user = rpc_auth(None, Some("u".into()), Some("p".into()), None).unwrap();
+        assert_eq!(user, RpcAuth::UserPass("u".into(), "p".into()));
+        let e = rpc_auth(None, Some("u".into()), None, None).unwrap_err();
+        assert!(e.to_string().contains("--rpc-password-file"), "{e}");
+        let e = rpc_auth(None, None, None, None).unwrap_err();
+        assert!(e.to_string().contains("--rpc-cookie-file"), "{e}");
+        let missing = rpc_auth(None, Some("u".into()), None, Some("/nonexistent/pw".into()));
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("RPC password file"));
+    }
 }

@@ -54,6 +54,23 @@ pub struct ExtractorCounters {
     /// Failed reads of the source (retried).
     #[serde(default)]
     pub read_errors: u64,
+    /// RPC extractor: per RPC method (`getpeerinfo`, ...), calls whose result was fetched,
+    /// converted and handed to the publisher (`estimatesmartfee` counts each target/mode).
+    #[serde(default)]
+    pub rpc_calls: BTreeMap<String, u64>,
+    /// RPC extractor: per RPC method, calls that failed (RPC error, or a reply that did not
+    /// convert); nothing was published for them (upstream's
+    /// `rpcextractor_rpc_fetch_errors_total`).
+    #[serde(default)]
+    pub rpc_errors: BTreeMap<String, u64>,
+    /// RPC extractor: per RPC method, events the publisher could not buffer (upstream's
+    /// `rpcextractor_nats_publish_errors_total`; also counted in `publish_dropped`).
+    #[serde(default)]
+    pub rpc_publish_errors: BTreeMap<String, u64>,
+    /// RPC extractor: failed attempts to reach the node's RPC server (node down, wrong
+    /// credentials, cookie file missing); the extractor keeps retrying.
+    #[serde(default)]
+    pub rpc_connect_errors: u64,
 }
 
 /// One tracepoint's kernel-side counts.

@@ -17,6 +17,7 @@ pub mod descriptor;
 pub mod kind;
 pub mod registry;
 pub mod strict;
+pub mod wire;
 
 pub use descriptor::{descriptor_pool, DESCRIPTOR_SET, EVENT_MESSAGE_NAME};
 pub use kind::EventKind;

@@ -3,7 +3,9 @@
 //! This module owns everything between bitcoind and the [`Publisher`], and the one contract
 //! every extractor follows ([`Extractor`]), so a new source (RPC polling, a P2P connection,
 //! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it: [`log`] follows
-//! `debug.log`. The eBPF extractor decodes P2P payloads with [`crate::p2p`].
+//! `debug.log`, [`rpc`] polls a node's JSON-RPC on two timers and publishes each reply on
+//! `rpc`, waiting for a node that is not up yet. The eBPF extractor decodes P2P payloads with
+//! [`crate::p2p`].
 //!
 //! Invariants of every extractor:
 //! - it only publishes; it never reads the bus, and never uses a tool or the recorder;
@@ -18,6 +20,7 @@
 
 pub mod ebpf;
 pub mod log;
+pub mod rpc;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -268,7 +268,9 @@ fn internal<H: Hash<Bytes = [u8; 32]>>(hash: H) -> Vec<u8> {
     hash.to_byte_array().to_vec()
 }
 
-fn transaction(tx: &Transaction) -> primitives::Transaction {
+/// A transaction as `bitcoin_primitives.Transaction` (txid/wtxid in internal byte order, raw
+/// bytes filled); shared with the RPC extractor (`getorphantxs`) so both build it one way.
+pub(crate) fn transaction(tx: &Transaction) -> primitives::Transaction {
     primitives::Transaction {
         txid: internal(tx.compute_txid()),
         wtxid: internal(tx.compute_wtxid()),

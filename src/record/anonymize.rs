@@ -98,7 +98,7 @@ impl Anonymizer {
         match Event::decode(payload) {
             Ok(mut event) => {
                 self.event(&mut event);
-                event.encode_to_vec()
+                crate::event::wire::encode(&event)
             }
             Err(_) => self.scrub_payload(payload),
         }

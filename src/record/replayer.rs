@@ -191,7 +191,7 @@ fn retimed(data: &[u8], offset_ms: i64) -> Bytes {
     match Event::decode(data) {
         Ok(mut event) => {
             event.timestamp = event.timestamp.saturating_add_signed(offset_ms);
-            Bytes::from(event.encode_to_vec())
+            Bytes::from(crate::event::wire::encode(&event))
         }
         Err(_) => Bytes::copy_from_slice(data),
     }

@@ -20,6 +20,7 @@ mod peer_behaviours;
 mod record_replay;
 mod recording_files;
 mod regtest_harness;
+mod rpc_extractor;
 mod schema_golden;
 mod schema_matches_spec;
 mod schema_roundtrip;

@@ -365,6 +365,7 @@ pub fn counters(stats: &ExtractorStats) -> ExtractorCounters {
                 (p.tracepoint().to_string(), counts)
             })
             .collect(),
+        // The log and RPC extractors' counters stay empty here.
         ..ExtractorCounters::default()
     }
 }

@@ -19,7 +19,7 @@ use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
 
 /// Run the live pipeline on the embedded default: a private nats-server and a regtest
-/// bitcoind, exercised with blocks and transactions, observed by the eBPF and log extractors,
+/// bitcoind, exercised with blocks and transactions, observed by the eBPF, log and RPC extractors,
 /// and every event printed by the logger.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// runs).
     #[arg(long)]
     pub no_log_extractor: bool,
+    /// Do not run the RPC extractor on the node's RPC port.
+    #[arg(long)]
+    pub no_rpc_extractor: bool,
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -62,6 +65,7 @@ impl RunArgs {
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
             log_extractor: !self.no_log_extractor,
+            rpc_extractor: !self.no_rpc_extractor,
             ..EmbeddedConfig::new(installation)
         })
         .await

@@ -1,8 +1,8 @@
 //! [`EmbeddedStack`]: the whole observer on one machine, composed once.
 //!
 //! A private nats-server, a regtest bitcoind on a datadir that survives restarts, the
-//! publisher, the eBPF extractor following that datadir's pid file and the log extractor
-//! following its `debug.log`. `peerlab run`,
+//! publisher, the eBPF extractor following that datadir's pid file, the log extractor
+//! following its `debug.log` and the RPC extractor polling its RPC port with its cookie. `peerlab run`,
 //! `peerlab rehearse` and the tests all compose it here, in two phases, because each wants
 //! something done between them: the servers first ([`EmbeddedStack::start`]), then
 //! whatever must happen before the first event (subscribe a logger or recorder, mine
@@ -13,8 +13,11 @@
 //!   hands its last events to the publisher, the publisher sends them, then the node stops;
 //!   nats-server and the datadir go when the stack is dropped (consumers may still be
 //!   reading); dropping the stack without finishing kills what is left;
-//! - the extractor follows the pid file, so a node restarted on the same datadir (by whoever
-//!   holds it, see [`EmbeddedStack::take_node`]) is traced again within its process check;
+//! - the eBPF extractor follows the pid file and the log extractor the datadir's `debug.log`,
+//!   so a node restarted on the same datadir (by whoever holds it, see
+//!   [`EmbeddedStack::take_node`]) is observed again; the RPC extractor keeps the first RPC
+//!   port (a restarted regtest node gets a new one), so its calls fail (counted) after a
+//!   restart;
 //! - [`EmbeddedStack::observe`] returns only once the extractor traces the running node, so
 //!   nothing the node does afterwards is missed.
 
@@ -28,8 +31,9 @@ use crate::bus::{NatsOptions, Publisher, PublisherConfig, StatsSnapshot, Subject
 use crate::event::counters::ExtractorCounters;
 use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
 use crate::extractors::log::{LogConfig, LogExtractor};
+use crate::extractors::rpc::{RpcConfig, RpcExtractor};
 use crate::extractors::Extractor;
-use crate::node::{Installation, RegtestConfig, RegtestNode};
+use crate::node::{Installation, RegtestConfig, RegtestNode, RpcAuth};
 use crate::shutdown::Shutdown;
 
 /// How long the extractor may take to trace the node.
@@ -52,6 +56,8 @@ pub struct EmbeddedConfig {
     pub publisher: PublisherConfig,
     /// Also run the log extractor on the node's `debug.log` (default true).
     pub log_extractor: bool,
+    /// Also run the RPC extractor on the node's RPC port (default true).
+    pub rpc_extractor: bool,
 }
 
 impl EmbeddedConfig {
@@ -63,6 +69,7 @@ impl EmbeddedConfig {
             scheme: SubjectScheme::Flat,
             publisher: PublisherConfig::default(),
             log_extractor: true,
+            rpc_extractor: true,
         }
     }
 }
@@ -75,6 +82,8 @@ pub struct EmbeddedStack {
     /// `None` once a caller took it to manage it (restarts).
     node: Option<RegtestNode>,
     pid_file: PathBuf,
+    /// The node's RPC URL and cookie as first started (for the RPC extractor).
+    rpc: (String, PathBuf),
     // Dropped last: the node and the extractor above need them.
     _datadir: tempfile::TempDir,
     _nats_server: NatsServer,
@@ -84,6 +93,7 @@ pub struct EmbeddedStack {
 struct Observer {
     ebpf: EbpfExtractor,
     log: Option<LogExtractor>,
+    rpc: Option<RpcExtractor>,
     publisher: Arc<Publisher>,
 }
 
@@ -94,6 +104,8 @@ pub struct StackCounters {
     pub ebpf: ExtractorCounters,
     /// The log extractor's final counters (`None` when it did not run).
     pub log: Option<ExtractorCounters>,
+    /// The RPC extractor's final counters (`None` when it did not run).
+    pub rpc: Option<ExtractorCounters>,
     /// The publisher's final counters: `sent` is what the server confirmed.
     pub bus: StatsSnapshot,
 }
@@ -101,7 +113,13 @@ pub struct StackCounters {
 impl StackCounters {
     /// Events all extractors handed to the publisher.
     pub fn events_published(&self) -> u64 {
-        self.ebpf.published + self.log.as_ref().map_or(0, |log| log.published)
+        let others = [&self.log, &self.rpc];
+        self.ebpf.published
+            + others
+                .iter()
+                .flat_map(|c| c.as_ref())
+                .map(|c| c.published)
+                .sum::<u64>()
     }
 }
 
@@ -132,6 +150,10 @@ impl EmbeddedStack {
         Ok(EmbeddedStack {
             nats_options: NatsOptions::local(nats_server.url()),
             pid_file: datadir.path().join("regtest").join("bitcoind.pid"),
+            rpc: (
+                format!("http://{}", node.rpc_addr()),
+                node.cookie_file().to_path_buf(),
+            ),
             config,
             observer: None,
             node: Some(node),
@@ -166,8 +188,8 @@ impl EmbeddedStack {
         &self.pid_file
     }
 
-    /// Connects the publisher, starts the extractors on the node (eBPF, and the log extractor
-    /// unless turned off), and waits (bounded) until the eBPF extractor traces the running
+    /// Connects the publisher, starts the extractors on the node (eBPF, and the log and RPC
+    /// extractors unless turned off), and waits (bounded) until the eBPF extractor traces the running
     /// process. The extractors also stop when `shutdown` fires.
     pub async fn observe(&mut self, shutdown: &Shutdown) -> Result<Arc<Publisher>, StackError> {
         let publisher = Arc::new(
@@ -199,9 +221,23 @@ impl EmbeddedStack {
         } else {
             None
         };
+        let rpc =
+            if self.config.rpc_extractor {
+                let (url, cookie) = self.rpc.clone();
+                let config = RpcConfig::new(url, RpcAuth::Cookie(cookie));
+                let rpc = RpcExtractor::start(config, publisher.clone(), shutdown.clone())
+                    .map_err(|e| StackError::Start {
+                        what: "RPC extractor".into(),
+                        reason: e.to_string(),
+                    })?;
+                Some(rpc)
+            } else {
+                None
+            };
         self.observer = Some(Observer {
             ebpf,
             log,
+            rpc,
             publisher: publisher.clone(),
         });
         wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
@@ -224,6 +260,12 @@ impl EmbeddedStack {
             if let Some(log) = observer.log {
                 counters.log = Some(log.stop().await.map_err(|e| StackError::Task {
                     what: "log extractor",
+                    reason: e.to_string(),
+                })?);
+            }
+            if let Some(rpc) = observer.rpc {
+                counters.rpc = Some(rpc.stop().await.map_err(|e| StackError::Task {
+                    what: "RPC extractor",
                     reason: e.to_string(),
                 })?);
             }

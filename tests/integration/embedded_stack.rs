@@ -1,6 +1,6 @@
 //! The embedded stack (`peerlab::stack::EmbeddedStack`), the composition `run` and
-//! `rehearse` share: every event the node's activity causes reaches a subscriber that came
-//! before the observer, the stack stops in order (the extractor's last events are sent
+//! `rehearse` share: the eBPF, log and RPC extractors all publish, every event reaches a
+//! subscriber that came before the observer, the stack stops in order (the extractor's last events are sent
 //! before the publisher closes), and its final counters agree with what was received.
 
 use crate::common;
@@ -32,20 +32,28 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
 
     let mut blocks = 0;
     let mut events = 0u64;
+    let mut kinds = std::collections::BTreeSet::new();
+    let wanted = [EventKind::Rpc, EventKind::LogExtractor, EventKind::Validation];
     tokio::time::timeout(common::TIMEOUT, async {
-        while blocks < BLOCKS {
+        while blocks < BLOCKS || !wanted.iter().all(|k| kinds.contains(k)) {
             let message = subscriber.next().await.expect("subscription open");
             events += 1;
             if message.kind == Some(EventKind::Validation) {
                 blocks += 1;
             }
+            kinds.extend(message.kind);
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("{blocks} of {BLOCKS} block_connected events arrived"));
+    .unwrap_or_else(|_| {
+        panic!("{blocks} of {BLOCKS} block_connected events; kinds seen {kinds:?}")
+    });
 
     let counters = stack.finish().await.expect("stack stops");
     common::assert_nothing_lost(&counters.ebpf);
+    let (log, rpc) = (counters.log.clone(), counters.rpc.clone());
+    assert!(log.is_some_and(|c| c.published > 0), "{counters:?}");
+    assert!(rpc.is_some_and(|c| c.rpc_errors.is_empty() && c.published > 0), "{counters:?}");
     assert_eq!(counters.bus.dropped(), 0, "{:?}", counters.bus);
     assert!(counters.ebpf.published >= BLOCKS, "{:?}", counters.ebpf);
     // Whatever the extractor published after the blocks (e.g. connection events) arrives

@@ -4,8 +4,8 @@
 //! Data path: a background task connects to the node ([`RemoteNode`], blocking, so on tokio's
 //! blocking pool), then on each tick of the frequent and the less-frequent timer calls that
 //! timer's enabled RPCs ([`calls`]) one after the other, converts each reply ([`convert`],
-//! [`peers`]) and hands the event, encoded by [`wire`] (prost's encoding with the map values
-//! proto2 requires written out), to the [`Publisher`] on subject `rpc`.
+//! [`peers`]) and hands the event, encoded by [`crate::event::wire`] (prost's encoding with
+//! the map values proto2 requires written out), to the [`Publisher`] on subject `rpc`.
 //!
 //! Invariants:
 //! - **a node that is not there is waited for, never fatal**: connecting (node down, cookie not

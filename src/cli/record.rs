@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use peerlab::bus::{Publisher, PublisherConfig, SubjectScheme};
+use peerlab::event::descriptor_pool;
 use peerlab::event::EventKind;
-use peerlab::record::inspect::{cat_line, render_text, summarize_file};
+use peerlab::record::inspect::{cat_line_with, recording_schema, render_text, summarize_file};
 use peerlab::record::RecordingStream;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
@@ -231,12 +232,21 @@ impl CatArgs {
     /// error ends the output.
     pub fn run(self) -> anyhow::Result<()> {
         let mut stream = RecordingStream::open(&self.file)?;
+        // A recording made before a wire-format change is shown as it was written.
+        let own_schema = recording_schema(stream.descriptor_set());
+        if own_schema.is_some() {
+            tracing::info!(
+                "{}: decoding with the recording's own schema (it differs from this peerlab's)",
+                self.file.display()
+            );
+        }
+        let schema = own_schema.as_ref().unwrap_or(descriptor_pool());
         let mut failure = None;
         to_stdout(|out| {
             for message in &mut stream {
                 match message {
                     Ok(message) => {
-                        serde_json::to_writer(&mut *out, &cat_line(&message))?;
+                        serde_json::to_writer(&mut *out, &cat_line_with(&message, schema))?;
                         out.write_all(b"\n")?;
                     }
                     Err(e) => {

@@ -16,14 +16,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use prost_reflect::{DynamicMessage, ReflectMessage as _, Value as Field};
+use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _, Value as Field};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{RecordedMessage, Recording, RecordingError, RecordingStream};
 use crate::event::counters::ExtractorCounters;
-use crate::event::{descriptor_pool, EVENT_MESSAGE_NAME};
-use crate::tools::logger::decode_json;
+use crate::event::{descriptor_pool, DESCRIPTOR_SET, EVENT_MESSAGE_NAME};
+use crate::tools::logger::decode_json_with;
 
 /// How many peers the summary lists.
 pub const TOP_PEERS: usize = 10;
@@ -181,13 +181,37 @@ pub struct CatLine<'m> {
     pub stats: Option<Value>,
 }
 
-/// The `peerlab cat` line of one message.
+/// The `peerlab cat` line of one message, decoded with this peerlab's schema.
 pub fn cat_line(message: &RecordedMessage) -> CatLine<'_> {
+    cat_line_with(message, descriptor_pool())
+}
+
+/// The schema a recording's events are shown with: the recording's own descriptor set when it
+/// is not this peerlab's (a recording made before a wire-format change, e.g. the log
+/// extractor's renumbered oneof, then shows its events as they were written), `None` to use
+/// ours (the same set, none embedded, or one that does not describe `event.Event`).
+pub fn recording_schema(descriptor_set: &[u8]) -> Option<DescriptorPool> {
+    if descriptor_set.is_empty() || descriptor_set == DESCRIPTOR_SET {
+        return None;
+    }
+    match DescriptorPool::decode(descriptor_set) {
+        Ok(pool) if pool.get_message_by_name(EVENT_MESSAGE_NAME).is_some() => Some(pool),
+        Ok(_) | Err(_) => {
+            tracing::warn!(
+                "the recording's embedded schema is unusable; decoding with this peerlab's"
+            );
+            None
+        }
+    }
+}
+
+/// [`cat_line`] with the given schema (see [`recording_schema`]).
+pub fn cat_line_with<'m>(message: &'m RecordedMessage, pool: &DescriptorPool) -> CatLine<'m> {
     let stats = is_stats(&message.subject);
     let body = if stats {
         parse_stats(&message.data)
     } else {
-        decode_json(&message.data)
+        decode_json_with(pool, &message.data)
     };
     let body = body.unwrap_or_else(
         |reason| serde_json::json!({ "undecodable": reason, "bytes": message.data.len() }),
@@ -691,5 +715,68 @@ mod tests {
         assert_eq!(human_bytes(2048), "2048 bytes, 2.0 KiB");
         assert_eq!(human_duration(3723.5), "3723.500 s (1h02m03s)");
         assert_eq!(per_second(None), "n/a");
+    }
+
+    /// The log extractor's message as it was before upstream c31e333: oneof arms 3, 4, 5
+    /// and none of `threadname`, `log_level`, `log_line_bytes`.
+    fn schema_before_c31e333() -> Vec<u8> {
+        use prost::Message as _;
+        let mut set = prost_types::FileDescriptorSet::decode(DESCRIPTOR_SET).expect("our set");
+        for file in &mut set.file {
+            if file.package() != "log_extractor" {
+                continue;
+            }
+            for message in &mut file.message_type {
+                if message.name() != "log" {
+                    continue;
+                }
+                message
+                    .field
+                    .retain(|f| !matches!(f.name(), "threadname" | "log_level" | "log_line_bytes"));
+                for field in &mut message.field {
+                    if field.oneof_index.is_some() {
+                        field.number = Some(field.number() - 1);
+                    }
+                }
+            }
+        }
+        set.encode_to_vec()
+    }
+
+    #[test]
+    fn recordings_made_before_a_wire_format_change_are_shown_with_their_own_schema() {
+        let old_set = schema_before_c31e333();
+        let pool = recording_schema(&old_set).expect("a different, usable schema");
+        assert!(
+            recording_schema(DESCRIPTOR_SET).is_none(),
+            "ours: no second pool"
+        );
+        assert!(recording_schema(b"").is_none());
+        assert!(recording_schema(b"\xff\xff not a descriptor set").is_none());
+        // An old log event: Event.log_extractor (4) = log { log_timestamp (1) = 5,
+        // category (2) = 0, unknown_log_message (3, old number) = { raw_message = "hello" } },
+        // Event.timestamp (10) = 1.
+        let data = vec![
+            0x22, 0x0D, 0x08, 0x05, 0x10, 0x00, 0x1A, 0x07, 0x0A, 0x05, b'h', b'e', b'l', b'l',
+            b'o', 0x50, 0x01,
+        ];
+        let message = RecordedMessage {
+            subject: "log-extractor".into(),
+            log_time: 1,
+            publish_time: 1,
+            data,
+        };
+        let old = serde_json::to_value(cat_line_with(&message, &pool)).expect("json");
+        assert_eq!(
+            old["event"]["log_extractor"]["unknown_log_message"]["raw_message"], "hello",
+            "{old}"
+        );
+        // With today's schema the same bytes read as a thread name: why the file's own
+        // schema is used.
+        let new = serde_json::to_value(cat_line(&message)).expect("json");
+        assert!(
+            new["event"]["log_extractor"]["unknown_log_message"].is_null(),
+            "{new}"
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! the node-side peer id it concerns, and the matching of scenario event checks against them.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use serde_json::Value;
 
 use super::compare::{at_path, holds};
-use crate::scenario::{EventCategory, EventCheck};
+use crate::scenario::{arm_names, EventCategory, EventCheck};
 use crate::tools::logger::decode_json;
 
 /// One event as seen on the bus.
@@ -29,9 +30,18 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Decodes a bus payload; `None` for payloads that are not eBPF events.
+    /// Decodes a bus payload; `None` for payloads of no scenario category (see
+    /// [`EventCategory`]).
     pub fn from_payload(t_secs: f64, payload: &[u8]) -> Option<Observed> {
         let json = decode_json(payload).ok()?;
+        for (key, category) in [
+            ("log_extractor", EventCategory::Log),
+            ("rpc_extractor", EventCategory::Rpc),
+        ] {
+            if let Some(body) = json.get(key) {
+                return Some(Observed::extractor_event(t_secs, category, body));
+            }
+        }
         let ebpf = json.get("ebpf_extractor")?.as_object()?;
         let (category, body) = ebpf.iter().next()?;
         let arm = match category.as_str() {
@@ -62,6 +72,40 @@ impl Observed {
             peer_addr,
             group: None,
         })
+    }
+
+    /// A log or RPC event: its arm is the body's key that names one of the category's arms
+    /// (the other keys are the envelope: timestamp, level, ...). No peer.
+    fn extractor_event(t_secs: f64, category: EventCategory, body: &Value) -> Observed {
+        let arms = category_arms(category);
+        let arm = body
+            .as_object()
+            .and_then(|fields| fields.keys().find(|k| arms.contains(k)))
+            .cloned();
+        Observed {
+            t_secs,
+            category: Some(category.name().to_string()),
+            arm,
+            body: body.clone(),
+            peer_id: None,
+            peer_addr: None,
+            group: None,
+        }
+    }
+}
+
+/// The arm names of the log and rpc categories, read once from the schema.
+fn category_arms(category: EventCategory) -> &'static [String] {
+    static LOG: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::Log));
+    static RPC: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::Rpc));
+    match category {
+        EventCategory::Log => &LOG,
+        EventCategory::Rpc => &RPC,
+        EventCategory::Message
+        | EventCategory::Connection
+        | EventCategory::Mempool
+        | EventCategory::Validation
+        | EventCategory::Utxocache => &[],
     }
 }
 

@@ -86,6 +86,8 @@ impl Stack {
     ) -> Result<Stack, RehearseError> {
         let mut config = EmbeddedConfig::new(installation.clone());
         config.node_args = scenario.node.extra_args.clone();
+        // RPC expectations on `rpc.*` events need replies within seconds of a change.
+        config.rpc_intervals = (Duration::from_secs(1), Duration::from_secs(2));
         let mut embedded = EmbeddedStack::start(config)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;

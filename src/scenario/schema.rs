@@ -1,8 +1,9 @@
 //! Event paths and filters checked against the embedded event schema.
 //!
-//! The categories are the arms of `ebpf_extractor.ebpf`; the arms of a category are the
-//! fields of its event message's oneof (`connection.misbehaving`, `message.addr`, ...), all
-//! read from [`crate::event::descriptor_pool`], so a renamed arm in `proto/` shows up here.
+//! The categories are the arms of `ebpf_extractor.ebpf`, plus `log` (`log_extractor.log`) and
+//! `rpc` (`rpc_extractor.rpc`); the arms of a category are the fields of its event message's
+//! oneof (`connection.misbehaving`, `message.addr`, `log.block_checked_log`, ...), all read
+//! from [`crate::event::descriptor_pool`], so a renamed arm in `proto/` shows up here.
 
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 
@@ -14,6 +15,11 @@ const EBPF_MESSAGE: &str = "ebpf_extractor.ebpf";
 
 /// The message type of a category (`ebpf_extractor.connection.ConnectionEvent`).
 fn category_message(category: EventCategory) -> MessageDescriptor {
+    if let Some(name) = category.own_message() {
+        return descriptor_pool()
+            .get_message_by_name(name)
+            .expect("the embedded schema has the log and rpc messages");
+    }
     let ebpf = descriptor_pool()
         .get_message_by_name(EBPF_MESSAGE)
         .expect("the embedded schema has ebpf_extractor.ebpf");

@@ -527,7 +527,7 @@ fn bad_event_path() {
         (
             "conection.closed",
             "unknown category \"conection\" (expected one of: message, connection, mempool, \
-             validation, utxocache); did you mean \"connection\"?",
+             validation, utxocache, log, rpc); did you mean \"connection\"?",
         ),
     ] {
         let text = format!("{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"{path}\"\n");
@@ -894,4 +894,28 @@ fn oversized_files_are_refused_before_they_are_read() {
         err.to_string().contains("larger than 1048576 bytes"),
         "{err}"
     );
+}
+
+#[test]
+fn log_and_rpc_events_have_paths_and_filters_from_their_own_messages() {
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"log.block_checked_log\"\n\
+         filters = {{ state = \"bad-cb-amount\", log_level = \"DEBUG\" }}\n\
+         \n[[expect]]\nkind = \"event\"\nevent = \"rpc.blockchain_info\"\n\
+         filters = {{ blocks = 104 }}\n\
+         \n[[expect]]\nkind = \"event\"\nevent = \"log.*\"\n"
+    );
+    let scenario = Scenario::from_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.expect.len(), 3);
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"log.block_checked_log\"\n\
+         group = \"honest\"\n"
+    );
+    assert!(only_problem(&text)
+        .to_string()
+        .contains("log events do not concern a peer"));
+    let text = format!("{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"rpc.peer_info\"\n");
+    assert!(only_problem(&text)
+        .to_string()
+        .contains("did you mean \"peer_infos\"?"));
 }

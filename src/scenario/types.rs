@@ -424,19 +424,26 @@ pub enum EventCategory {
     Validation,
     /// `utxocache`: flush, add, spent, uncache.
     Utxocache,
+    /// `log`: debug.log lines (the log extractor): block connected, block checked, unknown.
+    Log,
+    /// `rpc`: RPC replies (the RPC extractor): peer infos, mempool info, ...
+    Rpc,
 }
 
 impl EventCategory {
     /// Every category, in documentation order.
-    pub const ALL: [EventCategory; 5] = [
+    pub const ALL: [EventCategory; 7] = [
         EventCategory::Message,
         EventCategory::Connection,
         EventCategory::Mempool,
         EventCategory::Validation,
         EventCategory::Utxocache,
+        EventCategory::Log,
+        EventCategory::Rpc,
     ];
 
-    /// The name in event paths (the arm of `ebpf_extractor.ebpf`).
+    /// The name in event paths (the arm of `ebpf_extractor.ebpf`, or `log` and `rpc` for
+    /// the log and RPC extractors' messages).
     pub fn name(self) -> &'static str {
         match self {
             EventCategory::Message => "message",
@@ -444,6 +451,22 @@ impl EventCategory {
             EventCategory::Mempool => "mempool",
             EventCategory::Validation => "validation",
             EventCategory::Utxocache => "utxocache",
+            EventCategory::Log => "log",
+            EventCategory::Rpc => "rpc",
+        }
+    }
+
+    /// The protobuf message of the category's events, when it is not an arm of
+    /// `ebpf_extractor.ebpf`.
+    pub fn own_message(self) -> Option<&'static str> {
+        match self {
+            EventCategory::Log => Some("log_extractor.log"),
+            EventCategory::Rpc => Some("rpc_extractor.rpc"),
+            EventCategory::Message
+            | EventCategory::Connection
+            | EventCategory::Mempool
+            | EventCategory::Validation
+            | EventCategory::Utxocache => None,
         }
     }
 
@@ -455,6 +478,8 @@ impl EventCategory {
             EventCategory::Mempool => EventKind::Mempool,
             EventCategory::Validation => EventKind::Validation,
             EventCategory::Utxocache => EventKind::Utxocache,
+            EventCategory::Log => EventKind::LogExtractor,
+            EventCategory::Rpc => EventKind::Rpc,
         }
     }
 

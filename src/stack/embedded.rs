@@ -58,6 +58,9 @@ pub struct EmbeddedConfig {
     pub log_extractor: bool,
     /// Also run the RPC extractor on the node's RPC port (default true).
     pub rpc_extractor: bool,
+    /// The RPC extractor's two timers (default 10 s and 120 s, peer-observer's; rehearsals
+    /// poll faster so expectations can see changes within seconds).
+    pub rpc_intervals: (Duration, Duration),
 }
 
 impl EmbeddedConfig {
@@ -70,6 +73,7 @@ impl EmbeddedConfig {
             publisher: PublisherConfig::default(),
             log_extractor: true,
             rpc_extractor: true,
+            rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
         }
     }
 }
@@ -224,7 +228,11 @@ impl EmbeddedStack {
         let rpc =
             if self.config.rpc_extractor {
                 let (url, cookie) = self.rpc.clone();
-                let config = RpcConfig::new(url, RpcAuth::Cookie(cookie));
+                let config = RpcConfig {
+                    query_interval: self.config.rpc_intervals.0,
+                    query_interval_less_frequent: self.config.rpc_intervals.1,
+                    ..RpcConfig::new(url, RpcAuth::Cookie(cookie))
+                };
                 let rpc = RpcExtractor::start(config, publisher.clone(), shutdown.clone())
                     .map_err(|e| StackError::Start {
                         what: "RPC extractor".into(),

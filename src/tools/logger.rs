@@ -208,7 +208,16 @@ fn display_hex(base64: &str) -> Option<String> {
 /// Decodes an `event.Event` into JSON through the embedded descriptors (field names as in the
 /// .proto files, 64-bit integers as numbers, bytes as base64 as protobuf's JSON mapping says).
 pub fn decode_json(payload: &[u8]) -> Result<serde_json::Value, String> {
-    let descriptor = descriptor_pool()
+    decode_json_with(descriptor_pool(), payload)
+}
+
+/// [`decode_json`] with another schema (a recording's own, when it predates this peerlab's
+/// wire format).
+pub fn decode_json_with(
+    pool: &prost_reflect::DescriptorPool,
+    payload: &[u8],
+) -> Result<serde_json::Value, String> {
+    let descriptor = pool
         .get_message_by_name(EVENT_MESSAGE_NAME)
         .ok_or_else(|| "schema lacks event.Event".to_string())?;
     let message = DynamicMessage::decode(descriptor, payload).map_err(|e| e.to_string())?;

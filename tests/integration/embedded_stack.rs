@@ -33,7 +33,11 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
     let mut blocks = 0;
     let mut events = 0u64;
     let mut kinds = std::collections::BTreeSet::new();
-    let wanted = [EventKind::Rpc, EventKind::LogExtractor, EventKind::Validation];
+    let wanted = [
+        EventKind::Rpc,
+        EventKind::LogExtractor,
+        EventKind::Validation,
+    ];
     tokio::time::timeout(common::TIMEOUT, async {
         while blocks < BLOCKS || !wanted.iter().all(|k| kinds.contains(k)) {
             let message = subscriber.next().await.expect("subscription open");
@@ -53,7 +57,10 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
     common::assert_nothing_lost(&counters.ebpf);
     let (log, rpc) = (counters.log.clone(), counters.rpc.clone());
     assert!(log.is_some_and(|c| c.published > 0), "{counters:?}");
-    assert!(rpc.is_some_and(|c| c.rpc_errors.is_empty() && c.published > 0), "{counters:?}");
+    assert!(
+        rpc.is_some_and(|c| c.rpc_errors.is_empty() && c.published > 0),
+        "{counters:?}"
+    );
     assert_eq!(counters.bus.dropped(), 0, "{:?}", counters.bus);
     assert!(counters.ebpf.published >= BLOCKS, "{:?}", counters.ebpf);
     // Whatever the extractor published after the blocks (e.g. connection events) arrives

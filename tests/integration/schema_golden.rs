@@ -365,3 +365,119 @@ fn prost_encodes_default_valued_required_fields() {
     ];
     assert_golden(&Metadata::default(), &golden);
 }
+
+/// The log extractor's message after upstream c31e333: `threadname` (3), the oneof renumbered
+/// to 4..6 (here arm 6, `block_checked_log`), `log_level` (7) and `log_line_bytes` (8). The
+/// oneof's lowest tag is 4, so prost writes it after field 3 and before field 7.
+#[test]
+fn log_block_checked_with_the_new_fields() {
+    use peerlab::event::proto::log_extractor::{
+        log::LogEvent, BlockCheckedLog, Log, LogDebugCategory, LogLevel,
+    };
+    let event = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::LogExtractor(Log {
+            log_timestamp: 1_000_000,
+            category: LogDebugCategory::Validation as i32,
+            threadname: "msghand".into(),
+            log_event: Some(LogEvent::BlockCheckedLog(BlockCheckedLog {
+                block_hash: "aa".into(),
+                state: "bad-cb-amount".into(),
+                debug_message: "x".into(),
+            })),
+            log_level: LogLevel::Debug as i32,
+            log_line_bytes: 300,
+        })),
+    };
+    let golden = bytes(&[
+        &[0x22, 0x2C], // Event.log_extractor: field 4 LEN, 44 bytes
+        // log_timestamp: field 1 varint; 1_000_000 = 0xF4240 -> groups 0x40 0x04 0x3D
+        &[0x08, 0xC0, 0x84, 0x3D],
+        &[0x10, 0x1A], // category: field 2 varint, VALIDATION = 26
+        // threadname: field 3 LEN (0x1A), 7 bytes "msghand"
+        &[0x1A, 0x07, b'm', b's', b'g', b'h', b'a', b'n', b'd'],
+        &[0x32, 0x16], // block_checked_log: field 6 LEN (6 << 3 | 2 = 0x32), 22 bytes
+        &[0x0A, 0x02, b'a', b'a'], // block_hash: field 1 LEN "aa"
+        &[0x12, 0x0D], // state: field 2 LEN, 13 bytes
+        b"bad-cb-amount",
+        &[0x1A, 0x01, b'x'], // debug_message: field 3 LEN "x"
+        &[0x38, 0x03],       // log_level: field 7 varint (7 << 3 = 0x38), DEBUG = 3
+        // log_line_bytes: field 8 varint (0x40); 300 = 0x12C -> 0x2C|0x80, 0x02
+        &[0x40, 0xAC, 0x02],
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// The ipc extractor's `BlockTip` on arm 5 of `Event`.
+#[test]
+fn ipc_block_tip() {
+    use peerlab::event::proto::ipc_extractor::{ipc::IpcEvent, BlockTip, Ipc};
+    let event = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::IpcExtractor(Ipc {
+            ipc_event: Some(IpcEvent::BlockTip(BlockTip {
+                height: 101,
+                hash: vec![0xAB, 0xCD],
+            })),
+        })),
+    };
+    let golden = bytes(&[
+        &[0x2A, 0x08], // Event.ipc_extractor: field 5 LEN (5 << 3 | 2 = 0x2A), 8 bytes
+        &[0x0A, 0x06], // ipc.block_tip: field 1 LEN, 6 bytes
+        &[0x08, 0x65], // height: field 1 varint, int32 101
+        &[0x12, 0x02, 0xAB, 0xCD], // hash: field 2 LEN, 2 bytes
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// `rpc.estimate_smart_fee` (arm 12, new): a double (fixed64, wire type 1), an enum and a
+/// repeated string.
+#[test]
+fn rpc_estimate_smart_fee() {
+    use peerlab::event::proto::rpc_extractor::{EstimateSmartFee, FeeEstimateMode};
+    let event = Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+            rpc_event: Some(RpcEvent::EstimateSmartFee(EstimateSmartFee {
+                fee_rate: Some(1.5),
+                blocks: 2,
+                requested_blocks: 1,
+                mode: FeeEstimateMode::Conservative as i32,
+                errors: vec!["e".into()],
+            })),
+        })),
+    };
+    let golden = bytes(&[
+        &[0x12, 0x14], // Event.rpc_extractor: field 2 LEN, 20 bytes
+        &[0x62, 0x12], // rpc.estimate_smart_fee: field 12 LEN (12 << 3 | 2 = 0x62), 18 bytes
+        // fee_rate: field 1 fixed64 (0x09); 1.5 = 0x3FF8000000000000, little-endian
+        &[0x09, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F],
+        &[0x10, 0x02],       // blocks: field 2 varint 2
+        &[0x18, 0x01],       // requested_blocks: field 3 varint 1
+        &[0x20, 0x02],       // mode: field 4 varint, CONSERVATIVE = 2
+        &[0x2A, 0x01, b'e'], // errors: field 5 LEN "e"
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// The archive header (archive files only, never on NATS): `created` in seconds, and
+/// `low_data` written only when set.
+#[test]
+fn archive_header() {
+    use peerlab::event::proto::header::ArchiveHeader;
+    // created: field 1 varint; 1_700_000_000 = 0x6553F100 -> groups 0x00 0x62 0x4F 0x2A 0x06
+    let created = [0x08, 0x80, 0xE2, 0xCF, 0xAA, 0x06];
+    let header = ArchiveHeader {
+        created: 1_700_000_000,
+        low_data: None,
+    };
+    assert_golden(&header, &created);
+    let low_data = ArchiveHeader {
+        low_data: Some(true),
+        ..header
+    };
+    assert_golden(&low_data, &bytes(&[&created, &[0x10, 0x01]])); // low_data: field 2 varint 1
+}

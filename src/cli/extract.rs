@@ -13,6 +13,7 @@ use peerlab::extractors::ebpf::{
 };
 use peerlab::extractors::log::follow::Start;
 use peerlab::extractors::log::{LogConfig, LogExtractor};
+use peerlab::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
 use peerlab::extractors::rpc::{RpcConfig, RpcExtractor, RpcMethod};
 use peerlab::extractors::Extractor;
 use peerlab::node::RpcAuth;
@@ -73,6 +74,47 @@ pub enum ExtractorCommand {
         #[arg(long, default_value_t = 2, value_parser = ring_mib(1))]
         event_ring_mib: u32,
         /// Seconds between counter reports (drops are logged when non-zero).
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
+        stats_interval: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+    /// Be a peer the node dials and publish what it learns (subject `p2p-extractor`).
+    ///
+    /// Listens for the node's connection (start bitcoind with -addnode=<this address>, or
+    /// `bitcoin-cli addnode <address> onetry`), completes the v1 handshake, pings every
+    /// --ping-interval with the time as nonce and publishes the ping durations (the node's
+    /// message-processing delay), and the addr/addrv2, inv and feefilter announcements the
+    /// node sends. peer-observer's p2p-extractor.
+    P2p {
+        /// Where to listen for the node (loopback by default).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9333")]
+        p2p_address: std::net::SocketAddr,
+        /// The node's network: mainnet, testnet3, testnet4, signet or regtest (the message
+        /// magic).
+        #[arg(long, value_name = "NETWORK", default_value = "mainnet")]
+        p2p_network: P2pNetwork,
+        /// Seconds between pings.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = whole_seconds())]
+        ping_interval: u64,
+        /// Do not ping (no ping_duration events).
+        #[arg(long)]
+        disable_ping: bool,
+        /// Do not publish addr/addrv2 announcements.
+        #[arg(long)]
+        disable_addrv2: bool,
+        /// Do not publish inv announcements.
+        #[arg(long)]
+        disable_invs: bool,
+        /// Do not publish feefilter announcements.
+        #[arg(long)]
+        disable_feefilter: bool,
+        /// Seconds between counter reports.
         #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
         stats_interval: u64,
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
@@ -388,6 +430,40 @@ impl ExtractArgs {
                     connect_errors = counters.rpc_connect_errors,
                     "RPC calls made"
                 );
+                Ok(())
+            }
+            ExtractorCommand::P2p {
+                p2p_address,
+                p2p_network,
+                ping_interval,
+                disable_ping,
+                disable_addrv2,
+                disable_invs,
+                disable_feefilter,
+                stats_interval,
+                duration,
+                nats,
+                subjects,
+            } => {
+                let config = P2pConfig {
+                    listen: p2p_address,
+                    ping_interval: Duration::from_secs(ping_interval.max(1)),
+                    ping: !disable_ping,
+                    addrv2: !disable_addrv2,
+                    invs: !disable_invs,
+                    feefilter: !disable_feefilter,
+                    report_period: Duration::from_secs(stats_interval.max(1)),
+                    ..P2pConfig::new(p2p_network)
+                };
+                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
+                let counters = run_extractor::<P2pExtractor>(
+                    config,
+                    &nats.to_options(),
+                    subjects.scheme(),
+                    shutdown,
+                )
+                .await?;
+                tracing::info!(connections = counters.p2p_connections, "node connections");
                 Ok(())
             }
             ExtractorCommand::Log {

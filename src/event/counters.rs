@@ -54,6 +54,9 @@ pub struct ExtractorCounters {
     /// Failed reads of the source (retried).
     #[serde(default)]
     pub read_errors: u64,
+    /// P2P extractor: connections the node made to it.
+    #[serde(default)]
+    pub p2p_connections: u64,
     /// RPC extractor: per RPC method (`getpeerinfo`, ...), calls whose result was fetched,
     /// converted and handed to the publisher (`estimatesmartfee` counts each target/mode).
     #[serde(default)]

@@ -15,6 +15,7 @@ mod hostile_input;
 mod log_extractor;
 mod logger_cli;
 mod nix_files;
+mod p2p_extractor;
 mod peer;
 mod peer_behaviours;
 mod record_replay;

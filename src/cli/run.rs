@@ -19,7 +19,7 @@ use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
 
 /// Run the live pipeline on the embedded default: a private nats-server and a regtest
-/// bitcoind, exercised with blocks and transactions, observed by the eBPF, log and RPC extractors,
+/// bitcoind, exercised with blocks and transactions, observed by the eBPF, log, RPC and P2P extractors,
 /// and every event printed by the logger.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -40,6 +40,9 @@ pub struct RunArgs {
     /// Do not run the RPC extractor on the node's RPC port.
     #[arg(long)]
     pub no_rpc_extractor: bool,
+    /// Do not run the P2P extractor (a peer the node dials).
+    #[arg(long)]
+    pub no_p2p_extractor: bool,
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -66,6 +69,7 @@ impl RunArgs {
             scheme: scheme.clone(),
             log_extractor: !self.no_log_extractor,
             rpc_extractor: !self.no_rpc_extractor,
+            p2p_extractor: !self.no_p2p_extractor,
             ..EmbeddedConfig::new(installation)
         })
         .await

@@ -2,7 +2,9 @@
 //!
 //! A private nats-server, a regtest bitcoind on a datadir that survives restarts, the
 //! publisher, the eBPF extractor following that datadir's pid file, the log extractor
-//! following its `debug.log` and the RPC extractor polling its RPC port with its cookie. `peerlab run`,
+//! following its `debug.log`, the RPC extractor polling its RPC port with its cookie, and the
+//! P2P extractor listening on a free loopback port that the node is told to dial (`addnode`,
+//! v1 transport). `peerlab run`,
 //! `peerlab rehearse` and the tests all compose it here, in two phases, because each wants
 //! something done between them: the servers first ([`EmbeddedStack::start`]), then
 //! whatever must happen before the first event (subscribe a logger or recorder, mine
@@ -31,9 +33,10 @@ use crate::bus::{NatsOptions, Publisher, PublisherConfig, StatsSnapshot, Subject
 use crate::event::counters::ExtractorCounters;
 use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
 use crate::extractors::log::{LogConfig, LogExtractor};
+use crate::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
 use crate::extractors::rpc::{RpcConfig, RpcExtractor};
 use crate::extractors::Extractor;
-use crate::node::{Installation, RegtestConfig, RegtestNode, RpcAuth};
+use crate::node::{Installation, NodeRpc as _, RegtestConfig, RegtestNode, RemoteNode, RpcAuth};
 use crate::shutdown::Shutdown;
 
 /// How long the extractor may take to trace the node.
@@ -58,6 +61,10 @@ pub struct EmbeddedConfig {
     pub log_extractor: bool,
     /// Also run the RPC extractor on the node's RPC port (default true).
     pub rpc_extractor: bool,
+    /// Also run the P2P extractor, dialed by the node (default true).
+    pub p2p_extractor: bool,
+    /// The P2P extractor's ping interval (default 10 s, peer-observer's).
+    pub p2p_ping_interval: Duration,
     /// The RPC extractor's two timers (default 10 s and 120 s, peer-observer's; rehearsals
     /// poll faster so expectations can see changes within seconds).
     pub rpc_intervals: (Duration, Duration),
@@ -73,6 +80,8 @@ impl EmbeddedConfig {
             publisher: PublisherConfig::default(),
             log_extractor: true,
             rpc_extractor: true,
+            p2p_extractor: true,
+            p2p_ping_interval: Duration::from_secs(10),
             rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
         }
     }
@@ -98,6 +107,7 @@ struct Observer {
     ebpf: EbpfExtractor,
     log: Option<LogExtractor>,
     rpc: Option<RpcExtractor>,
+    p2p: Option<P2pExtractor>,
     publisher: Arc<Publisher>,
 }
 
@@ -110,6 +120,8 @@ pub struct StackCounters {
     pub log: Option<ExtractorCounters>,
     /// The RPC extractor's final counters (`None` when it did not run).
     pub rpc: Option<ExtractorCounters>,
+    /// The P2P extractor's final counters (`None` when it did not run).
+    pub p2p: Option<ExtractorCounters>,
     /// The publisher's final counters: `sent` is what the server confirmed.
     pub bus: StatsSnapshot,
 }
@@ -117,7 +129,7 @@ pub struct StackCounters {
 impl StackCounters {
     /// Events all extractors handed to the publisher.
     pub fn events_published(&self) -> u64 {
-        let others = [&self.log, &self.rpc];
+        let others = [&self.log, &self.rpc, &self.p2p];
         self.ebpf.published
             + others
                 .iter()
@@ -192,8 +204,8 @@ impl EmbeddedStack {
         &self.pid_file
     }
 
-    /// Connects the publisher, starts the extractors on the node (eBPF, and the log and RPC
-    /// extractors unless turned off), and waits (bounded) until the eBPF extractor traces the running
+    /// Connects the publisher, starts the extractors on the node (eBPF, and the log, RPC and
+    /// P2P extractors unless turned off), and waits (bounded) until the eBPF extractor traces the running
     /// process. The extractors also stop when `shutdown` fires.
     pub async fn observe(&mut self, shutdown: &Shutdown) -> Result<Arc<Publisher>, StackError> {
         let publisher = Arc::new(
@@ -242,14 +254,58 @@ impl EmbeddedStack {
             } else {
                 None
             };
+        let p2p = if self.config.p2p_extractor {
+            Some(self.start_p2p(&publisher, shutdown).await?)
+        } else {
+            None
+        };
         self.observer = Some(Observer {
             ebpf,
             log,
             rpc,
+            p2p,
             publisher: publisher.clone(),
         });
         wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
         Ok(publisher)
+    }
+
+    /// Starts the P2P extractor on a free loopback port and has the node dial it: `addnode
+    /// add` (redialled if the connection drops) with v1 transport, which is all the
+    /// extractor speaks.
+    async fn start_p2p(
+        &self,
+        publisher: &Arc<Publisher>,
+        shutdown: &Shutdown,
+    ) -> Result<P2pExtractor, StackError> {
+        let config = P2pConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            ping_interval: self.config.p2p_ping_interval,
+            ..P2pConfig::new(P2pNetwork::Regtest)
+        };
+        let p2p =
+            P2pExtractor::start(config, publisher.clone(), shutdown.clone()).map_err(|e| {
+                StackError::Start {
+                    what: "P2P extractor".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let (url, cookie) = self.rpc.clone();
+        let address = p2p.local_addr().to_string();
+        tokio::task::spawn_blocking(move || {
+            let node = RemoteNode::connect(&url, &RpcAuth::Cookie(cookie))?;
+            node.rpc::<serde_json::Value>(
+                "addnode",
+                &[
+                    serde_json::json!(address),
+                    serde_json::json!("add"),
+                    serde_json::json!(false),
+                ],
+            )
+        })
+        .await
+        .map_err(StackError::join("addnode"))??;
+        Ok(p2p)
     }
 
     /// The extractor's live counters (after [`observe`](Self::observe)).
@@ -274,6 +330,12 @@ impl EmbeddedStack {
             if let Some(rpc) = observer.rpc {
                 counters.rpc = Some(rpc.stop().await.map_err(|e| StackError::Task {
                     what: "RPC extractor",
+                    reason: e.to_string(),
+                })?);
+            }
+            if let Some(p2p) = observer.p2p {
+                counters.p2p = Some(p2p.stop().await.map_err(|e| StackError::Task {
+                    what: "P2P extractor",
                     reason: e.to_string(),
                 })?);
             }

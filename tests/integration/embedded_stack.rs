@@ -1,5 +1,5 @@
 //! The embedded stack (`peerlab::stack::EmbeddedStack`), the composition `run` and
-//! `rehearse` share: the eBPF, log and RPC extractors all publish, every event reaches a
+//! `rehearse` share: the eBPF, log, RPC and P2P extractors all publish, every event reaches a
 //! subscriber that came before the observer, the stack stops in order (the extractor's last events are sent
 //! before the publisher closes), and its final counters agree with what was received.
 

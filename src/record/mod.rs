@@ -12,15 +12,20 @@
 //! cut is.
 
 pub mod anonymize;
+pub mod archive;
+pub mod convert;
 pub mod format;
 pub mod inspect;
 mod reader;
 pub mod recorder;
 pub mod replayer;
+mod source;
 mod writer;
 
+pub use archive::{ArchiveOptions, ArchiveReader, ArchiveWriter};
 pub use reader::{
     read_recording, RecordedMessage, Recording, RecordingError, RecordingStream, Truncation,
     MAX_CHUNK_BYTES,
 };
+pub use source::RecordingSource;
 pub use writer::{RecordingWriter, WriterStats};

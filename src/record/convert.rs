@@ -57,8 +57,8 @@ pub struct ConvertSummary {
 }
 
 enum Sink {
-    Mcap(RecordingWriter),
-    Archive(ArchiveWriter),
+    Mcap(Box<RecordingWriter>),
+    Archive(Box<ArchiveWriter>),
 }
 
 impl Sink {
@@ -109,12 +109,15 @@ pub fn convert(options: &ConvertOptions) -> Result<ConvertSummary, RecordingErro
         ..ConvertSummary::default()
     };
     let mut sink = if to_archive {
-        Sink::Archive(ArchiveWriter::create(output, options.compression_level)?)
+        Sink::Archive(Box::new(ArchiveWriter::create(
+            output,
+            options.compression_level,
+        )?))
     } else {
-        Sink::Mcap(RecordingWriter::create(
+        Sink::Mcap(Box::new(RecordingWriter::create(
             output,
             &mcap_metadata(&source, input, &options.arguments),
-        )?)
+        )?))
     };
     let bar = progress(source.file_bytes(), input);
     let mut failure = None;

@@ -80,7 +80,7 @@ pub enum RecordFormat {
 /// The files being written.
 enum Output {
     Mcap {
-        writer: RecordingWriter,
+        writer: Box<RecordingWriter>,
         files: FileSequence,
         metadata: BTreeMap<String, String>,
         done: Vec<PathBuf>,
@@ -99,7 +99,7 @@ impl Output {
                     &options.output,
                     options.rotate_bytes.is_some() || options.rotate_after.is_some(),
                 );
-                let writer = RecordingWriter::create(&files.next_path(), &metadata)?;
+                let writer = Box::new(RecordingWriter::create(&files.next_path(), &metadata)?);
                 Output::Mcap {
                     writer,
                     files,
@@ -151,7 +151,7 @@ impl Output {
                 done,
             } => {
                 let next = RecordingWriter::create(&files.next_path(), metadata)?;
-                let full = std::mem::replace(writer, next);
+                let full = std::mem::replace(writer, Box::new(next));
                 done.push(full.path().to_path_buf());
                 full.finish()?;
                 Ok(())

@@ -770,3 +770,128 @@ fn inspect_and_cat_read_archives() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// f. `peerlab record --format archive`, the binary, against a real nats-server
+
+/// The archive files under `dir` starting with `base.`, sorted by name (= by time).
+fn archive_files(dir: &Path, base: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{base}.")))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every event readable in `files` so far (a file being written may end in a cut).
+fn events_in(files: &[PathBuf]) -> Vec<(String, Vec<u8>)> {
+    let mut events = Vec::new();
+    for file in files {
+        if let Ok(reader) = ArchiveReader::open(file) {
+            events.extend(
+                reader
+                    .map_while(Result::ok)
+                    .map(|m| (m.subject.to_string(), m.data)),
+            );
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_command_writes_rotated_archives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let base = dir.path().join("archive");
+    // --rotate-mib belongs to MCAP.
+    let out = peerlab(&[
+        "record",
+        "--format",
+        "archive",
+        "--rotate-mib",
+        "1",
+        "-o",
+        s(&base),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-file-size"));
+
+    let nats = NatsServer::start(&common::nats_server()).expect("nats");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args([
+            "record",
+            "--format",
+            "archive",
+            "--compression-level",
+            "0",
+            "--max-file-size",
+            "2000",
+            "-o",
+            s(&base),
+            "--nats-address",
+            &nats.url(),
+        ])
+        .env_remove("PEERLAB_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("peerlab record starts");
+    // The first file is created once the subscription is in place.
+    tokio::time::timeout(common::TIMEOUT, async {
+        while archive_files(dir.path(), "archive").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the recorder creates its first archive");
+    let expected = sample_events(200);
+    let publisher = common::local_publisher(&nats.url()).await;
+    for (subject, bytes) in &expected {
+        assert!(publisher.publish_raw(subject, Bytes::from(bytes.clone())));
+    }
+    publisher.close(common::TIMEOUT).await;
+    // Written data is flushed every second.
+    tokio::time::timeout(common::TIMEOUT, async {
+        while events_in(&archive_files(dir.path(), "archive")).len() < expected.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("every event reaches the archives");
+    let pid = child.id().expect("running") as i32;
+    // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let output = tokio::time::timeout(common::TIMEOUT, child.wait_with_output())
+        .await
+        .expect("the recorder stops on SIGTERM")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("recording finished"), "{stderr}");
+
+    let files = archive_files(dir.path(), "archive");
+    assert!(files.len() > 3, "rotated at 2000 bytes: {files:?}");
+    for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.ends_with(".bin") && !name.ends_with(".bin.zst"),
+            "{name}"
+        );
+        let (reader, _) = read_all(file);
+        assert!(reader.truncated().is_none(), "{name} was closed cleanly");
+        assert!(
+            std::fs::metadata(file).unwrap().len() < 2000 + 1024,
+            "{name}"
+        );
+    }
+    assert!(
+        events_in(&files) == expected,
+        "the archives hold every event in order"
+    );
+}

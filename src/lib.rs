@@ -56,7 +56,9 @@
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);
 //!    replay streams them back ([`record::RecordingStream`], one chunk in memory at a time)
 //!    and publishes through the same [`bus::Publisher`] real extractors use, so tools cannot
-//!    tell a replay from live traffic.
+//!    tell a replay from live traffic. peer-observer's archive files (`.bin`, `.bin.zst`)
+//!    are a second format, read and written ([`record::archive`]); replay, inspect, cat and
+//!    `convert` take either ([`record::RecordingSource`]).
 //!
 //! 9. **[`stack`]: composition.** [`stack::EmbeddedStack`] starts a private nats-server, a
 //!    regtest node, the publisher and the eBPF extractor in order and stops them in reverse;

@@ -45,6 +45,7 @@ pub enum Command {
     Replay(record::ReplayArgs),
     Inspect(record::InspectArgs),
     Cat(record::CatArgs),
+    Convert(record::ConvertArgs),
     Rehearse(rehearse::RehearseArgs),
     Tools(tools::ToolsArgs),
 }
@@ -63,6 +64,7 @@ impl Command {
                 Command::Replay(args) => args.run().await,
                 Command::Inspect(args) => args.run(),
                 Command::Cat(args) => args.run(),
+                Command::Convert(args) => args.run(),
                 Command::Rehearse(args) => args.run().await,
                 Command::Tools(args) => args.run().await,
             }

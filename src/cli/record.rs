@@ -1,4 +1,5 @@
-//! `peerlab record`, `replay`, `inspect` and `cat`: recordings.
+//! `peerlab record`, `replay`, `inspect`, `cat` and `convert`: recordings (MCAP) and
+//! peer-observer archives (`.bin`, `.bin.zst`), told apart by the file name.
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -8,29 +9,53 @@ use anyhow::Context as _;
 use peerlab::bus::{Publisher, PublisherConfig, SubjectScheme};
 use peerlab::event::descriptor_pool;
 use peerlab::event::EventKind;
+use peerlab::record::archive::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE};
 use peerlab::record::inspect::{cat_line_with, recording_schema, render_text, summarize_file};
-use peerlab::record::RecordingStream;
+use peerlab::record::RecordingSource;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
 use super::values::{recording_offset, speed_factor, whole_seconds};
 
-/// Record events from NATS into an MCAP file (schema `event.Event`, protobuf).
+/// Record events from NATS into an MCAP file (default) or peer-observer archive files.
 ///
-/// One channel per subject, zstd chunks with indexes and statistics (opens in Foxglove and
-/// the `mcap` CLI). A chunk is flushed every second, so a killed recorder loses at most 1 s.
+/// MCAP (`--format mcap`): schema `event.Event`, protobuf; one channel per subject, zstd
+/// chunks with indexes and statistics (opens in Foxglove and the `mcap` CLI); keeps each
+/// message's subject and receive time, and the extractors' counter snapshots. A chunk is
+/// flushed every second, so a killed recorder loses at most 1 s.
+///
+/// Archive (`--format archive`): the files peer-observer's `archiver` writes and its
+/// `replayer` reads: an `ArchiveHeader` then each event, length-delimited, in one zstd
+/// stream (`.bin.zst`) or raw (`.bin`, `--compression-level 0`). Events only: subjects are
+/// rebuilt from the events when read, times are the events' own timestamps. Files are
+/// `FILE.<YYYYMMDD-HHMMSS-mmm UTC>.bin[.zst]`, a new one when `--max-file-size` is reached.
+/// Written data is flushed every second.
 #[derive(Debug, clap::Args)]
 pub struct RecordArgs {
-    /// Output file (with rotation: FILE-0001.mcap, FILE-0002.mcap, ...).
+    /// MCAP: the output file (with rotation: FILE-0001.mcap, FILE-0002.mcap, ...).
+    /// Archive: the base name, e.g. `/data/archive` for `/data/archive.<time>.bin.zst`.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: PathBuf,
+    /// File format: `mcap` (peerlab recording) or `archive` (peer-observer archiver files).
+    #[arg(long, value_enum, default_value_t = Format::Mcap)]
+    pub format: Format,
+    /// Archive: zstd level 1 to 22 (`.bin.zst`), or 0 for raw `.bin` files.
+    /// peer-observer's archiver defaults to 22 (smaller, much slower).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COMPRESSION_LEVEL,
+          value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub compression_level: i32,
+    /// Archive: start a new file once this many bytes were written to the current one
+    /// (compressed bytes when compressing), checked after each event.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_SIZE,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_file_size: u64,
     /// Only these subjects (NATS patterns allowed; repeatable). Default: every event subject.
     #[arg(long = "subject", value_name = "SUBJECT")]
     pub subjects: Vec<String>,
     /// Only these event kinds (netmsg, netconn, mempool, validation, ...), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub kind: Vec<EventKind>,
-    /// Start a new file after this many MiB of events (1 to 1048576, i.e. 1 TiB).
+    /// MCAP: start a new file after this many MiB of events (1 to 1048576, i.e. 1 TiB).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
     pub rotate_mib: Option<u64>,
     /// Start a new file after this many seconds.
@@ -55,9 +80,25 @@ pub struct RecordArgs {
 impl RecordArgs {
     /// Records until Ctrl-C, SIGTERM or `--duration`, then logs where it wrote.
     pub async fn run(self) -> anyhow::Result<()> {
-        use peerlab::record::recorder::{AnonymizeKey, RecordOptions};
+        use peerlab::record::recorder::{AnonymizeKey, RecordFormat, RecordOptions};
+        use peerlab::record::ArchiveOptions;
+        let format = match self.format {
+            Format::Mcap => RecordFormat::Mcap,
+            Format::Archive => {
+                if self.rotate_mib.is_some() {
+                    anyhow::bail!(
+                        "--rotate-mib is for MCAP recordings; archives rotate by --max-file-size"
+                    );
+                }
+                RecordFormat::Archive(ArchiveOptions {
+                    compression_level: self.compression_level,
+                    max_file_size: self.max_file_size,
+                })
+            }
+        };
         let options = RecordOptions {
             output: self.output,
+            format,
             subjects: self.subjects,
             kinds: self.kind,
             rotate_bytes: self.rotate_mib.map(|m| m << 20),
@@ -103,10 +144,23 @@ impl RecordArgs {
     }
 }
 
+/// The file format `peerlab record` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// peerlab's MCAP recording.
+    Mcap,
+    /// peer-observer archive files (`.bin.zst`, or `.bin` with `--compression-level 0`).
+    Archive,
+}
+
 /// Publish recorded events to NATS at the recorded pacing (times --speed).
+///
+/// Reads MCAP recordings and peer-observer archives (`.bin`, `.bin.zst`; chosen by the
+/// name). Archives are paced by the events' own timestamps and published on the flat
+/// subject of each event's kind.
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// Recordings, replayed one after another.
+    /// Recordings or archives, replayed one after another.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Pacing factor: 1 = as recorded, 2 = twice as fast, 0 = as fast as possible
@@ -195,9 +249,12 @@ impl ReplayArgs {
 }
 
 /// Summarise a recording: time span, counts and rates per subject and kind, top peers.
+///
+/// Takes MCAP recordings and peer-observer archives (`.bin`, `.bin.zst`); for an archive the
+/// metadata is its header (created, low_data) and times are the events' timestamps.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The recording.
+    /// The recording or archive.
     pub file: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -221,9 +278,12 @@ impl InspectArgs {
 }
 
 /// Print every event of a recording as a JSON line.
+///
+/// Takes MCAP recordings and peer-observer archives (`.bin`, `.bin.zst`); for an archive
+/// `subject` is rebuilt from the event and both times are its timestamp.
 #[derive(Debug, clap::Args)]
 pub struct CatArgs {
-    /// The recording.
+    /// The recording or archive.
     pub file: PathBuf,
 }
 
@@ -231,7 +291,7 @@ impl CatArgs {
     /// Prints every message as a JSON line; what comes before damage is printed, then the
     /// error ends the output.
     pub fn run(self) -> anyhow::Result<()> {
-        let mut stream = RecordingStream::open(&self.file)?;
+        let mut stream = RecordingSource::open(&self.file)?;
         // A recording made before a wire-format change is shown as it was written.
         let own_schema = recording_schema(stream.descriptor_set());
         if own_schema.is_some() {
@@ -268,6 +328,59 @@ impl CatArgs {
                 t.reason
             );
         }
+        Ok(())
+    }
+}
+
+/// Convert between MCAP recordings and peer-observer archives, by OUT's name.
+///
+/// OUT ending in `.bin.zst` (zstd) or `.bin` (raw) is written as an archive, anything else
+/// as MCAP; IN is read likewise. Streams (bounded memory, progress on stderr); every event
+/// keeps its bytes. Archives hold events only: counter snapshots are left out, and subjects
+/// come back as each event's flat subject. A truncated input converts what it holds.
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// The recording or archive to read.
+    #[arg(value_name = "IN")]
+    pub input: PathBuf,
+    /// The file to write: `.bin.zst` / `.bin` = archive, else MCAP.
+    #[arg(value_name = "OUT")]
+    pub output: PathBuf,
+    /// zstd level (1 to 22) of a `.bin.zst` output.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COMPRESSION_LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=22))]
+    pub compression_level: i32,
+}
+
+impl ConvertArgs {
+    /// Converts, then logs a one-line summary (and a warning for a truncated input).
+    pub fn run(self) -> anyhow::Result<()> {
+        let options = peerlab::record::convert::ConvertOptions {
+            input: self.input,
+            output: self.output,
+            compression_level: self.compression_level,
+            arguments: peerlab::secret::command_line(),
+        };
+        let summary = peerlab::record::convert::convert(&options).context("conversion failed")?;
+        if let Some(t) = &summary.truncated {
+            tracing::warn!(
+                "{}: truncated at offset {}: {}; converted what was complete",
+                options.input.display(),
+                t.offset,
+                t.reason
+            );
+        }
+        tracing::info!(
+            events = summary.events,
+            left_out = summary.left_out,
+            payload_mib = format!("{:.2}", summary.payload_bytes as f64 / (1 << 20) as f64),
+            output_bytes = summary.output_bytes,
+            "converted {} ({}) -> {} ({})",
+            options.input.display(),
+            summary.input_format,
+            options.output.display(),
+            summary.output_format
+        );
         Ok(())
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! A [`Summarizer`] takes messages one at a time (pure, no I/O) and builds a [`Summary`];
 //! [`render_text`] and the `Serialize` impl present it. [`cat_line`] is one message as a
-//! JSON line; [`summarize_file`] runs a [`Summarizer`] over a [`RecordingStream`]. The two
+//! JSON line; [`summarize_file`] runs a [`Summarizer`] over a [`RecordingSource`] (MCAP or
+//! peer-observer archive; for an archive `log_time` is the event's timestamp and the
+//! metadata is its header). The two
 //! commands (in the binary) only glue these to stdout, so memory stays bounded by one chunk
 //! (plus one counter per distinct peer) whatever the file's size.
 //!
@@ -20,7 +22,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, ReflectMessage as _, Value a
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{RecordedMessage, Recording, RecordingError, RecordingStream};
+use super::{RecordedMessage, Recording, RecordingError, RecordingSource};
 use crate::event::counters::ExtractorCounters;
 use crate::event::{descriptor_pool, DESCRIPTOR_SET, EVENT_MESSAGE_NAME};
 use crate::tools::logger::decode_json_with;
@@ -46,6 +48,9 @@ pub struct Summary {
     pub truncated: Option<TruncationInfo>,
     /// `metadata`: the `peerlab.recording` metadata record (`peerlab_version`, `node`,
     /// `subject_scheme`, `nats`, `arguments`, `started_at_ns`); `{}` for other tools' files.
+    /// For a peer-observer archive: `format` (`peer-observer archive`), `compression`
+    /// (`zstd`/`none`), `created` (header, seconds), `created_utc`, `low_data`, and when
+    /// frames were skipped `skipped_undecodable` / `skipped_unroutable`.
     pub metadata: BTreeMap<String, String>,
     /// `messages`: every message, events and stats snapshots.
     pub messages: u64,
@@ -145,10 +150,10 @@ pub struct DropCounters {
     pub dropped_by_probe: BTreeMap<String, u64>,
 }
 
-/// The capinfos-like summary of the recording at `path`, read as a stream (one chunk in
-/// memory at a time).
+/// The capinfos-like summary of the recording at `path` (MCAP, or a peer-observer archive
+/// by its `.bin`/`.bin.zst` name), read as a stream (one chunk or frame in memory at a time).
 pub fn summarize_file(path: &Path) -> Result<Summary, RecordingError> {
-    let mut stream = RecordingStream::open(path)?;
+    let mut stream = RecordingSource::open(path)?;
     let mut summarizer = Summarizer::default();
     for message in &mut stream {
         summarizer.add(&message?);
@@ -543,6 +548,32 @@ pub fn render_text(s: &Summary) -> String {
 }
 
 fn metadata_lines(metadata: &BTreeMap<String, String>) -> Vec<String> {
+    if metadata.get(super::archive::FORMAT_KEY).map(String::as_str)
+        == Some(super::archive::ARCHIVE_FORMAT)
+    {
+        let get = |key: &str| metadata.get(key).map(String::as_str).unwrap_or("?");
+        let mut lines = vec![
+            format!(
+                "format:        peer-observer archive (compression: {})",
+                get("compression")
+            ),
+            format!(
+                "created:       {} ({} s, header)",
+                get("created_utc"),
+                get("created")
+            ),
+            format!("low_data:      {}", get("low_data")),
+            "times:         event timestamps (archives keep no receive time)".to_string(),
+        ];
+        if metadata.contains_key("skipped_undecodable") {
+            lines.push(format!(
+                "skipped:       {} frames not an event.Event, {} events with no known arm",
+                get("skipped_undecodable"),
+                get("skipped_unroutable")
+            ));
+        }
+        return lines;
+    }
     if metadata.is_empty() {
         return vec!["recorded by:   unknown (no peerlab.recording metadata)".to_string()];
     }

@@ -101,6 +101,15 @@ pub enum RecordingError {
         /// Bytes it may use.
         budget: u64,
     },
+    /// A peer-observer archive without its header frame (empty, cut inside the header, or
+    /// starting with something that is not an `ArchiveHeader`).
+    #[error("{}: invalid archive, missing header: {reason}", path.display())]
+    MissingHeader {
+        /// The file.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
     /// Writing failed.
     #[error("{}: cannot write: {reason}", path.display())]
     Write {
@@ -189,7 +198,7 @@ pub fn read_recording(path: &Path) -> Result<Recording, RecordingError> {
 }
 
 /// What a path is when it is not a regular file, for the error.
-fn not_a_file(file_type: std::fs::FileType) -> &'static str {
+pub(crate) fn not_a_file(file_type: std::fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt as _;
     if file_type.is_dir() {
         "a directory"

@@ -1,4 +1,9 @@
 //! The recorder loop: bus -> recording file(s), with rotation and a live status line.
+//!
+//! Two formats ([`RecordFormat`]): peerlab's MCAP (default; events and counter snapshots,
+//! receive time and subject kept) or peer-observer archives (events only, as the archiver
+//! writes them: `<output>.<YYYYMMDD-HHMMSS-mmm>.bin[.zst]`, rotated by written bytes; no
+//! subject, no receive time, no metadata).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +14,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::anonymize::Anonymizer;
+use super::archive::{ArchiveOptions, ArchiveWriter};
 use super::format::is_stats_subject;
-use super::{RecordingError, RecordingWriter};
+use super::{RecordingError, RecordingWriter, WriterStats};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::{peek_timestamp, EventKind};
 use crate::shutdown::Shutdown;
@@ -18,13 +24,18 @@ use crate::shutdown::Shutdown;
 /// What to record.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
-    /// Output file; with rotation the files are `<stem>-0001.<ext>`, `<stem>-0002.<ext>`, ...
+    /// MCAP: the output file; with rotation the files are `<stem>-0001.<ext>`,
+    /// `<stem>-0002.<ext>`, ... Archive: the base name, files are
+    /// `<output>.<YYYYMMDD-HHMMSS-mmm>.bin[.zst]`.
     pub output: PathBuf,
+    /// The file format.
+    pub format: RecordFormat,
     /// Subject patterns (default: every event subject of the scheme).
     pub subjects: Vec<String>,
     /// Only these kinds (default: all).
     pub kinds: Vec<EventKind>,
-    /// Rotate after this many payload bytes.
+    /// Rotate after this many payload bytes (MCAP; archives rotate by
+    /// [`ArchiveOptions::max_file_size`]).
     pub rotate_bytes: Option<u64>,
     /// Rotate after this long.
     pub rotate_after: Option<Duration>,
@@ -43,6 +54,7 @@ impl RecordOptions {
     pub fn new(output: impl Into<PathBuf>, arguments: Vec<String>) -> RecordOptions {
         RecordOptions {
             output: output.into(),
+            format: RecordFormat::Mcap,
             subjects: Vec::new(),
             kinds: Vec::new(),
             rotate_bytes: None,
@@ -50,6 +62,114 @@ impl RecordOptions {
             duration: None,
             arguments,
             anonymize: None,
+        }
+    }
+}
+
+/// The format a recorder writes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RecordFormat {
+    /// peerlab's MCAP recording (see [`super::format`]).
+    #[default]
+    Mcap,
+    /// peer-observer archive files (see [`super::archive`]); counter snapshots are not
+    /// recorded (they are not events).
+    Archive(ArchiveOptions),
+}
+
+/// The files being written.
+enum Output {
+    Mcap {
+        writer: Box<RecordingWriter>,
+        files: FileSequence,
+        metadata: BTreeMap<String, String>,
+        done: Vec<PathBuf>,
+    },
+    Archive(ArchiveWriter),
+}
+
+impl Output {
+    fn create(
+        options: &RecordOptions,
+        metadata: BTreeMap<String, String>,
+    ) -> Result<Output, RecordingError> {
+        Ok(match &options.format {
+            RecordFormat::Mcap => {
+                let mut files = FileSequence::new(
+                    &options.output,
+                    options.rotate_bytes.is_some() || options.rotate_after.is_some(),
+                );
+                let writer = Box::new(RecordingWriter::create(&files.next_path(), &metadata)?);
+                Output::Mcap {
+                    writer,
+                    files,
+                    metadata,
+                    done: Vec::new(),
+                }
+            }
+            RecordFormat::Archive(archive) => {
+                Output::Archive(ArchiveWriter::rotating(&options.output, archive.clone())?)
+            }
+        })
+    }
+
+    fn write(
+        &mut self,
+        subject: &str,
+        log_time: u64,
+        publish_time: u64,
+        payload: &[u8],
+    ) -> Result<(), RecordingError> {
+        match self {
+            Output::Mcap { writer, .. } => writer.write(subject, log_time, publish_time, payload),
+            Output::Archive(writer) => writer.write(payload),
+        }
+    }
+
+    fn flush_if_due(&mut self) -> Result<(), RecordingError> {
+        match self {
+            Output::Mcap { writer, .. } if writer.flush_due() => writer.flush(),
+            Output::Archive(writer) if writer.flush_due() => writer.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counters of the current file.
+    fn file_stats(&self) -> WriterStats {
+        match self {
+            Output::Mcap { writer, .. } => writer.stats(),
+            Output::Archive(writer) => writer.file_stats(),
+        }
+    }
+
+    fn rotate(&mut self) -> Result<(), RecordingError> {
+        match self {
+            Output::Mcap {
+                writer,
+                files,
+                metadata,
+                done,
+            } => {
+                let next = RecordingWriter::create(&files.next_path(), metadata)?;
+                let full = std::mem::replace(writer, Box::new(next));
+                done.push(full.path().to_path_buf());
+                full.finish()?;
+                Ok(())
+            }
+            Output::Archive(writer) => writer.rotate(),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<PathBuf>, RecordingError> {
+        match self {
+            Output::Mcap {
+                writer, mut done, ..
+            } => {
+                done.push(writer.path().to_path_buf());
+                writer.finish()?;
+                Ok(done)
+            }
+            Output::Archive(writer) => writer.finish().map(|(_, files)| files),
         }
     }
 }
@@ -143,7 +263,10 @@ async fn connect_recorder(
     } else {
         options.subjects.clone()
     };
-    patterns.push(scheme.stats_wildcard());
+    // Counter snapshots are not events: archives have no place for them.
+    if options.format == RecordFormat::Mcap {
+        patterns.push(scheme.stats_wildcard());
+    }
     let subscriber = Subscriber::connect(nats, scheme.clone(), &patterns).await?;
     let anonymizer = match &options.anonymize {
         None => None,
@@ -181,11 +304,7 @@ async fn run_recorder(
         options,
     } = recorder;
     let options = &options;
-    let mut files = FileSequence::new(
-        &options.output,
-        options.rotate_bytes.is_some() || options.rotate_after.is_some(),
-    );
-    let mut writer = RecordingWriter::create(&files.next_path(), &metadata)?;
+    let mut output = Output::create(options, metadata)?;
     let mut file_started = Instant::now();
     let mut summary = RecordSummary::default();
     let status = Status::new();
@@ -203,11 +322,9 @@ async fn run_recorder(
             _ = stop.cancelled() => break,
             _ = &mut deadline => break,
             _ = ticker.tick() => {
-                if writer.flush_due() {
-                    writer.flush()?;
-                }
+                output.flush_if_due()?;
                 summary.slow_consumer_events = subscriber.slow_consumer_events();
-                status.update(&summary, writer.stats().payload_bytes, started);
+                status.update(&summary, output.file_stats().payload_bytes, started);
             }
             message = subscriber.next() => {
                 let Some(message) = message else { break };
@@ -221,26 +338,23 @@ async fn run_recorder(
                 match anonymizer.as_mut().filter(|_| !is_stats) {
                     Some(anonymizer) => {
                         let payload = anonymizer.anonymize(&message.payload);
-                        writer.write(&message.subject, log_time, publish_time, &payload)?;
+                        output.write(&message.subject, log_time, publish_time, &payload)?;
                     }
-                    None => writer.write(&message.subject, log_time, publish_time, &message.payload)?,
+                    None => output.write(&message.subject, log_time, publish_time, &message.payload)?,
                 }
                 summary.messages += 1;
                 written.fetch_add(1, Ordering::Relaxed);
                 summary.payload_bytes += message.payload.len() as u64;
-                let rotate = options.rotate_bytes.is_some_and(|b| writer.stats().payload_bytes >= b)
+                let rotate = options.rotate_bytes.is_some_and(|b| output.file_stats().payload_bytes >= b)
                     || options.rotate_after.is_some_and(|d| file_started.elapsed() >= d);
                 if rotate {
-                    summary.files.push(writer.path().to_path_buf());
-                    writer.finish()?;
-                    writer = RecordingWriter::create(&files.next_path(), &metadata)?;
+                    output.rotate()?;
                     file_started = Instant::now();
                 }
             }
         }
     }
-    summary.files.push(writer.path().to_path_buf());
-    writer.finish()?;
+    summary.files = output.finish()?;
     summary.slow_consumer_events = subscriber.slow_consumer_events();
     status.finish();
     Ok(summary)

@@ -1,4 +1,7 @@
 //! Replay: recorded events back onto the bus, at the recorded pacing times a speed factor.
+//!
+//! Files of either format ([`RecordingSource`]: MCAP, or peer-observer archives, whose
+//! `log_time` is the event's own timestamp since they keep no receive time).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -10,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message as _;
 use tokio::time::Instant;
 
-use super::{RecordedMessage, RecordingError, RecordingStream};
+use super::{RecordedMessage, RecordingError, RecordingSource};
 use crate::bus::{Publisher, Subject};
 use crate::event::{Event, EventKind};
 use crate::shutdown::Shutdown;
@@ -89,7 +92,7 @@ pub async fn replay(
     let started = Instant::now();
     'passes: loop {
         for path in &options.files {
-            let mut stream = RecordingStream::open(path)?;
+            let mut stream = RecordingSource::open(path)?;
             let bar = progress(stream.file_bytes(), path);
             // `--from`/`--to` count from the file's first event; pacing from the first
             // event replayed.

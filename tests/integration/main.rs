@@ -6,6 +6,7 @@
 mod common;
 
 mod anonymize;
+mod archives;
 mod bus;
 mod cli_errors;
 mod ebpf_extractor;

@@ -47,7 +47,10 @@
 //!    were taken in and decodes P2P payloads with [`p2p`]; kernel-side drops are counted per
 //!    tracepoint. The RPC extractor ([`extractors::rpc`]) polls a node's JSON-RPC on two
 //!    timers (peer-observer's twelve calls, `getpeerinfo` to `estimatesmartfee`), waits for a
-//!    node that is not up, and counts failed calls per method.
+//!    node that is not up, and counts failed calls per method. The log extractor
+//!    ([`extractors::log`]) follows `debug.log` across rotation and parses every line like
+//!    peer-observer; the P2P extractor ([`extractors::p2p`]) is a peer the node dials, timing
+//!    its pings and publishing what the node announces.
 //!
 //! 7. **[`tools`]: bus -> people, siblings on one contract** ([`tools::Tool`]: consume a
 //!    subscriber until shutdown). The logger prints events readably or as JSON lines.

@@ -8,6 +8,7 @@
 
 mod extract;
 mod nats;
+mod observe;
 mod record;
 mod rehearse;
 mod run;
@@ -40,6 +41,7 @@ pub struct Cli {
 pub enum Command {
     Setup(setup::SetupArgs),
     Run(run::RunArgs),
+    Observe(observe::ObserveArgs),
     Extract(extract::ExtractArgs),
     Record(record::RecordArgs),
     Replay(record::ReplayArgs),
@@ -59,6 +61,7 @@ impl Command {
             match self {
                 Command::Setup(args) => args.run().await,
                 Command::Run(args) => args.run().await,
+                Command::Observe(args) => args.run().await,
                 Command::Extract(args) => args.run().await,
                 Command::Record(args) => args.run().await,
                 Command::Replay(args) => args.run().await,

@@ -10,7 +10,7 @@ use peerlab::node::{setup, SetupOptions};
 use peerlab::peer::{Peer, PeerConfig};
 use peerlab::record::recorder::{RecordOptions, Recorder};
 use peerlab::shutdown::Shutdown;
-use peerlab::stack::{drive_activity, EmbeddedConfig, EmbeddedStack};
+use peerlab::stack::{drive_activity, EmbeddedConfig, EmbeddedStack, ObserverConfig};
 use peerlab::tools::logger::{LogFormat, Logger};
 use peerlab::tools::Tool as _;
 
@@ -67,9 +67,12 @@ impl RunArgs {
             .context("provisioning the embedded stack")?;
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
-            log_extractor: !self.no_log_extractor,
-            rpc_extractor: !self.no_rpc_extractor,
-            p2p_extractor: !self.no_p2p_extractor,
+            observer: ObserverConfig {
+                log: !self.no_log_extractor,
+                rpc: !self.no_rpc_extractor,
+                p2p: !self.no_p2p_extractor,
+                ..ObserverConfig::default()
+            },
             ..EmbeddedConfig::new(installation)
         })
         .await

@@ -87,8 +87,8 @@ impl Stack {
         let mut config = EmbeddedConfig::new(installation.clone());
         config.node_args = scenario.node.extra_args.clone();
         // RPC expectations on `rpc.*` events need replies within seconds of a change.
-        config.rpc_intervals = (Duration::from_secs(1), Duration::from_secs(2));
-        config.p2p_ping_interval = Duration::from_secs(1);
+        config.observer.rpc_intervals = (Duration::from_secs(1), Duration::from_secs(2));
+        config.observer.p2p_ping_interval = Duration::from_secs(1);
         let mut embedded = EmbeddedStack::start(config)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;

@@ -28,21 +28,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::observer::{NodeFiles, NodeObserver, ObserverConfig};
 use super::{NatsServer, StackError};
 use crate::bus::{NatsOptions, Publisher, PublisherConfig, StatsSnapshot, SubjectScheme};
 use crate::event::counters::ExtractorCounters;
-use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
-use crate::extractors::log::{LogConfig, LogExtractor};
-use crate::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
-use crate::extractors::rpc::{RpcConfig, RpcExtractor};
-use crate::extractors::Extractor;
-use crate::node::{Installation, NodeRpc as _, RegtestConfig, RegtestNode, RemoteNode, RpcAuth};
+use crate::extractors::ebpf::ExtractorStats;
+use crate::extractors::p2p::P2pNetwork;
+use crate::node::{Installation, RegtestConfig, RegtestNode, RpcAuth};
 use crate::shutdown::Shutdown;
 
 /// How long the extractor may take to trace the node.
 const TRACE_WAIT: Duration = Duration::from_secs(10);
-/// How long the publisher may take to send what it buffered when the stack finishes.
-const CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// How long bitcoind may take to shut down cleanly.
 const NODE_STOP_WAIT: Duration = Duration::from_secs(30);
 
@@ -57,17 +53,9 @@ pub struct EmbeddedConfig {
     pub scheme: SubjectScheme,
     /// The publisher's buffer and batch sizes.
     pub publisher: PublisherConfig,
-    /// Also run the log extractor on the node's `debug.log` (default true).
-    pub log_extractor: bool,
-    /// Also run the RPC extractor on the node's RPC port (default true).
-    pub rpc_extractor: bool,
-    /// Also run the P2P extractor, dialed by the node (default true).
-    pub p2p_extractor: bool,
-    /// The P2P extractor's ping interval (default 10 s, peer-observer's).
-    pub p2p_ping_interval: Duration,
-    /// The RPC extractor's two timers (default 10 s and 120 s, peer-observer's; rehearsals
-    /// poll faster so expectations can see changes within seconds).
-    pub rpc_intervals: (Duration, Duration),
+    /// Which extractors observe the node, and their timers (default: all, peer-observer's
+    /// timers).
+    pub observer: ObserverConfig,
 }
 
 impl EmbeddedConfig {
@@ -78,11 +66,7 @@ impl EmbeddedConfig {
             node_args: Vec::new(),
             scheme: SubjectScheme::Flat,
             publisher: PublisherConfig::default(),
-            log_extractor: true,
-            rpc_extractor: true,
-            p2p_extractor: true,
-            p2p_ping_interval: Duration::from_secs(10),
-            rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
+            observer: ObserverConfig::default(),
         }
     }
 }
@@ -91,7 +75,7 @@ impl EmbeddedConfig {
 pub struct EmbeddedStack {
     config: EmbeddedConfig,
     nats_options: NatsOptions,
-    observer: Option<Observer>,
+    observer: Option<NodeObserver>,
     /// `None` once a caller took it to manage it (restarts).
     node: Option<RegtestNode>,
     pid_file: PathBuf,
@@ -100,15 +84,6 @@ pub struct EmbeddedStack {
     // Dropped last: the node and the extractor above need them.
     _datadir: tempfile::TempDir,
     _nats_server: NatsServer,
-}
-
-/// The running extractors and the publisher they share.
-struct Observer {
-    ebpf: EbpfExtractor,
-    log: Option<LogExtractor>,
-    rpc: Option<RpcExtractor>,
-    p2p: Option<P2pExtractor>,
-    publisher: Arc<Publisher>,
 }
 
 /// What the stack's own counters say when it finishes.
@@ -216,101 +191,34 @@ impl EmbeddedStack {
             )
             .await?,
         );
-        let extractor_config = EbpfConfig::new(
-            &self.config.installation.bitcoind,
-            Target::PidFile(self.pid_file.clone()),
-        );
-        let ebpf = EbpfExtractor::start(extractor_config, publisher.clone(), shutdown.clone())?;
-        let stats = ebpf.stats();
-        let log = if self.config.log_extractor {
-            let debug_log = self.pid_file.with_file_name("debug.log");
-            let log = LogExtractor::start(
-                LogConfig::new(debug_log),
-                publisher.clone(),
-                shutdown.clone(),
-            )
-            .map_err(|e| StackError::Start {
-                what: "log extractor".into(),
-                reason: e.to_string(),
-            })?;
-            Some(log)
-        } else {
-            None
+        let (rpc_url, cookie) = self.rpc.clone();
+        let files = NodeFiles {
+            bitcoind: Some(self.config.installation.bitcoind.clone()),
+            pid_file: self.pid_file.clone(),
+            debug_log: self.pid_file.with_file_name("debug.log"),
+            rpc_url,
+            rpc_auth: RpcAuth::Cookie(cookie),
+            network: P2pNetwork::Regtest,
         };
-        let rpc =
-            if self.config.rpc_extractor {
-                let (url, cookie) = self.rpc.clone();
-                let config = RpcConfig {
-                    query_interval: self.config.rpc_intervals.0,
-                    query_interval_less_frequent: self.config.rpc_intervals.1,
-                    ..RpcConfig::new(url, RpcAuth::Cookie(cookie))
-                };
-                let rpc = RpcExtractor::start(config, publisher.clone(), shutdown.clone())
-                    .map_err(|e| StackError::Start {
-                        what: "RPC extractor".into(),
-                        reason: e.to_string(),
-                    })?;
-                Some(rpc)
-            } else {
-                None
-            };
-        let p2p = if self.config.p2p_extractor {
-            Some(self.start_p2p(&publisher, shutdown).await?)
-        } else {
-            None
-        };
-        self.observer = Some(Observer {
-            ebpf,
-            log,
-            rpc,
-            p2p,
-            publisher: publisher.clone(),
-        });
-        wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
+        let observer = NodeObserver::start(
+            &files,
+            &self.config.observer,
+            publisher.clone(),
+            shutdown,
+            true,
+        )
+        .await?;
+        let stats = observer.ebpf_stats();
+        self.observer = Some(observer);
+        if let Some(stats) = stats {
+            wait_traced(&self.pid_file, &stats, TRACE_WAIT).await?;
+        }
         Ok(publisher)
-    }
-
-    /// Starts the P2P extractor on a free loopback port and has the node dial it: `addnode
-    /// add` (redialled if the connection drops) with v1 transport, which is all the
-    /// extractor speaks.
-    async fn start_p2p(
-        &self,
-        publisher: &Arc<Publisher>,
-        shutdown: &Shutdown,
-    ) -> Result<P2pExtractor, StackError> {
-        let config = P2pConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            ping_interval: self.config.p2p_ping_interval,
-            ..P2pConfig::new(P2pNetwork::Regtest)
-        };
-        let p2p =
-            P2pExtractor::start(config, publisher.clone(), shutdown.clone()).map_err(|e| {
-                StackError::Start {
-                    what: "P2P extractor".into(),
-                    reason: e.to_string(),
-                }
-            })?;
-        let (url, cookie) = self.rpc.clone();
-        let address = p2p.local_addr().to_string();
-        tokio::task::spawn_blocking(move || {
-            let node = RemoteNode::connect(&url, &RpcAuth::Cookie(cookie))?;
-            node.rpc::<serde_json::Value>(
-                "addnode",
-                &[
-                    serde_json::json!(address),
-                    serde_json::json!("add"),
-                    serde_json::json!(false),
-                ],
-            )
-        })
-        .await
-        .map_err(StackError::join("addnode"))??;
-        Ok(p2p)
     }
 
     /// The extractor's live counters (after [`observe`](Self::observe)).
     pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
-        self.observer.as_ref().map(|o| o.ebpf.stats())
+        self.observer.as_ref().and_then(NodeObserver::ebpf_stats)
     }
 
     /// Stops the extractor, the publisher (sending what it holds) and the node, in that
@@ -320,26 +228,7 @@ impl EmbeddedStack {
     pub async fn finish(&mut self) -> Result<StackCounters, StackError> {
         let mut counters = StackCounters::default();
         if let Some(observer) = self.observer.take() {
-            counters.ebpf = observer.ebpf.stop().await?;
-            if let Some(log) = observer.log {
-                counters.log = Some(log.stop().await.map_err(|e| StackError::Task {
-                    what: "log extractor",
-                    reason: e.to_string(),
-                })?);
-            }
-            if let Some(rpc) = observer.rpc {
-                counters.rpc = Some(rpc.stop().await.map_err(|e| StackError::Task {
-                    what: "RPC extractor",
-                    reason: e.to_string(),
-                })?);
-            }
-            if let Some(p2p) = observer.p2p {
-                counters.p2p = Some(p2p.stop().await.map_err(|e| StackError::Task {
-                    what: "P2P extractor",
-                    reason: e.to_string(),
-                })?);
-            }
-            counters.bus = observer.publisher.close(CLOSE_WAIT).await;
+            counters = observer.finish().await?;
         }
         if let Some(node) = self.node.take() {
             tokio::task::spawn_blocking(move || node.stop(NODE_STOP_WAIT))

@@ -1,8 +1,10 @@
 //! Composing running pieces: the embedded observer stack, and the private servers it is made
 //! of.
 //!
-//! This module owns [`EmbeddedStack`] (nats-server + regtest bitcoind + publisher + eBPF
-//! extractor, started and stopped in order), the private nats-server ([`NatsServer`]) and
+//! This module owns [`NodeObserver`] (every extractor attached to one node, from where it
+//! keeps its files and ports: used by the embedded stack and by `peerlab observe`),
+//! [`EmbeddedStack`] (nats-server + regtest bitcoind + publisher + the observer, started and
+//! stopped in order), the private nats-server ([`NatsServer`]) and
 //! free loopback ports ([`free_port`]) that tests also use directly, and the regtest
 //! activity `peerlab run` drives so every event category shows up ([`drive_activity`]).
 //! Regtest nodes live in [`crate::node`] and extractors in [`crate::extractors`]; this
@@ -11,11 +13,13 @@
 mod activity;
 mod embedded;
 mod nats_server;
+mod observer;
 mod ports;
 
 pub use activity::{drive_activity, Activity};
 pub use embedded::{wait_traced, EmbeddedConfig, EmbeddedStack, StackCounters};
 pub use nats_server::{NatsServer, NATS_MAX_PAYLOAD};
+pub use observer::{Attachment, NodeFiles, NodeObserver, ObserverConfig};
 pub use ports::free_port;
 
 /// What can go wrong composing or running a stack. Messages say which piece failed.

@@ -16,6 +16,7 @@ mod hostile_input;
 mod log_extractor;
 mod logger_cli;
 mod nix_files;
+mod observe;
 mod p2p_extractor;
 mod peer;
 mod peer_behaviours;

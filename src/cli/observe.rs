@@ -1,0 +1,137 @@
+//! `peerlab observe`: live mode on a node the user already runs, from its datadir.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use peerlab::bus::Publisher;
+use peerlab::extractors::p2p::P2pNetwork;
+use peerlab::node::{locate, Chain, RpcAuth};
+use peerlab::stack::{NodeFiles, NodeObserver, ObserverConfig};
+
+use super::nats::{NatsArgs, SubjectSchemeArgs};
+use super::signals::shutdown_on_signals;
+use super::values::whole_seconds;
+
+/// Observe a node you already run: attach every extractor (eBPF, log, RPC, P2P) from its
+/// datadir and publish to NATS, until Ctrl-C.
+///
+/// Finds the running chain under --datadir (its bitcoind.pid), the binary and RPC port of
+/// that process (its command line, else bitcoin.conf, else the chain's default), the RPC
+/// cookie and debug.log. Prints one line per extractor: what it attached to, or why it
+/// could not (the others still run). The eBPF extractor needs root and a bitcoind built
+/// with tracepoints; the node must allow cookie RPC; it is told to dial the P2P extractor
+/// (`addnode`, v1). Nothing of the node is changed otherwise.
+#[derive(Debug, clap::Args)]
+pub struct ObserveArgs {
+    /// The node's -datadir (e.g. ~/.bitcoin or /var/lib/bitcoind).
+    #[arg(long, value_name = "DIR")]
+    pub datadir: PathBuf,
+    /// The chain: main, test, testnet4, signet or regtest (default: the one running there).
+    #[arg(long, value_name = "CHAIN", value_parser = chain)]
+    pub chain: Option<Chain>,
+    /// The node's RPC URL (default: http://127.0.0.1:<the port the node uses>).
+    #[arg(long, value_name = "URL")]
+    pub rpc_url: Option<String>,
+    /// Do not run the eBPF extractor.
+    #[arg(long)]
+    pub no_ebpf: bool,
+    /// Do not run the log extractor.
+    #[arg(long)]
+    pub no_log: bool,
+    /// Do not run the RPC extractor.
+    #[arg(long)]
+    pub no_rpc: bool,
+    /// Do not run the P2P extractor.
+    #[arg(long)]
+    pub no_p2p: bool,
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_parser = whole_seconds())]
+    pub duration: Option<u64>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub subjects: SubjectSchemeArgs,
+}
+
+fn chain(text: &str) -> Result<Chain, String> {
+    Chain::from_name(text).ok_or_else(|| {
+        format!("unknown chain {text:?}; expected main, test, testnet4, signet or regtest")
+    })
+}
+
+impl ObserveArgs {
+    /// Locates the node, attaches the extractors, runs until stopped.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let node = locate(&self.datadir, self.chain).map_err(anyhow::Error::msg)?;
+        for note in &node.notes {
+            tracing::info!("{note}");
+        }
+        let files = NodeFiles {
+            bitcoind: node.bitcoind.clone(),
+            pid_file: node.pid_file.clone(),
+            debug_log: node.debug_log.clone(),
+            rpc_url: self
+                .rpc_url
+                .clone()
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}", node.rpc_port)),
+            rpc_auth: RpcAuth::Cookie(node.cookie.clone()),
+            network: match node.chain {
+                Chain::Main => P2pNetwork::Mainnet,
+                Chain::Testnet3 => P2pNetwork::Testnet3,
+                Chain::Testnet4 => P2pNetwork::Testnet4,
+                Chain::Signet => P2pNetwork::Signet,
+                Chain::Regtest => P2pNetwork::Regtest,
+            },
+        };
+        let config = ObserverConfig {
+            ebpf: !self.no_ebpf,
+            log: !self.no_log,
+            rpc: !self.no_rpc,
+            p2p: !self.no_p2p,
+            ..ObserverConfig::default()
+        };
+        let shutdown = shutdown_on_signals(self.duration.map(Duration::from_secs));
+        let publisher = Arc::new(
+            Publisher::connect(
+                &self.nats.to_options(),
+                self.subjects.scheme(),
+                peerlab::extractors::publisher_config(),
+            )
+            .await
+            .context("connecting to NATS")?,
+        );
+        let observer = NodeObserver::start(&files, &config, publisher, &shutdown, false)
+            .await
+            .context("attaching the extractors")?;
+        println!(
+            "observing the {} node of {}",
+            node.chain.name(),
+            self.datadir.display()
+        );
+        for attachment in observer.attachments() {
+            match &attachment.outcome {
+                Ok(what) => println!("{}: attached to {what}", attachment.extractor),
+                Err(why) => println!("{}: NOT attached: {why}", attachment.extractor),
+            }
+        }
+        if observer.attachments().iter().all(|a| a.outcome.is_err()) {
+            observer.finish().await?;
+            bail!(
+                "no extractor could attach to the node of {}",
+                self.datadir.display()
+            );
+        }
+        shutdown.cancelled().await;
+        let counters = observer.finish().await.context("stopping the extractors")?;
+        tracing::info!(
+            events = counters.events_published(),
+            sent_to_nats = counters.bus.sent,
+            dropped_by_publisher = counters.bus.dropped(),
+            dropped_in_kernel = counters.ebpf.dropped_in_kernel,
+            "observe stopped"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,263 @@
+//! [`NodeObserver`]: every extractor attached to one node, composed once for the embedded
+//! stack and for `peerlab observe` on a node the user runs.
+//!
+//! Given where the node keeps things ([`NodeFiles`]), it starts the eBPF extractor on the
+//! binary and pid file, the log extractor on `debug.log`, the RPC extractor on the RPC port
+//! with the cookie, and the P2P extractor on a free loopback port the node is told to dial
+//! (`addnode add`, v1 transport), all publishing through one publisher.
+//!
+//! Invariants:
+//! - each extractor's outcome is recorded in [`NodeObserver::attachments`] (what it attached
+//!   to, or why it could not); with `required` set, the first failure is an error instead (the
+//!   embedded stack needs them all), otherwise the others still run;
+//! - [`NodeObserver::finish`] stops every extractor (each hands its last events to the
+//!   publisher) before the publisher sends what it holds and closes.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{StackCounters, StackError};
+use crate::bus::Publisher;
+use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
+use crate::extractors::log::{LogConfig, LogExtractor};
+use crate::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
+use crate::extractors::rpc::{RpcConfig, RpcExtractor};
+use crate::extractors::Extractor;
+use crate::node::{NodeRpc as _, RemoteNode, RpcAuth};
+use crate::shutdown::Shutdown;
+
+/// How long the publisher may take to send what it buffered when the observer finishes.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a node keeps what the extractors need.
+#[derive(Debug, Clone)]
+pub struct NodeFiles {
+    /// The bitcoind binary (for the eBPF extractor; `None`: not known, not attached).
+    pub bitcoind: Option<PathBuf>,
+    /// Its pid file.
+    pub pid_file: PathBuf,
+    /// Its `debug.log`.
+    pub debug_log: PathBuf,
+    /// Its RPC URL.
+    pub rpc_url: String,
+    /// RPC credentials.
+    pub rpc_auth: RpcAuth,
+    /// Its network (the P2P extractor's message magic).
+    pub network: P2pNetwork,
+}
+
+/// Which extractors to run, and their timers.
+#[derive(Debug, Clone)]
+pub struct ObserverConfig {
+    /// The eBPF extractor.
+    pub ebpf: bool,
+    /// The log extractor.
+    pub log: bool,
+    /// The RPC extractor.
+    pub rpc: bool,
+    /// The P2P extractor.
+    pub p2p: bool,
+    /// The RPC extractor's two timers.
+    pub rpc_intervals: (Duration, Duration),
+    /// The P2P extractor's ping interval.
+    pub p2p_ping_interval: Duration,
+}
+
+impl Default for ObserverConfig {
+    /// Every extractor, with peer-observer's timers.
+    fn default() -> ObserverConfig {
+        ObserverConfig {
+            ebpf: true,
+            log: true,
+            rpc: true,
+            p2p: true,
+            rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
+            p2p_ping_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One extractor's outcome.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The extractor (`ebpf-extractor`, ...).
+    pub extractor: &'static str,
+    /// What it attached to, or why it could not.
+    pub outcome: Result<String, String>,
+}
+
+/// The running extractors of one node.
+pub struct NodeObserver {
+    ebpf: Option<EbpfExtractor>,
+    log: Option<LogExtractor>,
+    rpc: Option<RpcExtractor>,
+    p2p: Option<P2pExtractor>,
+    publisher: Arc<Publisher>,
+    attachments: Vec<Attachment>,
+}
+
+impl NodeObserver {
+    /// Starts the extractors `config` enables on the node at `files` (see the module docs for
+    /// `required`).
+    pub async fn start(
+        files: &NodeFiles,
+        config: &ObserverConfig,
+        publisher: Arc<Publisher>,
+        shutdown: &Shutdown,
+        required: bool,
+    ) -> Result<NodeObserver, StackError> {
+        let mut observer = NodeObserver {
+            ebpf: None,
+            log: None,
+            rpc: None,
+            p2p: None,
+            publisher,
+            attachments: Vec::new(),
+        };
+        if config.ebpf {
+            let started = match &files.bitcoind {
+                None => Err("the node's binary is not known (is it running?)".to_string()),
+                Some(binary) => EbpfExtractor::start(
+                    EbpfConfig::new(binary, Target::PidFile(files.pid_file.clone())),
+                    observer.publisher.clone(),
+                    shutdown.clone(),
+                )
+                .map(|e| {
+                    let what = format!("{} via {}", binary.display(), files.pid_file.display());
+                    (e, what)
+                })
+                .map_err(|e| e.to_string()),
+            };
+            observer.ebpf = observer.record(EbpfExtractor::COMPONENT, started, required)?;
+        }
+        if config.log {
+            let started = LogExtractor::start(
+                LogConfig::new(&files.debug_log),
+                observer.publisher.clone(),
+                shutdown.clone(),
+            )
+            .map(|e| (e, files.debug_log.display().to_string()))
+            .map_err(|e| e.to_string());
+            observer.log = observer.record(LogExtractor::COMPONENT, started, required)?;
+        }
+        if config.rpc {
+            let rpc_config = RpcConfig {
+                query_interval: config.rpc_intervals.0,
+                query_interval_less_frequent: config.rpc_intervals.1,
+                ..RpcConfig::new(&files.rpc_url, files.rpc_auth.clone())
+            };
+            let started =
+                RpcExtractor::start(rpc_config, observer.publisher.clone(), shutdown.clone())
+                    .map(|e| (e, crate::secret::redact_url(&files.rpc_url)))
+                    .map_err(|e| e.to_string());
+            observer.rpc = observer.record(RpcExtractor::COMPONENT, started, required)?;
+        }
+        if config.p2p {
+            let started = start_p2p(files, config, &observer.publisher, shutdown).await;
+            observer.p2p = observer.record(P2pExtractor::COMPONENT, started, required)?;
+        }
+        Ok(observer)
+    }
+
+    fn record<E>(
+        &mut self,
+        extractor: &'static str,
+        started: Result<(E, String), String>,
+        required: bool,
+    ) -> Result<Option<E>, StackError> {
+        match started {
+            Ok((running, what)) => {
+                self.attachments.push(Attachment {
+                    extractor,
+                    outcome: Ok(what),
+                });
+                Ok(Some(running))
+            }
+            Err(reason) if required => Err(StackError::Start {
+                what: extractor.into(),
+                reason,
+            }),
+            Err(reason) => {
+                self.attachments.push(Attachment {
+                    extractor,
+                    outcome: Err(reason),
+                });
+                Ok(None)
+            }
+        }
+    }
+
+    /// Each extractor's outcome, in start order.
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// The publisher the extractors share.
+    pub fn publisher(&self) -> &Arc<Publisher> {
+        &self.publisher
+    }
+
+    /// The eBPF extractor's live counters, when it runs.
+    pub fn ebpf_stats(&self) -> Option<Arc<ExtractorStats>> {
+        self.ebpf.as_ref().map(EbpfExtractor::stats)
+    }
+
+    /// Stops every extractor, then closes the publisher; the final counters.
+    pub async fn finish(self) -> Result<StackCounters, StackError> {
+        let task = |what: &'static str, e: &dyn std::fmt::Display| StackError::Task {
+            what,
+            reason: e.to_string(),
+        };
+        let mut counters = StackCounters::default();
+        if let Some(ebpf) = self.ebpf {
+            counters.ebpf = ebpf.stop().await?;
+        }
+        if let Some(log) = self.log {
+            counters.log = Some(log.stop().await.map_err(|e| task("log extractor", &e))?);
+        }
+        if let Some(rpc) = self.rpc {
+            counters.rpc = Some(rpc.stop().await.map_err(|e| task("RPC extractor", &e))?);
+        }
+        if let Some(p2p) = self.p2p {
+            counters.p2p = Some(p2p.stop().await.map_err(|e| task("P2P extractor", &e))?);
+        }
+        counters.bus = self.publisher.close(CLOSE_WAIT).await;
+        Ok(counters)
+    }
+}
+
+/// The P2P extractor on a free loopback port, and the node told to dial it.
+async fn start_p2p(
+    files: &NodeFiles,
+    config: &ObserverConfig,
+    publisher: &Arc<Publisher>,
+    shutdown: &Shutdown,
+) -> Result<(P2pExtractor, String), String> {
+    let p2p_config = P2pConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ping_interval: config.p2p_ping_interval,
+        ..P2pConfig::new(files.network)
+    };
+    let p2p = P2pExtractor::start(p2p_config, publisher.clone(), shutdown.clone())
+        .map_err(|e| e.to_string())?;
+    let (url, auth) = (files.rpc_url.clone(), files.rpc_auth.clone());
+    let address = p2p.local_addr().to_string();
+    let dial = address.clone();
+    tokio::task::spawn_blocking(move || {
+        let node = RemoteNode::connect(&url, &auth)?;
+        // `add`: redialled if the connection drops; `false`: v1, all the extractor speaks.
+        node.rpc::<serde_json::Value>(
+            "addnode",
+            &[
+                serde_json::json!(dial),
+                serde_json::json!("add"),
+                serde_json::json!(false),
+            ],
+        )
+    })
+    .await
+    .map_err(|e| format!("addnode: {e}"))?
+    .map_err(|e| format!("the node could not be told to dial {address} (addnode): {e}"))?;
+    Ok((p2p, format!("listening on {address}, dialed by the node")))
+}

@@ -1,0 +1,90 @@
+//! `peerlab observe --datadir DIR` against a regtest node started outside peerlab's stack
+//! (its own datadir and ports): with no other flag, every extractor attaches (one line each
+//! on stdout) and events of all four arrive on NATS.
+
+use crate::common;
+
+use std::io::Read as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
+use peerlab::event::EventKind;
+use peerlab::node::{NodeRpc as _, RegtestConfig, RegtestNode};
+use peerlab::stack::NatsServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_attaches_every_extractor_from_the_datadir_alone() {
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let mut subscriber =
+        Subscriber::connect(&NatsOptions::local(nats.url()), SubjectScheme::Flat, &[])
+            .await
+            .expect("subscriber");
+    let datadir = tempfile::tempdir().expect("datadir");
+    let config = RegtestConfig {
+        datadir: Some(datadir.path().to_path_buf()),
+        ..RegtestConfig::new(common::bitcoind())
+    };
+    let node = tokio::task::block_in_place(|| RegtestNode::start(&config)).expect("node");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(["observe", "--datadir"])
+        .arg(datadir.path())
+        .args(["-a", &nats.url(), "--duration", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("observe starts");
+
+    // Blocks make eBPF (validation), log (BlockConnected) and P2P (inv/headers) events; the
+    // RPC extractor polls at once.
+    let wanted = [
+        EventKind::Validation,
+        EventKind::LogExtractor,
+        EventKind::Rpc,
+        EventKind::P2pExtractor,
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + common::TIMEOUT;
+    let mut next_block = Instant::now();
+    while !wanted.iter().all(|k| seen.contains(k)) && Instant::now() < deadline {
+        if Instant::now() >= next_block {
+            tokio::task::block_in_place(|| node.mine(1)).expect("mine");
+            next_block = Instant::now() + Duration::from_millis(500);
+        }
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(200), subscriber.next()).await
+        {
+            seen.extend(message.kind);
+        }
+    }
+    // SAFETY: kill(2) on our own child; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = child.wait().expect("observe exits");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read stdout");
+    for extractor in [
+        "ebpf-extractor",
+        "log-extractor",
+        "rpc-extractor",
+        "p2p-extractor",
+    ] {
+        assert!(
+            stdout.contains(&format!("{extractor}: attached to")),
+            "{extractor} not attached:\n{stdout}"
+        );
+    }
+    assert!(
+        wanted.iter().all(|k| seen.contains(k)),
+        "kinds seen {seen:?}; stdout:\n{stdout}"
+    );
+    assert!(status.success(), "{status:?}");
+}

@@ -19,7 +19,8 @@
 //!   so a node restarted on the same datadir (by whoever holds it, see
 //!   [`EmbeddedStack::take_node`]) is observed again; the RPC extractor keeps the first RPC
 //!   port (a restarted regtest node gets a new one), so its calls fail (counted) after a
-//!   restart;
+//!   restart, and the restarted node no longer dials the P2P extractor (`addnode` does not
+//!   survive a restart);
 //! - [`EmbeddedStack::observe`] returns only once the extractor traces the running node, so
 //!   nothing the node does afterwards is missed.
 

@@ -3,7 +3,7 @@
 //! A recording holds what the extractor decoded, not the bytes on the wire. [`ReplayScript`]
 //! takes the `inbound_message` events of one peer from an MCAP recording, in recorded order,
 //! and turns each back into its command and payload with [`encode_msg`] (the exact inverse of
-//! the extractor's decoder); [`play`] frames them with the regtest magic and sends them at the
+//! the extractor's decoder); `play` frames them with the regtest magic and sends them at the
 //! recorded pacing, scaled, or as fast as the socket takes them.
 //!
 //! Invariants:

@@ -99,7 +99,7 @@ impl NatsOptions {
     }
 
     /// Parses the addresses, with a message naming the bad one. Credentials in them are left
-    /// out (async-nats logs the addresses it dials; see [`Self::url_credentials`]).
+    /// out (async-nats logs the addresses it dials; see `url_credentials`).
     pub fn server_addrs(&self) -> Result<Vec<ServerAddr>, BusError> {
         if self.addresses.is_empty() {
             return Err(BusError::InvalidOption(

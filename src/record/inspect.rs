@@ -12,8 +12,9 @@
 //! use), not with the descriptor set embedded in the file. Messages on `peerlab.stats.*`
 //! subjects are the extractor's JSON counter snapshots, not events.
 //!
-//! Errors of [`read_recording`] already name the file (and the offset where one applies), so
-//! they are passed on without repeating the path.
+//! Errors of the readers ([`RecordingStream`](super::RecordingStream), archives) already
+//! name the file (and the offset where one applies), so they are passed on without
+//! repeating the path.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

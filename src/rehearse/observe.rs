@@ -25,7 +25,7 @@ pub struct Observed {
     pub peer_id: Option<u64>,
     /// The peer address (`ip:port`) when the event carries it.
     pub peer_addr: Option<String>,
-    /// The scenario group of that peer (set by [`assign_groups`]).
+    /// The scenario group of that peer (set by `assign_groups`).
     pub group: Option<String>,
 }
 

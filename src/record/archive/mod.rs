@@ -11,9 +11,9 @@
 //!   [`MAX_FRAME_BYTES`]; a larger claim is corruption (an error naming the offset), never an
 //!   allocation of that size, and a body's buffer grows only as its bytes actually arrive;
 //! - data that ends exactly at a frame boundary is a clean end; a cut inside a varint or a
-//!   body is a [`Truncation`] at the offset of the incomplete frame, after every complete
+//!   body is a [`Truncation`](crate::record::Truncation) at the offset of the incomplete frame, after every complete
 //!   event before it; a file whose first frame is not a header (empty, cut inside it, or not
-//!   an `ArchiveHeader` with its required `created`) is [`RecordingError::MissingHeader`];
+//!   an `ArchiveHeader` with its required `created`) is [`RecordingError::MissingHeader`](crate::record::RecordingError::MissingHeader);
 //! - offsets are in the uncompressed stream (for `.bin` they are file offsets);
 //! - non-shortest varints and unknown fields (header and events) are accepted;
 //! - subjects are not stored: each is rebuilt from the event's oneof arm with the flat scheme

@@ -63,9 +63,11 @@
 //!    are a second format, read and written ([`record::archive`]); replay, inspect, cat and
 //!    `convert` take either ([`record::RecordingSource`]).
 //!
-//! 9. **[`stack`]: composition.** [`stack::EmbeddedStack`] starts a private nats-server, a
-//!    regtest node, the publisher and the eBPF extractor in order and stops them in reverse;
-//!    `peerlab run`, `peerlab rehearse` and the tests all use it.
+//! 9. **[`stack`]: composition.** [`stack::NodeObserver`] attaches every extractor to one
+//!    node from where it keeps its files and ports (`peerlab observe` uses it on the user's
+//!    node); [`stack::EmbeddedStack`] starts a private nats-server, a regtest node, the
+//!    publisher and that observer in order and stops them in reverse; `peerlab run`,
+//!    `peerlab rehearse` and the tests all use it.
 //!
 //! 10. **[`peer`], [`attack`], [`scenario`], [`rehearse`]: the testbed.** [`peer::Peer`] is a
 //!     scriptable P2P client (it enters where real traffic does, the node's P2P port);

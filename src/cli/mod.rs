@@ -57,7 +57,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         use anyhow::Context as _;
         let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-        runtime.block_on(async {
+        let result = runtime.block_on(async {
             match self {
                 Command::Setup(args) => args.run().await,
                 Command::Run(args) => args.run().await,
@@ -71,6 +71,10 @@ impl Command {
                 Command::Rehearse(args) => args.run().await,
                 Command::Tools(args) => args.run().await,
             }
-        })
+        });
+        // Blocking work still running (an RPC call a stopped extractor walked away from, which
+        // its client gives 60 s) must not hold the exit.
+        runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+        result
     }
 }

@@ -22,7 +22,8 @@ use super::values::whole_seconds;
 /// cookie and debug.log. Prints one line per extractor: what it attached to, or why it
 /// could not (the others still run). The eBPF extractor needs root and a bitcoind built
 /// with tracepoints; the node must allow cookie RPC; it is told to dial the P2P extractor
-/// (`addnode`, v1). Nothing of the node is changed otherwise.
+/// (`addnode`, v1), and that entry is removed again when observe stops. Nothing else of the
+/// node is changed.
 #[derive(Debug, clap::Args)]
 pub struct ObserveArgs {
     /// The node's -datadir (e.g. ~/.bitcoin or /var/lib/bitcoind).
@@ -93,15 +94,21 @@ impl ObserveArgs {
             ..ObserverConfig::default()
         };
         let shutdown = shutdown_on_signals(self.duration.map(Duration::from_secs));
-        let publisher = Arc::new(
-            Publisher::connect(
-                &self.nats.to_options(),
-                self.subjects.scheme(),
-                peerlab::extractors::publisher_config(),
-            )
-            .await
-            .context("connecting to NATS")?,
+        // A signal or --duration also ends the wait for NATS (which retries forever by
+        // default).
+        let nats = self.nats.to_options();
+        let connect = Publisher::connect(
+            &nats,
+            self.subjects.scheme(),
+            peerlab::extractors::publisher_config(),
         );
+        let publisher = tokio::select! {
+            connected = connect => Arc::new(connected.context("connecting to NATS")?),
+            _ = shutdown.cancelled() => {
+                tracing::warn!("stopped before a NATS server answered; nothing attached");
+                return Ok(());
+            }
+        };
         let observer = NodeObserver::start(&files, &config, publisher, &shutdown, false)
             .await
             .context("attaching the extractors")?;

@@ -223,7 +223,12 @@ fn conf_value(conf: &Path, chain: Chain, name: &str) -> Option<String> {
             Some(_) => {}
         }
     }
-    in_chain.or(top)
+    // Core applies network-only settings (`rpcport`, `port`) at the top level to mainnet
+    // only; the other chains need them in their section.
+    match chain {
+        Chain::Main => in_chain.or(top),
+        Chain::Testnet3 | Chain::Testnet4 | Chain::Signet | Chain::Regtest => in_chain,
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +250,11 @@ mod tests {
             "rpcport=1\n# rpcport=9\n[regtest]\nrpcport = 2\n[test]\nrpcport=3\n",
         )
         .expect("write");
+        assert_eq!(
+            conf_value(&conf, Chain::Signet, "rpcport"),
+            None,
+            "top level: mainnet only"
+        );
         assert_eq!(
             conf_value(&conf, Chain::Regtest, "rpcport").as_deref(),
             Some("2")

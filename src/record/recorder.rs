@@ -333,6 +333,12 @@ async fn run_recorder(
                     summary.filtered += 1;
                     continue;
                 }
+                // An archive holds events only: counter snapshots and payloads on subjects
+                // that are not an event kind would be frames peer-observer cannot read.
+                if matches!(output, Output::Archive(_)) && (is_stats || message.kind.is_none()) {
+                    summary.filtered += 1;
+                    continue;
+                }
                 let log_time = now_nanos();
                 let publish_time = if is_stats { log_time } else { peek_timestamp(&message.payload).map_or(0, |ms| ms.saturating_mul(1_000_000)) };
                 match anonymizer.as_mut().filter(|_| !is_stats) {

@@ -95,6 +95,8 @@ pub struct NodeObserver {
     p2p: Option<P2pExtractor>,
     publisher: Arc<Publisher>,
     attachments: Vec<Attachment>,
+    /// The node's RPC, to remove our `addnode` entry when finishing.
+    rpc_access: (String, RpcAuth),
 }
 
 impl NodeObserver {
@@ -114,6 +116,7 @@ impl NodeObserver {
             p2p: None,
             publisher,
             attachments: Vec::new(),
+            rpc_access: (files.rpc_url.clone(), files.rpc_auth.clone()),
         };
         if config.ebpf {
             let started = match &files.bitcoind {
@@ -203,27 +206,54 @@ impl NodeObserver {
         self.ebpf.as_ref().map(EbpfExtractor::stats)
     }
 
-    /// Stops every extractor, then closes the publisher; the final counters.
+    /// Stops every extractor (each one even when another fails), removes the node's
+    /// `addnode` entry for the P2P extractor, then closes the publisher so what the
+    /// extractors handed over is sent; the final counters, or the first error after all that.
     pub async fn finish(self) -> Result<StackCounters, StackError> {
         let task = |what: &'static str, e: &dyn std::fmt::Display| StackError::Task {
             what,
             reason: e.to_string(),
         };
         let mut counters = StackCounters::default();
+        let mut first_error = None;
         if let Some(ebpf) = self.ebpf {
-            counters.ebpf = ebpf.stop().await?;
+            match ebpf.stop().await {
+                Ok(c) => counters.ebpf = c,
+                Err(e) => first_error = first_error.or(Some(StackError::from(e))),
+            }
         }
         if let Some(log) = self.log {
-            counters.log = Some(log.stop().await.map_err(|e| task("log extractor", &e))?);
+            match log.stop().await {
+                Ok(c) => counters.log = Some(c),
+                Err(e) => first_error = first_error.or(Some(task("log extractor", &e))),
+            }
         }
         if let Some(rpc) = self.rpc {
-            counters.rpc = Some(rpc.stop().await.map_err(|e| task("RPC extractor", &e))?);
+            match rpc.stop().await {
+                Ok(c) => counters.rpc = Some(c),
+                Err(e) => first_error = first_error.or(Some(task("RPC extractor", &e))),
+            }
         }
         if let Some(p2p) = self.p2p {
-            counters.p2p = Some(p2p.stop().await.map_err(|e| task("P2P extractor", &e))?);
+            let address = p2p.local_addr().to_string();
+            match p2p.stop().await {
+                Ok(c) => counters.p2p = Some(c),
+                Err(e) => first_error = first_error.or(Some(task("P2P extractor", &e))),
+            }
+            let (url, auth) = self.rpc_access.clone();
+            let removed =
+                tokio::task::spawn_blocking(move || addnode(&url, &auth, &address, "remove")).await;
+            if !matches!(removed, Ok(Ok(()))) {
+                tracing::warn!(
+                    "the node's addnode entry for the P2P extractor could not be removed"
+                );
+            }
         }
         counters.bus = self.publisher.close(CLOSE_WAIT).await;
-        Ok(counters)
+        match first_error {
+            None => Ok(counters),
+            Some(e) => Err(e),
+        }
     }
 }
 
@@ -244,20 +274,35 @@ async fn start_p2p(
     let (url, auth) = (files.rpc_url.clone(), files.rpc_auth.clone());
     let address = p2p.local_addr().to_string();
     let dial = address.clone();
-    tokio::task::spawn_blocking(move || {
-        let node = RemoteNode::connect(&url, &auth)?;
-        // `add`: redialled if the connection drops; `false`: v1, all the extractor speaks.
-        node.rpc::<serde_json::Value>(
-            "addnode",
-            &[
-                serde_json::json!(dial),
-                serde_json::json!("add"),
-                serde_json::json!(false),
-            ],
-        )
-    })
-    .await
-    .map_err(|e| format!("addnode: {e}"))?
-    .map_err(|e| format!("the node could not be told to dial {address} (addnode): {e}"))?;
-    Ok((p2p, format!("listening on {address}, dialed by the node")))
+    // `add`: redialled if the connection drops (removed again by `finish`).
+    let added = tokio::task::spawn_blocking(move || addnode(&url, &auth, &dial, "add"))
+        .await
+        .map_err(|e| format!("addnode: {e}"))
+        .and_then(|r| r);
+    match added {
+        Ok(()) => Ok((p2p, format!("listening on {address}, dialed by the node"))),
+        Err(e) => {
+            // Nobody will dial it: stop it rather than leave a listener running.
+            let _ = p2p.stop().await;
+            Err(format!(
+                "the node could not be told to dial {address} (addnode): {e}"
+            ))
+        }
+    }
+}
+
+/// `addnode ADDRESS COMMAND false` on the node (`false`: v1 transport, all the P2P extractor
+/// speaks). Blocking.
+fn addnode(url: &str, auth: &RpcAuth, address: &str, command: &str) -> Result<(), String> {
+    let node = RemoteNode::connect(url, auth).map_err(|e| e.to_string())?;
+    node.rpc::<serde_json::Value>(
+        "addnode",
+        &[
+            serde_json::json!(address),
+            serde_json::json!(command),
+            serde_json::json!(false),
+        ],
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
 }

@@ -16,8 +16,12 @@
 //!   before it could be read, which is the known limit of that rotation style.
 //! - **Bounded memory**: a line longer than [`MAX_LINE_BYTES`] is handed out cut to that
 //!   length, with its real length, and the rest of it is skipped as it is read.
-//! - A path that does not exist yet is waited for; a FIFO is opened without waiting for a
-//!   writer, and a writer that goes away and comes back is followed.
+//! - A path that does not exist yet is waited for and, once it appears, read from its first
+//!   line; a FIFO is opened without waiting for a writer, and a writer that goes away and
+//!   comes back is followed.
+//! - Known limit: bitcoind shrinks a large `debug.log` in place at startup when no `-debug`
+//!   category is set (`-shrinkdebugfile`); that looks like a copy-truncate, so the kept tail
+//!   is read again. Run the node with `-shrinkdebugfile=0` (or any `-debug=`) to avoid it.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -119,7 +123,11 @@ impl Follower {
         if self.current.is_none() {
             match self.open(self.start)? {
                 Some(reader) => self.current = Some(reader),
-                None => return Ok(progress),
+                None => {
+                    // A file that appears later is new: every line of it is read.
+                    self.start = Start::Beginning;
+                    return Ok(progress);
+                }
             }
         }
         self.drain_both(&mut on_line, &mut progress)?;
@@ -314,18 +322,22 @@ mod tests {
         let mut follower = Follower::new(&path, Start::End);
         assert!(collect(&mut follower).is_empty());
         assert!(!follower.is_open());
-        append_to(&path, "old\n");
-        assert!(collect(&mut follower).is_empty(), "starts at the end");
+        // A file that appears after the start is new: read from its first line.
+        append_to(&path, "first\n");
+        assert_eq!(collect(&mut follower), ["first"]);
+        // A file that exists at the start is followed from its end.
+        let mut at_end = Follower::new(&path, Start::End);
+        assert!(collect(&mut at_end).is_empty(), "starts at the end");
         append_to(&path, "new 1\nnew");
-        assert_eq!(collect(&mut follower), ["new 1"]);
+        assert_eq!(collect(&mut at_end), ["new 1"]);
         append_to(&path, " 2\n");
         assert_eq!(
-            collect(&mut follower),
+            collect(&mut at_end),
             ["new 2"],
             "a partial line is completed"
         );
         let mut from_start = Follower::new(&path, Start::Beginning);
-        assert_eq!(collect(&mut from_start), ["old", "new 1", "new 2"]);
+        assert_eq!(collect(&mut from_start), ["first", "new 1", "new 2"]);
     }
 
     #[test]

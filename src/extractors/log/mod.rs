@@ -43,7 +43,8 @@ pub struct LogConfig {
     pub start: Start,
     /// How long to sleep when nothing is new (peer-observer: 25 ms).
     pub poll_interval: Duration,
-    /// How often counters are published and a missing file or read error is logged.
+    /// How often counters are published (a read error is logged and retried at most once
+    /// a second; a missing file is logged once).
     pub report_period: Duration,
 }
 

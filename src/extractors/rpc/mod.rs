@@ -339,8 +339,18 @@ async fn poll(
         let outcome = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => return,
-            _ = fast.tick(), if !frequent.is_empty() => tick(&node, frequent, ctx).await,
-            _ = slow.tick(), if !less_frequent.is_empty() => tick(&node, less_frequent, ctx).await,
+            // A timer restarts when its tick ends: a tick longer than its interval would
+            // otherwise leave `fast` ready on every turn, starving the others.
+            _ = fast.tick(), if !frequent.is_empty() => {
+                let outcome = tick(&node, frequent, ctx).await;
+                fast.reset();
+                outcome
+            }
+            _ = slow.tick(), if !less_frequent.is_empty() => {
+                let outcome = tick(&node, less_frequent, ctx).await;
+                slow.reset();
+                outcome
+            }
             _ = report.tick() => {
                 ctx.report();
                 continue;

@@ -204,11 +204,13 @@ async fn two_rotations_by_rename_and_sighup_lose_and_repeat_no_line() {
         // SAFETY: kill(2) on our own child process; no memory is involved.
         assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
         files.push(rotated);
-        // The next line bitcoind writes goes to a new debug.log.
-        tokio::task::block_in_place(|| setup.node().mine(2)).expect("mine");
+        // The next line bitcoind writes after the signal is handled goes to a new debug.log.
+        // The handler only sets a flag, and under load the signal may land after the lines
+        // of one block: keep making lines (a block at a time) until the file is there.
         tokio::time::timeout(common::TIMEOUT, async {
             while !debug_log.exists() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::task::block_in_place(|| setup.node().mine(1)).expect("mine");
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
         .await

@@ -80,7 +80,7 @@ pub struct RecordArgs {
 impl RecordArgs {
     /// Records until Ctrl-C, SIGTERM or `--duration`, then logs where it wrote.
     pub async fn run(self) -> anyhow::Result<()> {
-        use peerlab::record::recorder::{AnonymizeKey, RecordFormat, RecordOptions};
+        use peerlab::record::recorder::{AnonymizeKey, RecordFormat, RecordOptions, Recorder};
         use peerlab::record::ArchiveOptions;
         let format = match self.format {
             Format::Mcap => RecordFormat::Mcap,
@@ -112,15 +112,21 @@ impl RecordArgs {
                 (true, None) => Some(AnonymizeKey::Random),
             },
         };
-        let summary = peerlab::record::recorder::record(
-            &self.nats.to_options(),
-            self.subjects_scheme.scheme(),
-            &options,
-            Default::default(),
-            shutdown_on_signals(None),
-        )
-        .await
-        .context("recording failed")?;
+        let shutdown = shutdown_on_signals(None);
+        // A signal also ends the wait for NATS (which retries forever by default).
+        let nats = self.nats.to_options();
+        let connect = Recorder::connect(&nats, self.subjects_scheme.scheme(), &options);
+        let recorder = tokio::select! {
+            connected = connect => connected.context("recording failed")?,
+            _ = shutdown.cancelled() => {
+                tracing::warn!("stopped before a NATS server answered; nothing recorded");
+                return Ok(());
+            }
+        };
+        let summary = recorder
+            .run(Default::default(), shutdown)
+            .await
+            .context("recording failed")?;
         let files: Vec<String> = summary
             .files
             .iter()

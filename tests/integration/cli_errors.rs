@@ -147,6 +147,58 @@ fn unreachable_nats_retries_visibly_then_fails_with_one_line() {
     );
 }
 
+/// Commands that wait for NATS (forever by default) still stop on SIGTERM while waiting, as
+/// a service manager expects: `record` and `extract` (like `observe`) watch the signal during
+/// the wait, and exit cleanly.
+#[test]
+fn a_command_waiting_for_nats_stops_on_sigterm() {
+    let port = peerlab::stack::free_port().expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = format!("nats://127.0.0.1:{port}");
+    let output = dir.path().join("out.mcap");
+    let output = output.to_string_lossy();
+    let commands: [Vec<&str>; 2] = [
+        vec!["record", "-o", &output, "-a", &nats],
+        vec!["extract", "log", "--debug-log", &output, "-a", &nats],
+    ];
+    for args in commands {
+        let mut child = peerlab()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starts");
+        // It is waiting once it logs a retry.
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        let started = std::time::Instant::now();
+        while !line.contains("not reachable yet") && started.elapsed() < crate::common::TIMEOUT {
+            line.clear();
+            if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap_or(0) == 0 {
+                break;
+            }
+        }
+        assert!(line.contains("not reachable yet"), "{args:?}: {line}");
+        // SAFETY: kill(2) on our own child; no memory is involved.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+            0
+        );
+        let deadline = std::time::Instant::now() + crate::common::TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{args:?} ignored SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.success(), "{args:?}: {status:?}");
+    }
+}
+
 #[test]
 fn help_lists_the_commands() {
     let output = peerlab().arg("--help").output().expect("help");

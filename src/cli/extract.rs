@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use peerlab::bus::{NatsOptions, Publisher, SubjectScheme};
+use peerlab::bus::Publisher;
 use peerlab::event::counters::ExtractorCounters;
 use peerlab::extractors::ebpf::{
     EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target,
@@ -17,7 +17,6 @@ use peerlab::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
 use peerlab::extractors::rpc::{RpcConfig, RpcExtractor, RpcMethod};
 use peerlab::extractors::Extractor;
 use peerlab::node::RpcAuth;
-use peerlab::shutdown::Shutdown;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
@@ -384,15 +383,9 @@ impl ExtractArgs {
                     report_period: Duration::from_secs(stats_interval.max(1)),
                     ..EbpfConfig::new(&bitcoind, target)
                 };
-                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
-                run_extractor::<EbpfExtractor>(
-                    config,
-                    &nats.to_options(),
-                    subjects.scheme(),
-                    shutdown,
-                )
-                .await
-                .map(|_| ())
+                run_extractor::<EbpfExtractor>(config, &nats, &subjects, duration)
+                    .await
+                    .map(|_| ())
             }
             ExtractorCommand::Rpc {
                 rpc_host,
@@ -416,14 +409,8 @@ impl ExtractArgs {
                     report_period: Duration::from_secs(stats_interval),
                     ..RpcConfig::new(RpcConfig::url_from_host(&rpc_host), auth)
                 };
-                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
-                let counters = run_extractor::<RpcExtractor>(
-                    config,
-                    &nats.to_options(),
-                    subjects.scheme(),
-                    shutdown,
-                )
-                .await?;
+                let counters =
+                    run_extractor::<RpcExtractor>(config, &nats, &subjects, duration).await?;
                 tracing::info!(
                     calls = ?counters.rpc_calls,
                     errors = ?counters.rpc_errors,
@@ -455,14 +442,8 @@ impl ExtractArgs {
                     report_period: Duration::from_secs(stats_interval.max(1)),
                     ..P2pConfig::new(p2p_network)
                 };
-                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
-                let counters = run_extractor::<P2pExtractor>(
-                    config,
-                    &nats.to_options(),
-                    subjects.scheme(),
-                    shutdown,
-                )
-                .await?;
+                let counters =
+                    run_extractor::<P2pExtractor>(config, &nats, &subjects, duration).await?;
                 tracing::info!(connections = counters.p2p_connections, "node connections");
                 Ok(())
             }
@@ -483,14 +464,8 @@ impl ExtractArgs {
                     report_period: Duration::from_secs(stats_interval.max(1)),
                     ..LogConfig::new(debug_log)
                 };
-                let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
-                let counters = run_extractor::<LogExtractor>(
-                    config,
-                    &nats.to_options(),
-                    subjects.scheme(),
-                    shutdown,
-                )
-                .await?;
+                let counters =
+                    run_extractor::<LogExtractor>(config, &nats, &subjects, duration).await?;
                 tracing::info!(
                     unparsed_lines = counters.unparsed_lines,
                     truncated_lines = counters.truncated_lines,
@@ -504,14 +479,16 @@ impl ExtractArgs {
     }
 }
 
-/// Runs one extractor (any member of the contract) until `shutdown`, then logs its final
-/// counters and the publisher's, and returns its counters.
+/// Runs one extractor (any member of the contract) until Ctrl-C, SIGTERM or `duration`
+/// seconds, then logs its final counters and the publisher's, and returns its counters.
 async fn run_extractor<E: Extractor>(
     config: E::Config,
-    nats: &NatsOptions,
-    scheme: SubjectScheme,
-    shutdown: Shutdown,
+    nats: &NatsArgs,
+    subjects: &SubjectSchemeArgs,
+    duration: Option<u64>,
 ) -> anyhow::Result<ExtractorCounters> {
+    let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
+    let (nats, scheme) = (&nats.to_options(), subjects.scheme());
     // A signal or --duration also ends the wait for NATS (which retries forever by default).
     let publisher = tokio::select! {
         connected = Publisher::connect(nats, scheme, peerlab::extractors::publisher_config()) => {

@@ -15,8 +15,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
 use super::archive::is_archive_path;
 use super::format::is_stats_subject;
 use super::{
@@ -119,7 +117,7 @@ pub fn convert(options: &ConvertOptions) -> Result<ConvertSummary, RecordingErro
             &mcap_metadata(&source, input, &options.arguments),
         )?))
     };
-    let bar = progress(source.file_bytes(), input);
+    let bar = super::source::file_progress("convert", source.file_bytes(), input);
     let mut failure = None;
     while let Some(message) = source.next() {
         bar.set_position(source.position());
@@ -195,23 +193,4 @@ fn mcap_metadata(
         format!("{} ({})", input.display(), format_name(source.is_archive())),
     );
     metadata
-}
-
-/// A progress bar over the input's bytes.
-fn progress(file_bytes: u64, path: &Path) -> ProgressBar {
-    let bar = ProgressBar::new(file_bytes);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "convert {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string(),
-    );
-    bar
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use indicatif::{ProgressBar, ProgressStyle};
 use prost::Message as _;
 use tokio::time::Instant;
 
@@ -93,7 +92,7 @@ pub async fn replay(
     'passes: loop {
         for path in &options.files {
             let mut stream = RecordingSource::open(path)?;
-            let bar = progress(stream.file_bytes(), path);
+            let bar = super::source::file_progress("replay", stream.file_bytes(), path);
             // `--from`/`--to` count from the file's first event; pacing from the first
             // event replayed.
             let mut first_event: Option<u64> = None;
@@ -250,23 +249,4 @@ impl Lateness {
             max: self.max,
         })
     }
-}
-
-/// A progress bar over the file's bytes (events are counted only once read).
-fn progress(file_bytes: u64, path: &std::path::Path) -> ProgressBar {
-    let bar = ProgressBar::new(file_bytes);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "replay {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
-    bar.set_message(
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_string(),
-    );
-    bar
 }

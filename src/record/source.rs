@@ -95,3 +95,23 @@ impl Iterator for RecordingSource {
         }
     }
 }
+
+/// A progress bar over a file's bytes, labelled `verb file-name` (replay and convert show it;
+/// events are counted only once read).
+pub(crate) fn file_progress(verb: &str, file_bytes: u64, path: &Path) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(file_bytes);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{verb} {{msg}} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_string(),
+    );
+    bar
+}

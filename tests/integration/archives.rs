@@ -5,9 +5,10 @@
 //! archive -> MCAP; `peerlab inspect` / `peerlab cat` take archives.
 
 use crate::common;
+use crate::common::{run_peerlab as peerlab, stdout_of};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,23 +257,6 @@ fn read_all(path: &Path) -> (ArchiveReader, Vec<(String, Vec<u8>)>) {
         })
         .collect();
     (reader, events)
-}
-
-fn peerlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .env_remove("PEERLAB_LOG")
-        .output()
-        .expect("run peerlab")
-}
-
-fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "peerlab failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
 }
 
 fn s(path: &Path) -> &str {

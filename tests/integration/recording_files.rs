@@ -3,6 +3,7 @@
 //! report it correctly, and damaged files give errors that name the file, never a panic and
 //! never a message that was not written.
 
+use crate::common::{run_peerlab as peerlab, stdout_of};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -215,23 +216,6 @@ fn sample_file(dir: &Path) -> (PathBuf, Vec<RecordedMessage>) {
     let written = sample();
     write_recording(&path, &written, 4);
     (path, written)
-}
-
-fn peerlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(args)
-        .env_remove("PEERLAB_LOG")
-        .output()
-        .expect("run peerlab")
-}
-
-fn stdout_of(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "peerlab failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
 }
 
 /// The one `error:` line of a failed command.

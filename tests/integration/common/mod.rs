@@ -152,3 +152,23 @@ pub fn assert_recording_has_no_secret(path: &std::path::Path, secret: &str) -> u
     }
     searched
 }
+
+/// Runs the peerlab binary with `args` (no `PEERLAB_LOG` from the environment) and returns
+/// its output.
+pub fn run_peerlab(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(args)
+        .env_remove("PEERLAB_LOG")
+        .output()
+        .expect("run peerlab")
+}
+
+/// The stdout of a run that must have succeeded (its stderr is shown otherwise).
+pub fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "peerlab failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
+}

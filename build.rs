@@ -8,6 +8,9 @@
 //!    embeds and loads with aya.
 //! 3. A dispatch table `OUT_DIR/message_registry.rs` maps every message's full name to its
 //!    prost type, so tests and tools can decode any message by name through generated code.
+//! 4. `capnp/core_ipc.capnp` (the slice of Bitcoin Core's IPC interface the ipc extractor
+//!    calls) is compiled by capnpc, which runs Debian's `capnp` tool, into
+//!    `OUT_DIR/core_ipc_capnp.rs`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,6 +39,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     write_registry(&descriptors, &out_dir.join("message_registry.rs"))?;
     compile_bpf(&out_dir)?;
+    compile_capnp()?;
+    Ok(())
+}
+
+/// Generates the Cap'n Proto client code; a missing `capnp` tool is an error that says what to
+/// install.
+fn compile_capnp() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=capnp");
+    let found = std::process::Command::new("capnp")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        return Err(
+            "no `capnp` tool found for the IPC schema: install Debian's `capnproto` \
+                    (./quickstart.sh does)"
+                .into(),
+        );
+    }
+    capnpc::CompilerCommand::new()
+        .src_prefix("capnp")
+        .file("capnp/core_ipc.capnp")
+        // The generated module lives at crate::extractors::ipc::core_ipc_capnp.
+        .default_parent_module(vec!["extractors".into(), "ipc".into()])
+        .run()?;
     Ok(())
 }
 

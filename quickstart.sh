@@ -11,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 export PATH="$HOME/.cargo/bin:$PATH"
 
-# What compiling peerlab itself needs (build.rs compiles eBPF C with clang); `peerlab setup`
-# installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
+# What compiling peerlab itself needs (build.rs compiles eBPF C with clang and the IPC schema
+# with capnp); `peerlab setup` installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
 # Debian's chromium (rehearsal reports are rendered headless and screenshotted).
-BUILD_DEPS=(clang libbpf-dev pkg-config)
+BUILD_DEPS=(clang libbpf-dev pkg-config capnproto)
 TEST_DEPS=(nix-bin chromium time)
 
 install_missing() {

@@ -11,6 +11,7 @@ use peerlab::event::counters::ExtractorCounters;
 use peerlab::extractors::ebpf::{
     EbpfConfig, EbpfExtractor, ProbeGroups, ProbeId, RingSizes, Target,
 };
+use peerlab::extractors::ipc::{IpcConfig, IpcExtractor};
 use peerlab::extractors::log::follow::Start;
 use peerlab::extractors::log::{LogConfig, LogExtractor};
 use peerlab::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
@@ -144,6 +145,32 @@ pub enum ExtractorCommand {
         /// Read the lines already in the file first (default: only new lines, like tail -F).
         #[arg(long)]
         from_start: bool,
+        /// Seconds between counter reports.
+        #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
+        stats_interval: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
+    /// Poll a node's Cap'n Proto IPC interface for the chain tip and publish it as an `ipc`
+    /// event (peer-observer's ipc-extractor).
+    ///
+    /// The node must be `bitcoin-node` (Bitcoin Core built with IPC; `peerlab setup` builds
+    /// one) started with -ipcbind=unix, which creates node.sock in the network datadir (e.g.
+    /// ~/.bitcoin/node.sock, <datadir>/regtest/node.sock); this user needs read and write
+    /// access to it. A socket that cannot be reached at start is an error; a connection lost
+    /// later is retried every second (counted), so a restarted node is followed.
+    Ipc {
+        /// The node's IPC socket.
+        #[arg(long, short = 'i', value_name = "PATH")]
+        ipc_socket_path: PathBuf,
+        /// Seconds between getTip calls.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = whole_seconds())]
+        query_interval: u64,
         /// Seconds between counter reports.
         #[arg(long, default_value_t = 10, value_parser = whole_seconds())]
         stats_interval: u64,
@@ -472,6 +499,28 @@ impl ExtractArgs {
                     rotations = counters.rotations,
                     read_errors = counters.read_errors,
                     "log lines"
+                );
+                Ok(())
+            }
+            ExtractorCommand::Ipc {
+                ipc_socket_path,
+                query_interval,
+                stats_interval,
+                duration,
+                nats,
+                subjects,
+            } => {
+                let config = IpcConfig {
+                    query_interval: Duration::from_secs(query_interval.max(1)),
+                    report_period: Duration::from_secs(stats_interval.max(1)),
+                    ..IpcConfig::new(ipc_socket_path)
+                };
+                let counters =
+                    run_extractor::<IpcExtractor>(config, &nats, &subjects, duration).await?;
+                tracing::info!(
+                    fetch_errors = counters.ipc_fetch_errors,
+                    connect_errors = counters.ipc_connect_errors,
+                    "getTip calls"
                 );
                 Ok(())
             }

@@ -14,16 +14,17 @@ use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
 
-/// Observe a node you already run: attach every extractor (eBPF, log, RPC, P2P) from its
-/// datadir and publish to NATS, until Ctrl-C.
+/// Observe a node you already run: attach every extractor (eBPF, log, RPC, P2P, IPC) from
+/// its datadir and publish to NATS, until Ctrl-C.
 ///
 /// Finds the running chain under --datadir (its bitcoind.pid), the binary and RPC port of
 /// that process (its command line, else bitcoin.conf, else the chain's default), the RPC
 /// cookie and debug.log. Prints one line per extractor: what it attached to, or why it
 /// could not (the others still run). The eBPF extractor needs root and a bitcoind built
 /// with tracepoints; the node must allow cookie RPC; it is told to dial the P2P extractor
-/// (`addnode`, v1), and that entry is removed again when observe stops. Nothing else of the
-/// node is changed.
+/// (`addnode`, v1), and that entry is removed again when observe stops. The IPC extractor
+/// needs `bitcoin-node` started with -ipcbind=unix (its node.sock beside the pid file).
+/// Nothing else of the node is changed.
 #[derive(Debug, clap::Args)]
 pub struct ObserveArgs {
     /// The node's -datadir (e.g. ~/.bitcoin or /var/lib/bitcoind).
@@ -47,6 +48,13 @@ pub struct ObserveArgs {
     /// Do not run the P2P extractor.
     #[arg(long)]
     pub no_p2p: bool,
+    /// Do not run the IPC extractor.
+    #[arg(long)]
+    pub no_ipc: bool,
+    /// The node's IPC socket (default: node.sock beside its pid file, where -ipcbind=unix
+    /// creates it).
+    #[arg(long, value_name = "PATH")]
+    pub ipc_socket_path: Option<PathBuf>,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_parser = whole_seconds())]
     pub duration: Option<u64>,
@@ -85,12 +93,17 @@ impl ObserveArgs {
                 Chain::Signet => P2pNetwork::Signet,
                 Chain::Regtest => P2pNetwork::Regtest,
             },
+            ipc_socket: self.ipc_socket_path.clone().or_else(|| {
+                let beside_pid = node.pid_file.with_file_name("node.sock");
+                beside_pid.exists().then_some(beside_pid)
+            }),
         };
         let config = ObserverConfig {
             ebpf: !self.no_ebpf,
             log: !self.no_log,
             rpc: !self.no_rpc,
             p2p: !self.no_p2p,
+            ipc: !self.no_ipc,
             ..ObserverConfig::default()
         };
         let shutdown = shutdown_on_signals(self.duration.map(Duration::from_secs));

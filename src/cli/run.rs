@@ -43,6 +43,9 @@ pub struct RunArgs {
     /// Do not run the P2P extractor (a peer the node dials).
     #[arg(long)]
     pub no_p2p_extractor: bool,
+    /// Do not run the IPC extractor (the node is then bitcoind instead of bitcoin-node).
+    #[arg(long)]
+    pub no_ipc_extractor: bool,
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -71,6 +74,7 @@ impl RunArgs {
                 log: !self.no_log_extractor,
                 rpc: !self.no_rpc_extractor,
                 p2p: !self.no_p2p_extractor,
+                ipc: !self.no_ipc_extractor,
                 ..ObserverConfig::default()
             },
             ..EmbeddedConfig::new(installation)

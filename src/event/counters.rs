@@ -74,6 +74,14 @@ pub struct ExtractorCounters {
     /// credentials, cookie file missing); the extractor keeps retrying.
     #[serde(default)]
     pub rpc_connect_errors: u64,
+    /// IPC extractor: `getTip` calls that failed or timed out; nothing was published for them
+    /// (upstream's `ipcextractor_ipc_fetch_errors_total`).
+    #[serde(default)]
+    pub ipc_fetch_errors: u64,
+    /// IPC extractor: connections to the node's socket that failed or were lost (it
+    /// reconnects).
+    #[serde(default)]
+    pub ipc_connect_errors: u64,
 }
 
 /// One tracepoint's kernel-side counts.

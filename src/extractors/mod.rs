@@ -4,8 +4,9 @@
 //! every extractor follows ([`Extractor`]), so a new source (RPC polling, a P2P connection,
 //! the debug log, IPC) is a sibling of [`ebpf`], not a copy of it: [`log`] follows
 //! `debug.log`, [`rpc`] polls a node's JSON-RPC on two timers and publishes each reply on
-//! `rpc`, waiting for a node that is not up yet, and [`p2p`] is a peer the node dials,
-//! publishing ping durations and what the node announces. The eBPF extractor decodes P2P payloads with
+//! `rpc`, waiting for a node that is not up yet, [`p2p`] is a peer the node dials,
+//! publishing ping durations and what the node announces, and [`ipc`] polls the tip over
+//! Bitcoin Core's Cap'n Proto IPC socket. The eBPF extractor decodes P2P payloads with
 //! [`crate::p2p`].
 //!
 //! Invariants of every extractor:
@@ -20,6 +21,7 @@
 //!   already read before it returns.
 
 pub mod ebpf;
+pub mod ipc;
 pub mod log;
 pub mod p2p;
 pub mod rpc;

@@ -1,7 +1,8 @@
 //! The bitcoind build cache: one directory per (crate version, build options), outside the repo.
 //!
 //! Layout of an entry `<root>/bitcoind/<key>/`: `build/` (the CMake tree, kept so a rebuild is
-//! incremental), `bin/bitcoind`, `bin/bitcoin-cli`, and `manifest.json`, written last. An entry
+//! incremental), `bin/bitcoind`, `bin/bitcoin-cli`, `bin/bitcoin-node` (the same node with
+//! Cap'n Proto IPC), and `manifest.json`, written last. An entry
 //! without a manifest is an unfinished build (resumed); an entry whose manifest does not match
 //! its binaries is corrupt and reported, never trusted.
 
@@ -15,7 +16,8 @@ pub const CORE_CRATE: &str = "libbitcoinkernel-sys";
 /// Its pinned version.
 pub const CORE_CRATE_VERSION: &str = "0.4.1";
 
-/// CMake options for a traceable, wallet-less bitcoind (shared/spec/bitcoin-core.md §0).
+/// CMake options for a traceable, wallet-less bitcoind (shared/spec/bitcoin-core.md §0), with
+/// IPC on so that `bitcoin-node` is built as well (extractors.md §5).
 pub const CMAKE_OPTIONS: [&str; 16] = [
     "-DBUILD_DAEMON=ON",
     "-DBUILD_CLI=ON",
@@ -25,7 +27,7 @@ pub const CMAKE_OPTIONS: [&str; 16] = [
     "-DBUILD_TESTS=OFF",
     "-DBUILD_BENCH=OFF",
     "-DBUILD_GUI=OFF",
-    "-DENABLE_IPC=OFF",
+    "-DENABLE_IPC=ON",
     "-DWITH_ZMQ=OFF",
     "-DBUILD_KERNEL_LIB=OFF",
     "-DBUILD_TX=OFF",
@@ -71,6 +73,9 @@ pub struct Manifest {
     pub bitcoind_sha256: String,
     /// SHA-256 of `bin/bitcoin-cli`.
     pub bitcoin_cli_sha256: String,
+    /// SHA-256 of `bin/bitcoin-node` (absent in entries built without IPC).
+    #[serde(default)]
+    pub bitcoin_node_sha256: Option<String>,
     /// Tracepoints found by parsing `.note.stapsdt`.
     pub tracepoints: Vec<String>,
 }
@@ -128,6 +133,10 @@ impl CacheEntry {
     pub fn bitcoin_cli(&self) -> PathBuf {
         self.dir.join("bin").join("bitcoin-cli")
     }
+    /// Installed `bitcoin-node`.
+    pub fn bitcoin_node(&self) -> PathBuf {
+        self.dir.join("bin").join("bitcoin-node")
+    }
     fn manifest_path(&self) -> PathBuf {
         self.dir.join("manifest.json")
     }
@@ -148,10 +157,14 @@ impl CacheEntry {
                 ))
             }
         };
-        for (binary, expected) in [
+        let mut binaries = vec![
             (self.bitcoind(), &manifest.bitcoind_sha256),
             (self.bitcoin_cli(), &manifest.bitcoin_cli_sha256),
-        ] {
+        ];
+        if let Some(expected) = &manifest.bitcoin_node_sha256 {
+            binaries.push((self.bitcoin_node(), expected));
+        }
+        for (binary, expected) in binaries {
             match sha256_file(&binary) {
                 Ok(actual) if &actual == expected => {}
                 Ok(_) => {
@@ -182,7 +195,12 @@ impl CacheEntry {
 
     /// Removes the manifest and installed binaries (keeps the CMake tree for an incremental rebuild).
     pub fn invalidate(&self) -> std::io::Result<()> {
-        for path in [self.manifest_path(), self.bitcoind(), self.bitcoin_cli()] {
+        for path in [
+            self.manifest_path(),
+            self.bitcoind(),
+            self.bitcoin_cli(),
+            self.bitcoin_node(),
+        ] {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => {}

@@ -96,8 +96,8 @@ pub fn fetch_core_source() -> Result<PathBuf, NodeError> {
     Ok(source)
 }
 
-/// Configures and builds `bitcoind` and `bitcoin-cli` into the entry's CMake tree, then copies
-/// them to the entry's `bin/`.
+/// Configures and builds `bitcoind`, `bitcoin-cli` and `bitcoin-node` into the entry's CMake
+/// tree, then copies them to the entry's `bin/`.
 pub fn build_core(source: &Path, entry: &CacheEntry, jobs: usize) -> Result<(), NodeError> {
     let build_dir = entry.build_dir();
     let progress = Progress::new();
@@ -118,7 +118,7 @@ pub fn build_core(source: &Path, entry: &CacheEntry, jobs: usize) -> Result<(), 
     build
         .arg("--build")
         .arg(&build_dir)
-        .args(["--target", "bitcoind", "bitcoin-cli", "-j"])
+        .args(["--target", "bitcoind", "bitcoin-cli", "bitcoin-node", "-j"])
         .arg(jobs.to_string());
     run_streaming(build, "cmake --build", &progress)?;
     progress.finish();
@@ -129,7 +129,7 @@ pub fn build_core(source: &Path, entry: &CacheEntry, jobs: usize) -> Result<(), 
         reason: format!("{}: {e}", bin.display()),
     };
     std::fs::create_dir_all(&bin).map_err(io)?;
-    for name in ["bitcoind", "bitcoin-cli"] {
+    for name in ["bitcoind", "bitcoin-cli", "bitcoin-node"] {
         let built = build_dir.join("bin").join(name);
         // Copy to a temporary name and rename, so a crash never leaves a half-written binary.
         let tmp = bin.join(format!("{name}.tmp"));

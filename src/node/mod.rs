@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 pub use cache::{build_key, cache_root, CacheEntry, EntryState, Manifest, CMAKE_OPTIONS};
 pub use coins::{KeylessCoin, KEYLESS_ADDRESS};
+pub use core_build::fetch_core_source;
 pub use locate::{locate, Chain, LocatedNode};
 pub use packages::{can_install, ensure_packages, missing_packages};
 pub use process::{pid_from_file, pid_mismatch, process_alive, process_executable, processes_of};

@@ -18,9 +18,11 @@ use super::NodeError;
 
 /// Debian packages needed to run the stack and to build peerlab's eBPF programs.
 pub const RUNTIME_PACKAGES: [&str; 3] = ["nats-server", "clang", "libbpf-dev"];
-/// Debian packages needed only to build bitcoind.
-pub const BUILD_PACKAGES: [&str; 7] = [
+/// Debian packages needed only to build bitcoind (Cap'n Proto for `bitcoin-node`'s IPC).
+pub const BUILD_PACKAGES: [&str; 9] = [
     "systemtap-sdt-dev",
+    "capnproto",
+    "libcapnp-dev",
     "cmake",
     "pkg-config",
     "libboost-dev",
@@ -51,6 +53,9 @@ pub struct Installation {
     pub bitcoind: PathBuf,
     /// Absolute path of bitcoin-cli, if one was found.
     pub bitcoin_cli: Option<PathBuf>,
+    /// Absolute path of `bitcoin-node` (the same node with Cap'n Proto IPC, `-ipcbind`), if
+    /// one was built or found next to the given bitcoind.
+    pub bitcoin_node: Option<PathBuf>,
     /// Absolute path of nats-server.
     pub nats_server: PathBuf,
     /// How the bitcoind was obtained.
@@ -91,7 +96,7 @@ pub fn setup(options: &SetupOptions) -> Result<Installation, NodeError> {
         hint: "install the Debian package nats-server".into(),
     })?;
 
-    let (bitcoind, bitcoin_cli, origin) = match user_bitcoind {
+    let (bitcoind, bitcoin_cli, bitcoin_node, origin) = match user_bitcoind {
         Some(path) => {
             let bitcoind = absolute(&path)?;
             verify_tracepoints(&bitcoind)?;
@@ -101,16 +106,19 @@ pub fn setup(options: &SetupOptions) -> Result<Installation, NodeError> {
                 .clone()
                 .or_else(|| Some(bitcoind.with_file_name("bitcoin-cli")).filter(|p| p.is_file()))
                 .or_else(|| find_on_path("bitcoin-cli"));
-            (bitcoind, cli, BitcoindOrigin::UserProvided)
+            let node = sibling_bitcoin_node(&bitcoind);
+            (bitcoind, cli, node, BitcoindOrigin::UserProvided)
         }
         None => {
             let (entry, origin) = cached_or_built(options)?;
-            (entry.bitcoind(), Some(entry.bitcoin_cli()), origin)
+            let node = Some(entry.bitcoin_node()).filter(|p| p.is_file());
+            (entry.bitcoind(), Some(entry.bitcoin_cli()), node, origin)
         }
     };
     Ok(Installation {
         bitcoind,
         bitcoin_cli,
+        bitcoin_node,
         nats_server,
         origin,
     })
@@ -164,12 +172,17 @@ fn cached_or_built(options: &SetupOptions) -> Result<(CacheEntry, BitcoindOrigin
             .map_err(|e| io_error(&entry.bitcoind(), e))?,
         bitcoin_cli_sha256: super::cache::sha256_file(&entry.bitcoin_cli())
             .map_err(|e| io_error(&entry.bitcoin_cli(), e))?,
+        bitcoin_node_sha256: Some(
+            super::cache::sha256_file(&entry.bitcoin_node())
+                .map_err(|e| io_error(&entry.bitcoin_node(), e))?,
+        ),
         tracepoints,
     };
     entry
         .write_manifest(&manifest)
         .map_err(|e| io_error(entry.dir(), e))?;
-    tracing::info!(bitcoind = %entry.bitcoind().display(), "built a traceable bitcoind (16 tracepoints verified)");
+    verify_tracepoints(&entry.bitcoin_node())?;
+    tracing::info!(bitcoind = %entry.bitcoind().display(), "built a traceable bitcoind and bitcoin-node (16 tracepoints verified in each)");
     Ok((entry, BitcoindOrigin::Built))
 }
 
@@ -188,6 +201,7 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
         let cli = bitcoind.with_file_name("bitcoin-cli");
         return Ok(Installation {
             bitcoin_cli: cli.is_file().then_some(cli),
+            bitcoin_node: sibling_bitcoin_node(&bitcoind),
             bitcoind,
             nats_server,
             origin: BitcoindOrigin::UserProvided,
@@ -197,6 +211,7 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
         EntryState::Valid(_) => Ok(Installation {
             bitcoind: entry.bitcoind(),
             bitcoin_cli: Some(entry.bitcoin_cli()),
+            bitcoin_node: Some(entry.bitcoin_node()).filter(|p| p.is_file()),
             nats_server,
             origin: BitcoindOrigin::Cached,
         }),
@@ -213,6 +228,19 @@ pub fn cached_installation() -> Result<Installation, NodeError> {
             reason,
         }),
     }
+}
+
+/// `bitcoin-node` beside a user's bitcoind: in the same directory (a build tree's `bin/`) or
+/// in `../libexec/` (where Core installs it).
+fn sibling_bitcoin_node(bitcoind: &Path) -> Option<PathBuf> {
+    let same_dir = bitcoind.with_file_name("bitcoin-node");
+    let libexec = bitcoind
+        .parent()
+        .and_then(Path::parent)
+        .map(|prefix| prefix.join("libexec").join("bitcoin-node"));
+    std::iter::once(same_dir)
+        .chain(libexec)
+        .find(|candidate| candidate.is_file())
 }
 
 /// Searches `PATH` for an executable.

@@ -37,6 +37,8 @@ impl Observed {
         for (key, category) in [
             ("log_extractor", EventCategory::Log),
             ("rpc_extractor", EventCategory::Rpc),
+            ("p2p_extractor", EventCategory::P2p),
+            ("ipc_extractor", EventCategory::Ipc),
         ] {
             if let Some(body) = json.get(key) {
                 return Some(Observed::extractor_event(t_secs, category, body));
@@ -74,7 +76,7 @@ impl Observed {
         })
     }
 
-    /// A log or RPC event: its arm is the body's key that names one of the category's arms
+    /// A log, RPC, P2P-extractor or IPC event: its arm is the body's key that names one of the category's arms
     /// (the other keys are the envelope: timestamp, level, ...). No peer.
     fn extractor_event(t_secs: f64, category: EventCategory, body: &Value) -> Observed {
         let arms = category_arms(category);
@@ -94,13 +96,17 @@ impl Observed {
     }
 }
 
-/// The arm names of the log and rpc categories, read once from the schema.
+/// The arm names of the extractor categories, read once from the schema.
 fn category_arms(category: EventCategory) -> &'static [String] {
     static LOG: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::Log));
     static RPC: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::Rpc));
+    static P2P: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::P2p));
+    static IPC: LazyLock<Vec<String>> = LazyLock::new(|| arm_names(EventCategory::Ipc));
     match category {
         EventCategory::Log => &LOG,
         EventCategory::Rpc => &RPC,
+        EventCategory::P2p => &P2P,
+        EventCategory::Ipc => &IPC,
         EventCategory::Message
         | EventCategory::Connection
         | EventCategory::Mempool

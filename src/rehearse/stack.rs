@@ -89,6 +89,7 @@ impl Stack {
         // RPC expectations on `rpc.*` events need replies within seconds of a change.
         config.observer.rpc_intervals = (Duration::from_secs(1), Duration::from_secs(2));
         config.observer.p2p_ping_interval = Duration::from_secs(1);
+        config.observer.ipc_interval = Duration::from_secs(1);
         let mut embedded = EmbeddedStack::start(config)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;

@@ -527,7 +527,7 @@ fn bad_event_path() {
         (
             "conection.closed",
             "unknown category \"conection\" (expected one of: message, connection, mempool, \
-             validation, utxocache, log, rpc); did you mean \"connection\"?",
+             validation, utxocache, log, rpc, p2p, ipc); did you mean \"connection\"?",
         ),
     ] {
         let text = format!("{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"{path}\"\n");

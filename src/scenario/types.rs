@@ -428,11 +428,15 @@ pub enum EventCategory {
     Log,
     /// `rpc`: RPC replies (the RPC extractor): peer infos, mempool info, ...
     Rpc,
+    /// `p2p`: what the P2P extractor learns (ping durations, announcements).
+    P2p,
+    /// `ipc`: the IPC extractor's chain tips.
+    Ipc,
 }
 
 impl EventCategory {
     /// Every category, in documentation order.
-    pub const ALL: [EventCategory; 7] = [
+    pub const ALL: [EventCategory; 9] = [
         EventCategory::Message,
         EventCategory::Connection,
         EventCategory::Mempool,
@@ -440,10 +444,12 @@ impl EventCategory {
         EventCategory::Utxocache,
         EventCategory::Log,
         EventCategory::Rpc,
+        EventCategory::P2p,
+        EventCategory::Ipc,
     ];
 
-    /// The name in event paths (the arm of `ebpf_extractor.ebpf`, or `log` and `rpc` for
-    /// the log and RPC extractors' messages).
+    /// The name in event paths (the arm of `ebpf_extractor.ebpf`, or `log`, `rpc`, `p2p` and
+    /// `ipc` for the other extractors' messages).
     pub fn name(self) -> &'static str {
         match self {
             EventCategory::Message => "message",
@@ -453,6 +459,8 @@ impl EventCategory {
             EventCategory::Utxocache => "utxocache",
             EventCategory::Log => "log",
             EventCategory::Rpc => "rpc",
+            EventCategory::P2p => "p2p",
+            EventCategory::Ipc => "ipc",
         }
     }
 
@@ -462,6 +470,8 @@ impl EventCategory {
         match self {
             EventCategory::Log => Some("log_extractor.log"),
             EventCategory::Rpc => Some("rpc_extractor.rpc"),
+            EventCategory::P2p => Some("p2p_extractor.p2p"),
+            EventCategory::Ipc => Some("ipc_extractor.ipc"),
             EventCategory::Message
             | EventCategory::Connection
             | EventCategory::Mempool
@@ -480,6 +490,8 @@ impl EventCategory {
             EventCategory::Utxocache => EventKind::Utxocache,
             EventCategory::Log => EventKind::LogExtractor,
             EventCategory::Rpc => EventKind::Rpc,
+            EventCategory::P2p => EventKind::P2pExtractor,
+            EventCategory::Ipc => EventKind::Ipc,
         }
     }
 

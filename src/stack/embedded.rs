@@ -4,7 +4,9 @@
 //! publisher, the eBPF extractor following that datadir's pid file, the log extractor
 //! following its `debug.log`, the RPC extractor polling its RPC port with its cookie, and the
 //! P2P extractor listening on a free loopback port that the node is told to dial (`addnode`,
-//! v1 transport). `peerlab run`,
+//! v1 transport), and the IPC extractor on the node's IPC socket: the node is `bitcoin-node`
+//! (the same traceable node with Cap'n Proto IPC) started with `-ipcbind=unix` when the
+//! installation has one and the IPC extractor is on, otherwise `bitcoind`. `peerlab run`,
 //! `peerlab rehearse` and the tests all compose it here, in two phases, because each wants
 //! something done between them: the servers first ([`EmbeddedStack::start`]), then
 //! whatever must happen before the first event (subscribe a logger or recorder, mine
@@ -82,6 +84,10 @@ pub struct EmbeddedStack {
     pid_file: PathBuf,
     /// The node's RPC URL and cookie as first started (for the RPC extractor).
     rpc: (String, PathBuf),
+    /// The node binary (`bitcoind` or `bitcoin-node`).
+    node_binary: PathBuf,
+    /// The node's IPC socket, when it serves one.
+    ipc_socket: Option<PathBuf>,
     // Dropped last: the node and the extractor above need them.
     _datadir: tempfile::TempDir,
     _nats_server: NatsServer,
@@ -98,6 +104,8 @@ pub struct StackCounters {
     pub rpc: Option<ExtractorCounters>,
     /// The P2P extractor's final counters (`None` when it did not run).
     pub p2p: Option<ExtractorCounters>,
+    /// The IPC extractor's final counters (`None` when it did not run).
+    pub ipc: Option<ExtractorCounters>,
     /// The publisher's final counters: `sent` is what the server confirmed.
     pub bus: StatsSnapshot,
 }
@@ -105,7 +113,7 @@ pub struct StackCounters {
 impl StackCounters {
     /// Events all extractors handed to the publisher.
     pub fn events_published(&self) -> u64 {
-        let others = [&self.log, &self.rpc, &self.p2p];
+        let others = [&self.log, &self.rpc, &self.p2p, &self.ipc];
         self.ebpf.published
             + others
                 .iter()
@@ -117,7 +125,7 @@ impl StackCounters {
 
 impl EmbeddedStack {
     /// Starts nats-server and the regtest node (blocking work runs off the runtime).
-    pub async fn start(config: EmbeddedConfig) -> Result<EmbeddedStack, StackError> {
+    pub async fn start(mut config: EmbeddedConfig) -> Result<EmbeddedStack, StackError> {
         let exe = config.installation.nats_server.clone();
         let nats_server = tokio::task::spawn_blocking(move || NatsServer::start(&exe))
             .await
@@ -126,8 +134,23 @@ impl EmbeddedStack {
             .prefix("peerlab-node-")
             .tempdir()
             .map_err(|e| StackError::io("creating the node's datadir", e))?;
-        let mut node_config = RegtestConfig::new(&config.installation.bitcoind);
+        let bitcoin_node = config.installation.bitcoin_node.clone();
+        if config.observer.ipc && bitcoin_node.is_none() {
+            tracing::warn!(
+                "this installation has no bitcoin-node (the node with IPC), so the IPC \
+                 extractor does not run; `peerlab setup` builds one"
+            );
+            config.observer.ipc = false;
+        }
+        let node_binary = match (&bitcoin_node, config.observer.ipc) {
+            (Some(node), true) => node.clone(),
+            _ => config.installation.bitcoind.clone(),
+        };
+        let mut node_config = RegtestConfig::new(&node_binary);
         node_config.extra_args = config.node_args.clone();
+        if config.observer.ipc {
+            node_config.extra_args.push("-ipcbind=unix".into());
+        }
         node_config.datadir = Some(datadir.path().to_path_buf());
         let node = tokio::task::spawn_blocking(move || RegtestNode::start(&node_config))
             .await
@@ -146,6 +169,11 @@ impl EmbeddedStack {
                 format!("http://{}", node.rpc_addr()),
                 node.cookie_file().to_path_buf(),
             ),
+            ipc_socket: config
+                .observer
+                .ipc
+                .then(|| datadir.path().join("regtest").join("node.sock")),
+            node_binary,
             config,
             observer: None,
             node: Some(node),
@@ -194,12 +222,13 @@ impl EmbeddedStack {
         );
         let (rpc_url, cookie) = self.rpc.clone();
         let files = NodeFiles {
-            bitcoind: Some(self.config.installation.bitcoind.clone()),
+            bitcoind: Some(self.node_binary.clone()),
             pid_file: self.pid_file.clone(),
             debug_log: self.pid_file.with_file_name("debug.log"),
             rpc_url,
             rpc_auth: RpcAuth::Cookie(cookie),
             network: P2pNetwork::Regtest,
+            ipc_socket: self.ipc_socket.clone(),
         };
         let observer = NodeObserver::start(
             &files,

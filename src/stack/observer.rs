@@ -3,8 +3,9 @@
 //!
 //! Given where the node keeps things ([`NodeFiles`]), it starts the eBPF extractor on the
 //! binary and pid file, the log extractor on `debug.log`, the RPC extractor on the RPC port
-//! with the cookie, and the P2P extractor on a free loopback port the node is told to dial
-//! (`addnode add`, v1 transport), all publishing through one publisher.
+//! with the cookie, the P2P extractor on a free loopback port the node is told to dial
+//! (`addnode add`, v1 transport), and the IPC extractor on the node's IPC socket, all
+//! publishing through one publisher.
 //!
 //! Invariants:
 //! - each extractor's outcome is recorded in [`NodeObserver::attachments`] (what it attached
@@ -20,6 +21,7 @@ use std::time::Duration;
 use super::{StackCounters, StackError};
 use crate::bus::Publisher;
 use crate::extractors::ebpf::{EbpfConfig, EbpfExtractor, ExtractorStats, Target};
+use crate::extractors::ipc::{IpcConfig, IpcExtractor};
 use crate::extractors::log::{LogConfig, LogExtractor};
 use crate::extractors::p2p::{P2pConfig, P2pExtractor, P2pNetwork};
 use crate::extractors::rpc::{RpcConfig, RpcExtractor};
@@ -45,6 +47,9 @@ pub struct NodeFiles {
     pub rpc_auth: RpcAuth,
     /// Its network (the P2P extractor's message magic).
     pub network: P2pNetwork,
+    /// Its IPC socket (`None`: the node serves no IPC; only `bitcoin-node -ipcbind=unix`
+    /// does).
+    pub ipc_socket: Option<PathBuf>,
 }
 
 /// Which extractors to run, and their timers.
@@ -58,10 +63,14 @@ pub struct ObserverConfig {
     pub rpc: bool,
     /// The P2P extractor.
     pub p2p: bool,
+    /// The IPC extractor.
+    pub ipc: bool,
     /// The RPC extractor's two timers.
     pub rpc_intervals: (Duration, Duration),
     /// The P2P extractor's ping interval.
     pub p2p_ping_interval: Duration,
+    /// The IPC extractor's `getTip` interval.
+    pub ipc_interval: Duration,
 }
 
 impl Default for ObserverConfig {
@@ -72,8 +81,10 @@ impl Default for ObserverConfig {
             log: true,
             rpc: true,
             p2p: true,
+            ipc: true,
             rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
             p2p_ping_interval: Duration::from_secs(10),
+            ipc_interval: Duration::from_secs(10),
         }
     }
 }
@@ -93,6 +104,7 @@ pub struct NodeObserver {
     log: Option<LogExtractor>,
     rpc: Option<RpcExtractor>,
     p2p: Option<P2pExtractor>,
+    ipc: Option<IpcExtractor>,
     publisher: Arc<Publisher>,
     attachments: Vec<Attachment>,
     /// The node's RPC, to remove our `addnode` entry when finishing.
@@ -114,6 +126,7 @@ impl NodeObserver {
             log: None,
             rpc: None,
             p2p: None,
+            ipc: None,
             publisher,
             attachments: Vec::new(),
             rpc_access: (files.rpc_url.clone(), files.rpc_auth.clone()),
@@ -159,6 +172,26 @@ impl NodeObserver {
         if config.p2p {
             let started = start_p2p(files, config, &observer.publisher, shutdown).await;
             observer.p2p = observer.record(P2pExtractor::COMPONENT, started, required)?;
+        }
+        if config.ipc {
+            let started = match &files.ipc_socket {
+                None => Err(
+                    "the node serves no IPC socket (only `bitcoin-node` started with \
+                     -ipcbind=unix does)"
+                        .to_string(),
+                ),
+                Some(socket) => IpcExtractor::start(
+                    IpcConfig {
+                        query_interval: config.ipc_interval,
+                        ..IpcConfig::new(socket.clone())
+                    },
+                    observer.publisher.clone(),
+                    shutdown.clone(),
+                )
+                .map(|e| (e, socket.display().to_string()))
+                .map_err(|e| e.to_string()),
+            };
+            observer.ipc = observer.record(IpcExtractor::COMPONENT, started, required)?;
         }
         Ok(observer)
     }
@@ -247,6 +280,12 @@ impl NodeObserver {
                 tracing::warn!(
                     "the node's addnode entry for the P2P extractor could not be removed"
                 );
+            }
+        }
+        if let Some(ipc) = self.ipc {
+            match ipc.stop().await {
+                Ok(c) => counters.ipc = Some(c),
+                Err(e) => first_error = first_error.or(Some(task("IPC extractor", &e))),
             }
         }
         counters.bus = self.publisher.close(CLOSE_WAIT).await;

@@ -1,5 +1,6 @@
 //! The embedded stack (`peerlab::stack::EmbeddedStack`), the composition `run` and
-//! `rehearse` share: the eBPF, log, RPC and P2P extractors all publish, every event reaches a
+//! `rehearse` share: the eBPF, log, RPC, P2P and IPC extractors all publish (the node is
+//! `bitcoin-node`, so the IPC extractor has a socket), every event reaches a
 //! subscriber that came before the observer, the stack stops in order (the extractor's last events are sent
 //! before the publisher closes), and its final counters agree with what was received.
 
@@ -37,6 +38,7 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
         EventKind::Rpc,
         EventKind::LogExtractor,
         EventKind::Validation,
+        EventKind::Ipc,
     ];
     tokio::time::timeout(common::TIMEOUT, async {
         while blocks < BLOCKS || !wanted.iter().all(|k| kinds.contains(k)) {
@@ -55,8 +57,16 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
 
     let counters = stack.finish().await.expect("stack stops");
     common::assert_nothing_lost(&counters.ebpf);
-    let (log, rpc) = (counters.log.clone(), counters.rpc.clone());
+    let (log, rpc, ipc) = (
+        counters.log.clone(),
+        counters.rpc.clone(),
+        counters.ipc.clone(),
+    );
     assert!(log.is_some_and(|c| c.published > 0), "{counters:?}");
+    assert!(
+        ipc.is_some_and(|c| c.ipc_fetch_errors == 0 && c.published > 0),
+        "{counters:?}"
+    );
     assert!(
         rpc.is_some_and(|c| c.rpc_errors.is_empty() && c.published > 0),
         "{counters:?}"

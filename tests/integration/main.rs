@@ -13,6 +13,7 @@ mod ebpf_extractor;
 mod embedded_stack;
 mod golden_replay;
 mod hostile_input;
+mod ipc_extractor;
 mod log_extractor;
 mod logger_cli;
 mod nix_files;

@@ -1,6 +1,7 @@
 //! `peerlab observe --datadir DIR` against a regtest node started outside peerlab's stack
-//! (its own datadir and ports): with no other flag, every extractor attaches (one line each
-//! on stdout) and events of all four arrive on NATS.
+//! (its own datadir and ports; `bitcoin-node -ipcbind=unix`, the node with IPC): with no other
+//! flag, every extractor attaches (one line each on stdout) and events of all five arrive on
+//! NATS.
 
 use crate::common;
 
@@ -21,9 +22,13 @@ async fn observe_attaches_every_extractor_from_the_datadir_alone() {
             .await
             .expect("subscriber");
     let datadir = tempfile::tempdir().expect("datadir");
+    let bitcoin_node = common::installation()
+        .bitcoin_node
+        .expect("`peerlab setup` builds bitcoin-node");
     let config = RegtestConfig {
         datadir: Some(datadir.path().to_path_buf()),
-        ..RegtestConfig::new(common::bitcoind())
+        extra_args: vec!["-ipcbind=unix".into()],
+        ..RegtestConfig::new(bitcoin_node)
     };
     let node = tokio::task::block_in_place(|| RegtestNode::start(&config)).expect("node");
 
@@ -37,12 +42,13 @@ async fn observe_attaches_every_extractor_from_the_datadir_alone() {
         .expect("observe starts");
 
     // Blocks make eBPF (validation), log (BlockConnected) and P2P (inv/headers) events; the
-    // RPC extractor polls at once.
+    // RPC and IPC extractors poll at once.
     let wanted = [
         EventKind::Validation,
         EventKind::LogExtractor,
         EventKind::Rpc,
         EventKind::P2pExtractor,
+        EventKind::Ipc,
     ];
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + common::TIMEOUT;
@@ -76,6 +82,7 @@ async fn observe_attaches_every_extractor_from_the_datadir_alone() {
         "log-extractor",
         "rpc-extractor",
         "p2p-extractor",
+        "ipc-extractor",
     ] {
         assert!(
             stdout.contains(&format!("{extractor}: attached to")),

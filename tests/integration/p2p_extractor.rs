@@ -1,5 +1,6 @@
 //! The P2P extractor against a real regtest bitcoind and a real nats-server: the node dials
-//! it (`addnode ... onetry`), ping durations arrive and are positive, a transaction sent to
+//! it (`addnode ... onetry`), its fee filter arrives (the IBD maximum, then the relay fee once
+//! blocks are mined), ping durations arrive and are positive, a transaction sent to
 //! the node arrives as an `inventory_announcement` with its wtxid (we announce wtxidrelay),
 //! and an address a test peer announces to the node is relayed to the extractor as an
 //! `address_announcement`.
@@ -80,6 +81,16 @@ async fn the_node_dials_the_extractor_which_publishes_pings_invs_and_addrs() {
     })
     .expect("addnode");
 
+    // Right after the handshake the node sends its fee filter: while in IBD (nothing mined
+    // yet) the largest its fee rounder has (about 0.1 BTC/kvB), so that we announce no
+    // transactions.
+    let ibd_filter = next_p2p(&mut subscriber, |e| match e {
+        P2pEvent::FeefilterAnnouncement(fee) => Some(fee),
+        _ => None,
+    })
+    .await;
+    assert!(ibd_filter > 1_000_000, "IBD filter {ibd_filter} sat/kvB");
+
     // Pings: the node answers within the interval, so the duration is positive and small.
     let duration = next_p2p(&mut subscriber, |e| match e {
         P2pEvent::PingDuration(p) => Some(p.duration),
@@ -97,6 +108,20 @@ async fn the_node_dials_the_extractor_which_publishes_pings_invs_and_addrs() {
         Ok::<_, peerlab::node::NodeError>(tx)
     })
     .expect("a transaction in the mempool");
+    // Out of IBD (the first mined block is recent) it sends its real filter at once: the
+    // minimum relay fee, far below the IBD one (it precedes the transaction's inv).
+    let relay_filter = next_p2p(&mut subscriber, |e| match e {
+        P2pEvent::FeefilterAnnouncement(fee) => Some(fee),
+        _ => None,
+    })
+    .await;
+    let network: Value =
+        tokio::task::block_in_place(|| node.rpc("getnetworkinfo", &[])).expect("getnetworkinfo");
+    let relay_fee_sat = (network["relayfee"].as_f64().expect("relayfee") * 1e8).round() as i64;
+    assert!(
+        relay_filter >= relay_fee_sat && relay_filter < ibd_filter,
+        "filter {relay_filter} sat/kvB after IBD; relay fee {relay_fee_sat}"
+    );
     let wtxid = tx.compute_wtxid().to_byte_array().to_vec();
     next_p2p(&mut subscriber, |e| match e {
         P2pEvent::InventoryAnnouncement(inv) => inv

@@ -50,7 +50,9 @@
 //!    node that is not up, and counts failed calls per method. The log extractor
 //!    ([`extractors::log`]) follows `debug.log` across rotation and parses every line like
 //!    peer-observer; the P2P extractor ([`extractors::p2p`]) is a peer the node dials, timing
-//!    its pings and publishing what the node announces.
+//!    its pings and publishing what the node announces; the IPC extractor
+//!    ([`extractors::ipc`]) polls the tip over Bitcoin Core's Cap'n Proto socket, on a thread
+//!    of its own (Cap'n Proto's RPC objects are not `Send`).
 //!
 //! 7. **[`tools`]: bus -> people, siblings on one contract** ([`tools::Tool`]: consume a
 //!    subscriber until shutdown). The logger prints events readably or as JSON lines.

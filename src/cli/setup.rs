@@ -23,7 +23,8 @@ pub struct SetupArgs {
     /// Parallel compile jobs (0 = number of CPUs; at most 256).
     #[arg(long, short = 'j', default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=256))]
     pub jobs: u16,
-    /// Print `{"bitcoind": ..., "bitcoin_cli": ..., "nats_server": ...}` on stdout.
+    /// Print `{"bitcoind": ..., "bitcoin_cli": ..., "bitcoin_node": ..., "nats_server": ...}`
+    /// on stdout.
     #[arg(long)]
     pub json: bool,
 }

@@ -2,7 +2,10 @@
 //!
 //! Steps: Debian packages (installed when we are root, otherwise named), then a traceable
 //! bitcoind: the user's own (`--bitcoind` / `BITCOIND_EXE`) after a tracepoint check, or the
-//! cached build, or a fresh build into the cache. A second run only checks and reuses.
+//! cached build, or a fresh build into the cache. The build also yields `bitcoin-node`, the
+//! same node with Cap'n Proto IPC (`-ipcbind`), which the IPC extractor needs; for a user's
+//! bitcoind, a `bitcoin-node` beside it (or in `../libexec/`) is used when there is one. A
+//! second run only checks and reuses.
 
 use std::path::{Path, PathBuf};
 

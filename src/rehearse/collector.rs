@@ -62,9 +62,10 @@ impl Collector {
                     }
                     seen.fetch_add(1, Ordering::Relaxed);
                     let t = t0.elapsed().as_secs_f64();
-                    if let Some(event) = Observed::from_payload(t, &message.payload) {
+                    let events = Observed::from_payload(t, &message.payload);
+                    if !events.is_empty() {
                         if let Ok(mut all) = observed.lock() {
-                            all.push(event);
+                            all.extend(events);
                         }
                     }
                 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use super::compare::{at_path, holds};
-use crate::scenario::{arm_names, EventCategory, EventCheck};
+use crate::scenario::{arm_names, EventCategory, EventCheck, EventPath};
 use crate::tools::logger::decode_json;
 
 /// One event as seen on the bus.
@@ -30,10 +30,13 @@ pub struct Observed {
 }
 
 impl Observed {
-    /// Decodes a bus payload; `None` for payloads of no scenario category (see
-    /// [`EventCategory`]).
-    pub fn from_payload(t_secs: f64, payload: &[u8]) -> Option<Observed> {
-        let json = decode_json(payload).ok()?;
+    /// Decodes a bus payload into what scenario checks judge: one observation, none for
+    /// payloads of no scenario category (see [`EventCategory`]), or one per peer for an arm
+    /// that lists peers ([`EventPath::per_peer_list`], e.g. `rpc.peer_infos`).
+    pub fn from_payload(t_secs: f64, payload: &[u8]) -> Vec<Observed> {
+        let Ok(json) = decode_json(payload) else {
+            return Vec::new();
+        };
         for (key, category) in [
             ("log_extractor", EventCategory::Log),
             ("rpc_extractor", EventCategory::Rpc),
@@ -41,9 +44,14 @@ impl Observed {
             ("ipc_extractor", EventCategory::Ipc),
         ] {
             if let Some(body) = json.get(key) {
-                return Some(Observed::extractor_event(t_secs, category, body));
+                return Observed::extractor_event(t_secs, category, body).per_peer();
             }
         }
+        Observed::ebpf_event(t_secs, &json).into_iter().collect()
+    }
+
+    /// An eBPF extractor event.
+    fn ebpf_event(t_secs: f64, json: &Value) -> Option<Observed> {
         let ebpf = json.get("ebpf_extractor")?.as_object()?;
         let (category, body) = ebpf.iter().next()?;
         let arm = match category.as_str() {
@@ -74,6 +82,57 @@ impl Observed {
             peer_addr,
             group: None,
         })
+    }
+
+    /// Splits an event whose arm lists peers into one observation per peer (the arm's body
+    /// becomes that peer's element, and the peer's id and address are set); other events
+    /// stay one observation.
+    fn per_peer(self) -> Vec<Observed> {
+        let list = self
+            .category
+            .as_deref()
+            .zip(self.arm.as_deref())
+            .and_then(|(c, a)| {
+                let category = EventCategory::ALL.into_iter().find(|k| k.name() == c)?;
+                EventPath {
+                    category,
+                    arm: Some(a.to_string()),
+                }
+                .per_peer_list()
+            });
+        let (Some(list), Some(arm)) = (list, self.arm.clone()) else {
+            return vec![self];
+        };
+        let peers = self
+            .body
+            .get(&arm)
+            .and_then(|b| b.get(list))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        peers
+            .into_iter()
+            .map(|peer| {
+                let mut body = self.body.clone();
+                let peer_id = peer
+                    .get("id")
+                    .and_then(super::compare::number)
+                    .map(|n| n as u64);
+                let peer_addr = peer
+                    .get("address")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Some(fields) = body.as_object_mut() {
+                    fields.insert(arm.clone(), peer);
+                }
+                Observed {
+                    body,
+                    peer_id,
+                    peer_addr,
+                    ..self.clone()
+                }
+            })
+            .collect()
     }
 
     /// A log, RPC, P2P-extractor or IPC event: its arm is the body's key that names one of the category's arms
@@ -161,4 +220,67 @@ pub fn count_matching(check: &EventCheck, deadline_secs: f64, observed: &[Observ
 
 fn category_name(category: EventCategory) -> &'static str {
     category.name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::proto::event::event::PeerObserverEvent;
+    use crate::event::proto::rpc_extractor::{rpc::RpcEvent, PeerInfo, PeerInfos, Rpc};
+    use crate::event::Event;
+    use crate::scenario::{Filter, Op, Scalar};
+
+    fn peer(id: u32, address: &str, addr_rate_limited: u64) -> PeerInfo {
+        PeerInfo {
+            id,
+            address: address.into(),
+            addr_rate_limited,
+            ..PeerInfo::default()
+        }
+    }
+
+    #[test]
+    fn peer_infos_are_one_observation_per_peer_with_its_group() {
+        let event = Event {
+            timestamp: 1,
+            peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+                rpc_event: Some(RpcEvent::PeerInfos(PeerInfos {
+                    infos: vec![
+                        peer(3, "127.0.0.1:40001", 1950),
+                        peer(4, "127.0.0.1:40002", 0),
+                    ],
+                })),
+            })),
+        };
+        let payload = crate::event::wire::encode(&event);
+        let mut observed = Observed::from_payload(1.0, &payload);
+        assert_eq!(observed.len(), 2);
+        assert_eq!(observed[0].peer_id, Some(3));
+        assert_eq!(observed[1].peer_addr.as_deref(), Some("127.0.0.1:40002"));
+        let groups = HashMap::from([("127.0.0.1:40001".to_string(), "chatty".to_string())]);
+        assign_groups(&mut observed, &groups);
+
+        let check = |group: Option<&str>, at_least: u64| EventCheck {
+            event: "rpc.peer_infos".parse().expect("path"),
+            group: group.map(str::to_string),
+            filters: [(
+                "addr_rate_limited".to_string(),
+                Filter {
+                    op: Op::Ge,
+                    value: Scalar::Int(at_least as i64),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            min: 1,
+            max: None,
+            deadline_secs: None,
+        };
+        assert_eq!(
+            count_matching(&check(Some("chatty"), 1900), 2.0, &observed),
+            1
+        );
+        assert_eq!(count_matching(&check(None, 0), 2.0, &observed), 2);
+        assert_eq!(count_matching(&check(None, 2000), 2.0, &observed), 0);
+    }
 }

@@ -92,7 +92,16 @@ fn roots(path: &EventPath) -> Vec<(String, MessageDescriptor, bool)> {
     if let Some(arm) = &path.arm {
         if let Some(field) = arms(path.category).into_iter().find(|f| f.name() == arm) {
             if let Kind::Message(m) = field.kind() {
-                roots.push((path.to_string(), m, false));
+                // A per-peer list is judged element by element: filters name the element's
+                // fields.
+                let element = path
+                    .per_peer_list()
+                    .and_then(|list| m.get_field_by_name(list))
+                    .and_then(|f| match f.kind() {
+                        Kind::Message(element) => Some(element),
+                        _ => None,
+                    });
+                roots.push((path.to_string(), element.unwrap_or(m), false));
             }
         }
     }

@@ -913,7 +913,23 @@ fn log_and_rpc_events_have_paths_and_filters_from_their_own_messages() {
     );
     assert!(only_problem(&text)
         .to_string()
-        .contains("log events do not concern a peer"));
+        .contains("log.block_checked_log events do not concern a peer"));
+    // rpc.peer_infos is judged per peer: group applies, filters name PeerInfo's fields.
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"rpc.peer_infos\"\n\
+         group = \"honest\"\nfilters = {{ addr_rate_limited = {{ op = \">=\", value = 10 }} }}\n\
+         \n[[expect]]\nkind = \"event\"\nevent = \"p2p.ping_duration\"\n\
+         \n[[expect]]\nkind = \"event\"\nevent = \"ipc.block_tip\"\nfilters = {{ height = 3 }}\n"
+    );
+    let scenario = Scenario::from_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(scenario.expect.len(), 3);
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"rpc.peer_infos\"\n\
+         filters = {{ infos = 1 }}\n"
+    );
+    assert!(only_problem(&text)
+        .to_string()
+        .contains("have no field \"infos\""));
     let text = format!("{BASE}\n[[expect]]\nkind = \"event\"\nevent = \"rpc.peer_info\"\n");
     assert!(only_problem(&text)
         .to_string()

@@ -315,7 +315,8 @@ pub struct EventCheck {
     /// category's own fields (`meta.inbound` of any `message.*`).
     #[serde(default, deserialize_with = "deserialize_filters")]
     pub filters: BTreeMap<String, Filter>,
-    /// Count only events concerning peers of this group (message and connection events).
+    /// Count only events concerning peers of this group (message and connection events, and
+    /// `rpc.peer_infos`, judged per peer).
     #[serde(default)]
     pub group: Option<String>,
     /// At least this many. Default 1.
@@ -509,6 +510,23 @@ pub struct EventPath {
     pub category: EventCategory,
     /// The arm (`None` for `*`: any arm).
     pub arm: Option<String>,
+}
+
+impl EventPath {
+    /// For an arm that lists peers (`rpc.peer_infos`: one `PeerInfo` per connected peer), the
+    /// repeated field holding them. Such events are judged per peer: each element is one
+    /// observation, filters name the element's fields and `group` applies.
+    pub fn per_peer_list(&self) -> Option<&'static str> {
+        match (self.category, self.arm.as_deref()) {
+            (EventCategory::Rpc, Some("peer_infos")) => Some("infos"),
+            _ => None,
+        }
+    }
+
+    /// Whether events on this path concern one peer (so `group` applies).
+    pub fn has_peer(&self) -> bool {
+        self.category.has_peer() || self.per_peer_list().is_some()
+    }
 }
 
 impl fmt::Display for EventPath {

@@ -569,13 +569,13 @@ impl Validator<'_> {
             None => self.timeout(),
         };
         if let Some(group) = &c.group {
-            if !c.event.category.has_peer() {
+            if !c.event.has_peer() {
                 self.bad(
                     &p("group"),
                     format!(
                         "{} events do not concern a peer; group applies to message and \
-                         connection events",
-                        c.event.category.name()
+                         connection events, and to rpc.peer_infos (judged per peer)",
+                        c.event
                     ),
                 );
             } else if self.group_ref(&p("group"), group) {

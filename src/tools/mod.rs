@@ -13,6 +13,7 @@
 //!   writes to the terminal on its own.
 
 pub mod logger;
+pub mod metrics;
 
 use std::future::Future;
 

@@ -32,6 +32,43 @@ pub enum Tool {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Serve Prometheus metrics for every event on NATS: peer-observer's metric families
+    /// (same names, types, labels and buckets, so its Grafana dashboards work unchanged)
+    /// plus peerlab's pipeline families (`peerlab_*`).
+    ///
+    /// Any HTTP path answers with the text format (Prometheus scrapes `/metrics`). The
+    /// families that count peers on IP lists (Tor exits, gmax, Monero, bitprojects) read
+    /// the list files given here, one IP per line; without a file they stay at 0. The
+    /// LinkingLion prefixes are built in.
+    Metrics {
+        /// Where to serve the metrics (loopback by default).
+        #[arg(
+            short = 'm',
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:8282"
+        )]
+        metrics_address: std::net::SocketAddr,
+        /// Tor exit IPs (e.g. https://check.torproject.org/torbulkexitlist, saved).
+        #[arg(long, value_name = "FILE")]
+        tor_exit_list: Option<std::path::PathBuf>,
+        /// Greg Maxwell's 2018 banlist, one IP per line.
+        #[arg(long, value_name = "FILE")]
+        gmax_banlist: Option<std::path::PathBuf>,
+        /// The Monero banlist, one IP per line.
+        #[arg(long, value_name = "FILE")]
+        monero_banlist: Option<std::path::PathBuf>,
+        /// bitprojects.io's addresses, one IP per line.
+        #[arg(long, value_name = "FILE")]
+        bitprojects_list: Option<std::path::PathBuf>,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = super::values::whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
 }
 
 impl ToolsArgs {
@@ -65,6 +102,41 @@ impl ToolsArgs {
                     .run(subscriber, shutdown)
                     .await
                     .context("cannot write to stdout")?;
+                Ok(())
+            }
+            Tool::Metrics {
+                metrics_address,
+                tor_exit_list,
+                gmax_banlist,
+                monero_banlist,
+                bitprojects_list,
+                duration,
+                nats,
+                subjects,
+            } => {
+                use peerlab::tools::metrics::iplists::{IpListFiles, IpLists};
+                use peerlab::tools::metrics::{MetricsEngine, MetricsTool};
+                let lists = IpLists::load(&IpListFiles {
+                    tor_exits: tor_exit_list,
+                    gmax: gmax_banlist,
+                    monero: monero_banlist,
+                    bitprojects: bitprojects_list,
+                })?;
+                // The endpoint is bound first, as upstream's: a taken port fails at once.
+                let tool = MetricsTool::bind(metrics_address, MetricsEngine::new(lists)?).await?;
+                let shutdown = super::signals::shutdown_on_signals(
+                    duration.map(std::time::Duration::from_secs),
+                );
+                let scheme = subjects.scheme();
+                let patterns = [scheme.wildcard(), scheme.stats_wildcard()];
+                let options = nats.to_options();
+                let subscriber = tokio::select! {
+                    connected = Subscriber::connect(&options, scheme, &patterns) => connected?,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                println!("serving metrics on http://{}/metrics", tool.local_addr()?);
+                let summary = tool.run(subscriber, shutdown).await?;
+                tracing::info!(messages = summary.messages, "metrics tool stopped");
                 Ok(())
             }
         }

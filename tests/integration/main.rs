@@ -16,6 +16,7 @@ mod hostile_input;
 mod ipc_extractor;
 mod log_extractor;
 mod logger_cli;
+mod metrics_tool;
 mod nix_files;
 mod observe;
 mod p2p_extractor;

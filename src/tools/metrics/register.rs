@@ -7,8 +7,8 @@
 //! families share a name, a bug that the unit tests catch.
 
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
 
 /// Registers families into one registry.
@@ -86,4 +86,38 @@ impl Register<'_> {
 /// Clamps a `u64` into an integer gauge's `i64`.
 pub fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Bounds the series of families whose label values grow with peers, addresses or user
+/// agents: past `max` distinct label sets, updates with a new set are dropped and counted in
+/// the shared `capped` family (label `family`).
+pub struct SeriesCap {
+    seen: std::collections::HashMap<&'static str, std::collections::HashSet<Vec<String>>>,
+    capped: IntCounterVec,
+    max: usize,
+}
+
+impl SeriesCap {
+    /// A cap of `max` series per family, counting refusals in `capped`.
+    pub fn new(capped: IntCounterVec, max: usize) -> SeriesCap {
+        SeriesCap {
+            seen: std::collections::HashMap::new(),
+            capped,
+            max,
+        }
+    }
+
+    /// Whether `family` may update the series `labels`.
+    pub fn admit(&mut self, family: &'static str, labels: &[&str]) -> bool {
+        let seen = self.seen.entry(family).or_default();
+        if seen.len() < self.max {
+            seen.insert(labels.iter().map(|l| l.to_string()).collect());
+            return true;
+        }
+        if seen.contains(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>()) {
+            return true;
+        }
+        self.capped.with_label_values(&[family]).inc();
+        false
+    }
 }

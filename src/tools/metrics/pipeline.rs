@@ -1,0 +1,174 @@
+//! peerlab's own pipeline families (`peerlab_*`), from the counter snapshots extractors publish
+//! on their stats subjects, and the metrics tool's own counts.
+//!
+//! A snapshot carries running totals since its extractor started; they become Prometheus
+//! counters by adding the difference to the previous snapshot of the same series. A total
+//! lower than the previous one means the extractor restarted (its totals began again), so
+//! the new total is added whole, as Prometheus itself treats a counter reset.
+
+use std::collections::HashMap;
+
+use prometheus::{IntCounter, IntCounterVec};
+
+use super::register::Register;
+use crate::event::counters::ExtractorCounters;
+
+/// Pipeline families.
+pub struct PipelineMetrics {
+    tracepoint_emitted: IntCounterVec,
+    tracepoint_dropped: IntCounterVec,
+    published: IntCounterVec,
+    publish_dropped: IntCounterVec,
+    dropped_in_kernel: IntCounterVec,
+    malformed: IntCounterVec,
+    restarts: IntCounterVec,
+    source_errors: IntCounterVec,
+    messages: IntCounterVec,
+    undecodable: IntCounter,
+    /// The previous total of each (family, labels) series.
+    last: HashMap<(&'static str, Vec<String>), u64>,
+    /// The pid each component traced last (a new one is a restart of the node it follows).
+    traced: HashMap<String, u32>,
+}
+
+impl PipelineMetrics {
+    /// Registers every family.
+    pub fn new(r: &Register<'_>) -> prometheus::Result<PipelineMetrics> {
+        let c = ["component"];
+        Ok(PipelineMetrics {
+            tracepoint_emitted: r.counter_vec(
+                "peerlab_tracepoint_emitted",
+                "Tracepoint hits the eBPF programs handled",
+                &["component", "tracepoint"],
+            )?,
+            tracepoint_dropped: r.counter_vec(
+                "peerlab_tracepoint_dropped",
+                "Tracepoint hits lost in the kernel (ring buffer full)",
+                &["component", "tracepoint"],
+            )?,
+            published: r.counter_vec(
+                "peerlab_extractor_published",
+                "Events an extractor handed to its publisher",
+                &c,
+            )?,
+            publish_dropped: r.counter_vec(
+                "peerlab_extractor_publish_dropped",
+                "Events an extractor's publisher could not buffer",
+                &c,
+            )?,
+            dropped_in_kernel: r.counter_vec(
+                "peerlab_extractor_dropped_in_kernel",
+                "Events an extractor lost in the kernel",
+                &c,
+            )?,
+            malformed: r.counter_vec(
+                "peerlab_extractor_malformed",
+                "Records or frames an extractor could not parse",
+                &c,
+            )?,
+            restarts: r.counter_vec(
+                "peerlab_extractor_restarts",
+                "Times an extractor re-attached to a restarted node or restarted itself",
+                &c,
+            )?,
+            source_errors: r.counter_vec(
+                "peerlab_extractor_source_errors",
+                "Failed reads, calls or connections to the node, by kind",
+                &["component", "kind"],
+            )?,
+            messages: r.counter_vec(
+                "peerlab_metrics_messages",
+                "Bus messages the metrics tool read, by subject kind",
+                &["kind"],
+            )?,
+            undecodable: r.counter(
+                "peerlab_metrics_undecodable",
+                "Bus messages the metrics tool could not decode (skipped)",
+            )?,
+            last: HashMap::new(),
+            traced: HashMap::new(),
+        })
+    }
+
+    /// Counts one bus message of `kind` (`netmsg`, ..., `stats`).
+    pub fn message(&self, kind: &str) {
+        self.messages.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts a message that did not decode.
+    pub fn undecodable(&self) {
+        self.undecodable.inc();
+    }
+
+    /// Folds one counter snapshot of `component` into the families.
+    pub fn observe(&mut self, component: &str, counters: &ExtractorCounters) {
+        let c = vec![component.to_string()];
+        // Totals that went down: the extractor itself restarted, so every one of its totals
+        // began again and is added whole.
+        let restarted = self
+            .last
+            .get(&("published", c.clone()))
+            .is_some_and(|&previous| counters.published < previous);
+        if restarted {
+            self.last
+                .retain(|(_, labels), _| labels.first().map(String::as_str) != Some(component));
+        }
+        for (tracepoint, counts) in &counters.probes {
+            let labels = vec![component.to_string(), tracepoint.clone()];
+            self.add("emitted", &labels, counts.emitted);
+            self.add("dropped", &labels, counts.dropped);
+        }
+        self.add("published", &c, counters.published);
+        self.add("publish_dropped", &c, counters.publish_dropped);
+        self.add("dropped_in_kernel", &c, counters.dropped_in_kernel);
+        self.add("malformed", &c, counters.malformed);
+        let rpc_errors: u64 = counters.rpc_errors.values().sum();
+        for (kind, total) in [
+            ("read", counters.read_errors),
+            ("rpc_call", rpc_errors),
+            ("rpc_connect", counters.rpc_connect_errors),
+            ("ipc_call", counters.ipc_fetch_errors),
+            ("ipc_connect", counters.ipc_connect_errors),
+        ] {
+            self.add(
+                "source_errors",
+                &[component.to_string(), kind.to_string()],
+                total,
+            );
+        }
+        // The counters ensure the family has its series even before the first restart.
+        self.restarts.with_label_values(&[component]).inc_by(0);
+        let mut reattached = false;
+        if counters.traced_pid != 0 {
+            let previous = self
+                .traced
+                .insert(component.to_string(), counters.traced_pid);
+            reattached = previous.is_some_and(|pid| pid != counters.traced_pid);
+        }
+        if restarted || reattached {
+            self.restarts.with_label_values(&[component]).inc();
+        }
+    }
+
+    /// Adds the growth of a running total to its counter.
+    fn add(&mut self, family: &'static str, labels: &[String], total: u64) {
+        let key = (family, labels.to_vec());
+        let previous = self.last.insert(key, total).unwrap_or(0);
+        let delta = if total >= previous {
+            total - previous
+        } else {
+            total
+        };
+        let values: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let counter = match family {
+            "emitted" => &self.tracepoint_emitted,
+            "dropped" => &self.tracepoint_dropped,
+            "published" => &self.published,
+            "publish_dropped" => &self.publish_dropped,
+            "dropped_in_kernel" => &self.dropped_in_kernel,
+            "malformed" => &self.malformed,
+            _ => &self.source_errors,
+        };
+        counter.with_label_values(&values).inc_by(delta);
+    }
+}

@@ -22,7 +22,10 @@ mod subscriber;
 pub use connect::connect;
 pub use options::NatsOptions;
 pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
-pub use subject::{default_node_name, is_stats_subject, SubjectScheme, STATS_TOKENS};
+pub use subject::{
+    default_node_name, is_alerts_subject, is_stats_subject, SubjectScheme, ALERTS_TOKENS,
+    STATS_TOKENS,
+};
 pub use subscriber::{BusMessage, Subscriber, SubscriberStats};
 
 /// What can go wrong on the bus.

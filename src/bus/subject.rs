@@ -5,6 +5,15 @@ use crate::event::EventKind;
 /// The tokens that mark a subject as peerlab's counters rather than events.
 pub const STATS_TOKENS: &str = "peerlab.stats";
 
+/// The tokens of the subject the alerts tool publishes its alerts on (peerlab's own; not
+/// part of peer-observer's wire format, which has no alerts on the bus).
+pub const ALERTS_TOKENS: &str = "peerlab.alerts";
+
+/// Whether `subject` carries alerts, in any scheme.
+pub fn is_alerts_subject(subject: &str) -> bool {
+    subject == ALERTS_TOKENS || subject.ends_with(".peerlab.alerts")
+}
+
 /// Whether `subject` carries counter snapshots, in any scheme.
 pub fn is_stats_subject(subject: &str) -> bool {
     subject.starts_with("peerlab.stats.") || subject.contains(".peerlab.stats.")
@@ -67,6 +76,15 @@ impl SubjectScheme {
             SubjectScheme::Prefixed { prefix, node } => {
                 format!("{prefix}.{node}.{STATS_TOKENS}.{component}")
             }
+        }
+    }
+
+    /// The subject alerts are published on (`peerlab.alerts`, or
+    /// `<prefix>.<node>.peerlab.alerts`).
+    pub fn alerts_subject(&self) -> String {
+        match self {
+            SubjectScheme::Flat => ALERTS_TOKENS.to_string(),
+            SubjectScheme::Prefixed { prefix, node } => format!("{prefix}.{node}.{ALERTS_TOKENS}"),
         }
     }
 

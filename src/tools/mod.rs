@@ -1,17 +1,20 @@
-//! Tools: consumers of the bus (the logger now; metrics, websocket and alerts later).
+//! Tools: consumers of the bus: the [`logger`], the [`metrics`] endpoint for peer-observer's
+//! dashboards, and the [`alerts`] heuristics.
 //!
-//! This module owns the one contract every tool follows ([`Tool`]) and its first member,
-//! the [`logger`]. A new tool is a sibling: it takes the [`Subscriber`] it is given and
-//! runs until its [`Shutdown`] fires or the subscription ends.
+//! This module owns the one contract every tool follows ([`Tool`]). A new tool is a
+//! sibling: it takes the [`Subscriber`] it is given and runs until its [`Shutdown`] fires or
+//! the subscription ends.
 //!
 //! Invariants of every tool:
-//! - it only reads the bus; it never publishes events of the wire format, and never uses an
-//!   extractor or the recorder;
+//! - it reads the bus and never publishes events of the wire format (the alerts tool
+//!   publishes its findings on peerlab's own alerts subject); it never uses an extractor or
+//!   the recorder;
 //! - it never panics on what it receives: a message that does not decode is counted or
 //!   shown as such, never fatal;
 //! - where its output goes (stdout, a socket, a file) is given to it, so the library never
 //!   writes to the terminal on its own.
 
+pub mod alerts;
 pub mod logger;
 pub mod metrics;
 

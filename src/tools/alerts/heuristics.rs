@@ -344,7 +344,9 @@ mod tests {
         // Outbound pings never count.
         let mut b = Alerter::new(AlertConfig::default());
         for t in 0..10 {
-            assert!(b.message(&message(2, false, Msg::Ping(Ping { value: 1 })), t).is_empty());
+            assert!(b
+                .message(&message(2, false, Msg::Ping(Ping { value: 1 })), t)
+                .is_empty());
         }
     }
 
@@ -365,7 +367,9 @@ mod tests {
         }
         let kinds: Vec<AlertKind> = later.iter().map(|x| x.kind).collect();
         assert_eq!(kinds, [AlertKind::AddrSpammer], "7 messages in 60 s > 6");
-        assert!(later[0].line.ends_with("7 addr/addrv2 messages in last 60s (threshold: 6)"));
+        assert!(later[0]
+            .line
+            .ends_with("7 addr/addrv2 messages in last 60s (threshold: 6)"));
 
         let closed = ConnEvent::Closed(ClosedConnection {
             conn: Connection {
@@ -387,7 +391,9 @@ mod tests {
     #[test]
     fn getaddr_grants_a_full_bucket_and_unflagged_peers_leave_quietly() {
         let mut a = Alerter::new(AlertConfig::default());
-        assert!(a.message(&message(4, false, Msg::Getaddr(true)), 0).is_empty());
+        assert!(a
+            .message(&message(4, false, Msg::Getaddr(true)), 0)
+            .is_empty());
         // The answer to our getaddr fits the bucket: nothing is rate-limited.
         assert!(a.message(&message(4, true, addr(1000)), 500).is_empty());
         // Stale after 300 s without events: dropped without an alert (never flagged).

@@ -1,7 +1,8 @@
-//! `peerlab tools metrics` against a real nats-server, fed by `peerlab replay` of
-//! `recordings/regtest-sample.mcap`: once every replayed event is counted, the exposition
-//! (without the start timestamp) equals the committed golden file
-//! `tests/golden/metrics-regtest-sample.prom`, so a change to a family shows up as a diff.
+//! `peerlab tools metrics` against a real nats-server, fed by `peerlab replay` of each sample
+//! recording (`regtest-sample.mcap`: eBPF events; `observer-sample.mcap`: every extractor,
+//! recorded with `peerlab run --duration 15 --peers 3`): once every replayed event is
+//! counted, the exposition (without the start timestamp) equals the committed golden file
+//! `tests/golden/metrics-<recording>.prom`, so a change to a family shows up as a diff.
 //! Run with `PEERLAB_BLESS=1` to rewrite the golden after an intended change. Also: any path
 //! answers, gzip is served to clients that accept it, and SIGTERM ends the tool cleanly.
 
@@ -14,9 +15,6 @@ use std::time::{Duration, Instant};
 
 use peerlab::stack::NatsServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-const GOLDEN: &str = "tests/golden/metrics-regtest-sample.prom";
-const RECORDING: &str = "recordings/regtest-sample.mcap";
 
 /// `GET path` with extra header lines; (head, body).
 async fn get(address: &str, path: &str, headers: &str) -> (String, Vec<u8>) {
@@ -58,39 +56,67 @@ fn messages_counted(text: &str) -> u64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replayed_sample_gives_the_golden_metrics() {
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
-    let mut tool = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["tools", "metrics", "-m", "127.0.0.1:0", "-a", &nats.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the metrics tool starts");
-    // Its first line names the bound address; it is printed once it has subscribed.
-    let stdout = tool.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(common::TIMEOUT)
-        .expect("the tool announces its address");
-    let address = line
-        .trim()
-        .strip_prefix("serving metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+/// A running `peerlab tools metrics` and the address it serves on.
+struct MetricsProcess {
+    child: std::process::Child,
+    address: String,
+}
 
-    let events = peerlab::record::inspect::summarize_file(Path::new(RECORDING))
-        .expect("the sample recording")
-        .messages
-        - 2; // two counter snapshots, which replay leaves out
+impl MetricsProcess {
+    fn start(nats_url: &str) -> MetricsProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+            .args(["tools", "metrics", "-m", "127.0.0.1:0", "-a", nats_url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the metrics tool starts");
+        // Its first line names the bound address; it is printed once it has subscribed.
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(common::TIMEOUT)
+            .expect("the tool announces its address");
+        let address = line
+            .trim()
+            .strip_prefix("serving metrics on http://")
+            .and_then(|rest| rest.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        MetricsProcess { child, address }
+    }
+
+    /// SIGTERM, and a clean exit.
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child; no memory is involved.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0);
+        let status = self.child.wait().expect("the tool exits");
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+/// Replays `recording` into a fresh metrics tool; the exposition once every event is
+/// counted, the tool and its server.
+async fn replayed(recording: &str) -> (String, MetricsProcess, NatsServer) {
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let tool = MetricsProcess::start(&nats.url());
+    let summary =
+        peerlab::record::inspect::summarize_file(Path::new(recording)).expect("the recording");
+    // Replay leaves counter snapshots out.
+    let stats: u64 = summary
+        .subjects
+        .iter()
+        .filter(|s| s.subject.starts_with("peerlab.stats."))
+        .map(|s| s.messages)
+        .sum();
+    let events = summary.messages - stats;
     let replay = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["replay", RECORDING, "--speed", "0", "-a", &nats.url()])
+        .args(["replay", recording, "--speed", "0", "-a", &nats.url()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -98,8 +124,8 @@ async fn replayed_sample_gives_the_golden_metrics() {
     assert!(replay.success(), "{replay:?}");
 
     let deadline = Instant::now() + common::TIMEOUT;
-    let text = loop {
-        let (head, body) = get(&address, "/metrics", "").await;
+    loop {
+        let (head, body) = get(&tool.address, "/metrics", "").await;
         assert!(head.starts_with("http/1.1 200"), "{head}");
         assert!(
             head.contains("content-type: text/plain; version=0.0.4"),
@@ -109,33 +135,62 @@ async fn replayed_sample_gives_the_golden_metrics() {
         let counted = messages_counted(&text);
         if counted >= events {
             assert_eq!(counted, events, "every replayed event counted once");
-            break text;
+            return (text, tool, nats);
         }
         assert!(
             Instant::now() < deadline,
             "{counted} of {events} events counted"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    }
+}
+
+/// Compares with the golden of `recording` (or writes it with `PEERLAB_BLESS=1`).
+fn assert_golden(recording: &str, text: &str) {
+    let name = Path::new(recording)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .expect("a file name");
+    let golden_path = format!("tests/golden/metrics-{name}.prom");
+    let actual = comparable(text);
+    if std::env::var_os("PEERLAB_BLESS").is_some() {
+        std::fs::write(&golden_path, &actual).expect("write the golden");
+    }
+    let golden = std::fs::read_to_string(&golden_path)
+        .unwrap_or_else(|e| panic!("{golden_path}: {e} (PEERLAB_BLESS=1 writes it)"));
+    assert_eq!(
+        actual, golden,
+        "the metrics after replaying {recording} differ from {golden_path}; if the change is \
+         intended, rerun with PEERLAB_BLESS=1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_extractor_sample_gives_its_golden_metrics() {
+    let recording = "recordings/observer-sample.mcap";
+    let (text, tool, _nats) = replayed(recording).await;
+    // Values anyone can check against `peerlab inspect` of the recording.
+    assert!(text.contains("\npeerobserver_mempool_added 7\n"), "{text}");
+    assert!(text.contains("\npeerobserver_log_block_connected_events 214\n"));
+    assert!(text.contains("\npeerobserver_log_block_checked_events 107\n"));
+    assert!(text.contains("\npeerobserver_p2pextractor_invs_messages 7\n"));
+    assert!(text.contains("\npeerobserver_rpc_peer_info_num_peers "));
+    assert_golden(recording, &text);
+    tool.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_sample_gives_the_golden_metrics() {
+    let recording = "recordings/regtest-sample.mcap";
+    let (text, tool, _nats) = replayed(recording).await;
     // Values anyone can check against `peerlab inspect` of the sample.
     assert!(text.contains("\npeerobserver_conn_inbound 3\n"), "{text}");
     assert!(text.contains("\npeerobserver_mempool_added 6\n"));
-
-    let actual = comparable(&text);
-    if std::env::var_os("PEERLAB_BLESS").is_some() {
-        std::fs::write(GOLDEN, &actual).expect("write the golden");
-    }
-    let golden = std::fs::read_to_string(GOLDEN)
-        .unwrap_or_else(|e| panic!("{GOLDEN}: {e} (PEERLAB_BLESS=1 writes it)"));
-    assert_eq!(
-        actual, golden,
-        "the metrics after the replay differ from {GOLDEN}; if the change is intended, rerun \
-         with PEERLAB_BLESS=1"
-    );
+    assert_golden(recording, &text);
 
     // Any path answers, and gzip is served when accepted.
     let (head, body) = get(
-        &address,
+        &tool.address,
         "/peer-observer-metrics-tool/",
         "Accept-Encoding: gzip\r\n",
     )
@@ -147,14 +202,7 @@ async fn replayed_sample_gives_the_golden_metrics() {
         body
     };
     assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
-
-    // SAFETY: kill(2) on our own child; no memory is involved.
-    assert_eq!(
-        unsafe { libc::kill(tool.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = tool.wait().expect("the tool exits");
-    assert!(status.success(), "{status:?}");
+    tool.stop();
 }
 
 /// The payload of a chunked HTTP body.

@@ -32,6 +32,49 @@ pub enum Tool {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Flag spamming peers with peer-observer's heuristics: ping spammers, addr spammers,
+    /// peers whose address entries overflow the token bucket, and the disconnection of a
+    /// flagged peer.
+    ///
+    /// Reads the P2P message and connection events (`netmsg`, `netconn`, through one
+    /// subscription so their order is kept) and judges them by their own timestamps. Each alert is logged in peer-observer's line format and
+    /// published as JSON on `peerlab.alerts`, where `peerlab tools metrics` counts them.
+    Alerts {
+        /// Inbound pings in the window above which a peer is flagged.
+        #[arg(long, default_value_t = 3)]
+        ping_threshold: usize,
+        /// The ping window, in seconds.
+        #[arg(long, default_value_t = 120)]
+        ping_window_secs: u64,
+        /// Inbound addr/addrv2 messages in the window above which a peer is flagged.
+        #[arg(long, default_value_t = 6)]
+        addr_threshold: usize,
+        /// The addr window, in seconds.
+        #[arg(long, default_value_t = 60)]
+        addr_window_secs: u64,
+        /// Tokens a peer's address bucket starts with (at least 1).
+        #[arg(long, default_value_t = 1.0, value_parser = at_least_one)]
+        addr_entries_initial_tokens: f64,
+        /// The address bucket's capacity (at least 1).
+        #[arg(long, default_value_t = 1000.0, value_parser = at_least_one)]
+        addr_entries_bucket_capacity: f64,
+        /// Tokens added per second (finite, at least 0).
+        #[arg(long, default_value_t = 0.1, value_parser = non_negative)]
+        addr_entries_rate_per_sec: f64,
+        /// Rate-limited entries above which a peer is flagged.
+        #[arg(long, default_value_t = 20)]
+        addr_entries_threshold: u64,
+        /// A peer not seen for this many seconds is forgotten.
+        #[arg(long, default_value_t = 300)]
+        peer_stale_secs: u64,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = super::values::whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
     /// Serve Prometheus metrics for every event on NATS: peer-observer's metric families
     /// (same names, types, labels and buckets, so its Grafana dashboards work unchanged)
     /// plus peerlab's pipeline families (`peerlab_*`).
@@ -104,6 +147,72 @@ impl ToolsArgs {
                     .context("cannot write to stdout")?;
                 Ok(())
             }
+            Tool::Alerts {
+                ping_threshold,
+                ping_window_secs,
+                addr_threshold,
+                addr_window_secs,
+                addr_entries_initial_tokens,
+                addr_entries_bucket_capacity,
+                addr_entries_rate_per_sec,
+                addr_entries_threshold,
+                peer_stale_secs,
+                duration,
+                nats,
+                subjects,
+            } => {
+                use peerlab::bus::Publisher;
+                use peerlab::tools::alerts::{AlertConfig, AlertsTool};
+                let config = AlertConfig {
+                    ping_threshold,
+                    ping_window_secs,
+                    addr_threshold,
+                    addr_window_secs,
+                    addr_entries_initial_tokens,
+                    addr_entries_bucket_capacity,
+                    addr_entries_rate_per_sec,
+                    addr_entries_threshold,
+                    peer_stale_secs: peer_stale_secs.max(1),
+                };
+                let shutdown = super::signals::shutdown_on_signals(
+                    duration.map(std::time::Duration::from_secs),
+                );
+                let scheme = subjects.scheme();
+                let options = nats.to_options();
+                // One subscription to every event subject (the others are skipped): two, one
+                // per subject, would let a `closed` overtake the messages before it, since
+                // NATS keeps order only within a subscription.
+                let patterns = [scheme.wildcard()];
+                let connect = async {
+                    let publisher = Publisher::connect(
+                        &options,
+                        scheme.clone(),
+                        peerlab::bus::PublisherConfig::default(),
+                    )
+                    .await?;
+                    let subscriber =
+                        Subscriber::connect(&options, scheme.clone(), &patterns).await?;
+                    Ok::<_, peerlab::bus::BusError>((publisher, subscriber))
+                };
+                let (publisher, subscriber) = tokio::select! {
+                    connected = connect => connected?,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                let publisher = std::sync::Arc::new(publisher);
+                tracing::info!(subject = %scheme.alerts_subject(), "alerts tool subscribed; reading netmsg and netconn");
+                let summary = AlertsTool::new(config, Some(publisher.clone()))
+                    .run(subscriber, shutdown)
+                    .await?;
+                publisher.close(std::time::Duration::from_secs(5)).await;
+                tracing::info!(
+                    events = summary.events,
+                    undecodable = summary.undecodable,
+                    alerts = ?summary.alerts,
+                    publish_dropped = summary.publish_dropped,
+                    "alerts tool stopped"
+                );
+                Ok(())
+            }
             Tool::Metrics {
                 metrics_address,
                 tor_exit_list,
@@ -128,7 +237,11 @@ impl ToolsArgs {
                     duration.map(std::time::Duration::from_secs),
                 );
                 let scheme = subjects.scheme();
-                let patterns = [scheme.wildcard(), scheme.stats_wildcard()];
+                let patterns = [
+                    scheme.wildcard(),
+                    scheme.stats_wildcard(),
+                    scheme.alerts_subject(),
+                ];
                 let options = nats.to_options();
                 let subscriber = tokio::select! {
                     connected = Subscriber::connect(&options, scheme, &patterns) => connected?,
@@ -140,5 +253,19 @@ impl ToolsArgs {
                 Ok(())
             }
         }
+    }
+}
+
+fn at_least_one(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 1.0 => Ok(v),
+        _ => Err(format!("{text:?} must be a number of at least 1")),
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{text:?} must be a finite number of at least 0")),
     }
 }

@@ -10,10 +10,13 @@ use super::stack::Stack;
 use super::{ExpectationResult, Observed, RehearseError};
 use crate::bus::Subscriber;
 use crate::event::counters::ExtractorCounters;
+use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+use crate::event::proto::event::event::PeerObserverEvent;
 use crate::extractors::ebpf::EbpfExtractor;
 use crate::extractors::Extractor as _;
 use crate::scenario::DropSource;
 use crate::stack::StackCounters;
+use crate::tools::alerts::{Alert, AlertConfig, Alerter};
 
 /// The bus subscriber of a run: every event with its time, plus the extractor's drop
 /// counters when a peerlab extractor publishes them.
@@ -50,6 +53,7 @@ impl Collector {
             let (observed, remote_drops, seen) =
                 (observed.clone(), remote_drops.clone(), seen.clone());
             tokio::spawn(async move {
+                let mut alerter = Alerter::new(AlertConfig::default());
                 while let Some(message) = subscriber.next().await {
                     if message.subject == stats_subject {
                         if let (Some(counts), Ok(mut drops)) =
@@ -62,7 +66,13 @@ impl Collector {
                     }
                     seen.fetch_add(1, Ordering::Relaxed);
                     let t = t0.elapsed().as_secs_f64();
-                    let events = Observed::from_payload(t, &message.payload);
+                    let mut events = Observed::from_payload(t, &message.payload);
+                    // The alerts tool's heuristics run on what the observer saw, in order.
+                    events.extend(
+                        alerts_of(&mut alerter, &message.payload)
+                            .iter()
+                            .map(|alert| Observed::alert(t, alert)),
+                    );
                     if !events.is_empty() {
                         if let Ok(mut all) = observed.lock() {
                             all.extend(events);
@@ -183,5 +193,25 @@ impl Drops {
             }),
             expected: format!("at most {max} dropped"),
         }
+    }
+}
+
+/// The alerts a P2P message or connection event raises (none for other payloads).
+fn alerts_of(alerter: &mut Alerter, payload: &[u8]) -> Vec<Alert> {
+    use prost::Message as _;
+    let Ok(event) = crate::event::Event::decode(payload) else {
+        return Vec::new();
+    };
+    let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = &event.peer_observer_event else {
+        return Vec::new();
+    };
+    match &ebpf.ebpf_event {
+        Some(EbpfEvent::Message(m)) => alerter.message(m, event.timestamp),
+        Some(EbpfEvent::Connection(c)) => c
+            .event
+            .as_ref()
+            .map(|c| alerter.connection(c, event.timestamp))
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
 }

@@ -199,6 +199,13 @@ pub async fn rehearse(
                     }
                 }
                 Check::Drops(check) => drops.judge(name, check.source, check.max),
+                Check::Alert(check) => {
+                    let deadline = check
+                        .deadline_secs
+                        .unwrap_or(scenario.scenario.timeout_secs as f64);
+                    let count = observe::count_alerts(check, deadline, &observed);
+                    verdict::judge_alerts(name, check, deadline, count)
+                }
             }
         })
         .collect::<Vec<_>>();
@@ -398,6 +405,7 @@ fn run_length(scenario: &Scenario) -> Duration {
             Check::Event(check) => check.deadline_secs.unwrap_or(0.0),
             Check::Rpc(check) => check.at_secs + 0.5,
             Check::Drops(_) => 0.0,
+            Check::Alert(check) => check.deadline_secs.unwrap_or(0.0),
         };
         end = end.max(t);
     }

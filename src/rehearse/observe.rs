@@ -218,6 +218,40 @@ pub fn count_matching(check: &EventCheck, deadline_secs: f64, observed: &[Observ
         .count() as u64
 }
 
+/// The category of the alerts the collector's heuristics raise (not an event category of the
+/// wire format).
+pub const ALERT_CATEGORY: &str = "alert";
+
+impl Observed {
+    /// An alert raised at `t_secs`: its kind is the arm, its peer the alert's.
+    pub fn alert(t_secs: f64, alert: &crate::tools::alerts::Alert) -> Observed {
+        Observed {
+            t_secs,
+            category: Some(ALERT_CATEGORY.to_string()),
+            arm: Some(alert.kind.name().to_string()),
+            body: serde_json::to_value(alert).unwrap_or(Value::Null),
+            peer_id: Some(alert.peer_id),
+            peer_addr: Some(alert.addr.clone()),
+            group: None,
+        }
+    }
+}
+
+/// How many alerts satisfy `check` before `deadline_secs`.
+pub fn count_alerts(
+    check: &crate::scenario::AlertCheck,
+    deadline_secs: f64,
+    observed: &[Observed],
+) -> u64 {
+    observed
+        .iter()
+        .filter(|o| o.t_secs <= deadline_secs)
+        .filter(|o| o.category.as_deref() == Some(ALERT_CATEGORY))
+        .filter(|o| check.alert == "*" || o.arm.as_deref() == Some(check.alert.as_str()))
+        .filter(|o| check.group.is_none() || o.group == check.group)
+        .count() as u64
+}
+
 fn category_name(category: EventCategory) -> &'static str {
     category.name()
 }

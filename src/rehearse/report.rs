@@ -149,7 +149,41 @@ fn html(verdict: &Verdict, observed: &[Observed]) -> String {
             );
         }
     }
-    page.push_str("<h2>Misbehaviour and disconnects per second</h2>");
+    let alerts: Vec<&Observed> = observed
+        .iter()
+        .filter(|o| o.category.as_deref() == Some(super::observe::ALERT_CATEGORY))
+        .collect();
+    for alert in &alerts {
+        let kind = alert.arm.clone().unwrap_or_default();
+        bump(
+            timeline
+                .entry(format!("alert {kind}"))
+                .or_insert_with(|| vec![0.0; seconds + 1]),
+            alert.t_secs,
+        );
+    }
+    page.push_str("<h2>Alerts</h2>");
+    if alerts.is_empty() {
+        page.push_str("<p>No alert was raised.</p>");
+    } else {
+        page.push_str("<table><tr><th>time</th><th>group</th><th>alert</th></tr>");
+        for alert in &alerts {
+            let line = alert
+                .body
+                .get("line")
+                .and_then(|l| l.as_str())
+                .unwrap_or_default();
+            let _ = write!(
+                page,
+                "<tr><td>{:.1} s</td><td>{}</td><td>{}</td></tr>",
+                alert.t_secs,
+                escape(alert.group.as_deref().unwrap_or("-")),
+                escape(line)
+            );
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2>Misbehaviour, disconnects and alerts per second</h2>");
     page.push_str(&chart(&timeline, seconds));
     page.push_str("</body></html>\n");
     page

@@ -129,3 +129,35 @@ pub(super) fn group_results(
         })
         .collect()
 }
+
+/// Judges an alert count.
+pub(super) fn judge_alerts(
+    name: String,
+    check: &crate::scenario::AlertCheck,
+    deadline: f64,
+    count: u64,
+) -> ExpectationResult {
+    let passed = count >= check.min && check.max.is_none_or(|m| count <= m);
+    let whose = check
+        .group
+        .as_ref()
+        .map(|g| format!(" about group `{g}`"))
+        .unwrap_or_default();
+    let expected = match check.max {
+        Some(max) => format!(
+            "between {} and {max} `{}` alerts{whose} by {deadline}s",
+            check.min, check.alert
+        ),
+        None => format!(
+            "at least {} `{}` alerts{whose} by {deadline}s",
+            check.min, check.alert
+        ),
+    };
+    ExpectationResult {
+        name,
+        kind: "alert".into(),
+        passed,
+        observed: format!("{count} alerts"),
+        expected,
+    }
+}

@@ -38,8 +38,8 @@ use std::time::Duration;
 pub use error::{Diagnostic, ScenarioError, Stage};
 pub use schema::arm_names;
 pub use types::{
-    Action, AddrFlood, AddrVersion, Aggregate, Behaviour, BumpMocktime, Check, Disconnect,
-    DropSource, DropsCheck, EventCategory, EventCheck, EventPath, Expectation, Filter,
+    Action, AddrFlood, AddrVersion, Aggregate, AlertCheck, Behaviour, BumpMocktime, Check,
+    Disconnect, DropSource, DropsCheck, EventCategory, EventCheck, EventPath, Expectation, Filter,
     GetdataFlood, HeadersKind, HeadersSpam, InvFlood, InvalidBlock, InvalidBlockKind, Malformed,
     MalformedKind, Mine, NodeSettings, Op, PeerGroup, PingFlood, RecordedPeer, ReplayRecorded,
     RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed, Step, TxKind, TxSpam,

@@ -935,3 +935,27 @@ fn log_and_rpc_events_have_paths_and_filters_from_their_own_messages() {
         .to_string()
         .contains("did you mean \"peer_infos\"?"));
 }
+
+#[test]
+fn alert_expectations_name_a_known_alert_and_group() {
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"alert\"\nalert = \"PingSpammer\"\ngroup = \"honest\"\n\
+         \n[[expect]]\nkind = \"alert\"\nalert = \"*\"\nmin = 0\nmax = 0\n"
+    );
+    let scenario = Scenario::from_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(&scenario.expect[0].check, Check::Alert(a) if a.alert == "PingSpammer"));
+    let text = format!("{BASE}\n[[expect]]\nkind = \"alert\"\nalert = \"PingSpamer\"\n");
+    let problem = only_problem(&text).to_string();
+    assert!(
+        problem.contains("unknown alert \"PingSpamer\""),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("did you mean \"PingSpammer\"?"),
+        "{problem}"
+    );
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"alert\"\nalert = \"AddrSpammer\"\ngroup = \"nobody\"\n"
+    );
+    assert!(only_problem(&text).to_string().contains("nobody"));
+}

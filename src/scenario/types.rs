@@ -278,6 +278,7 @@ impl Expectation {
             Check::Event(e) => e.event.to_string(),
             Check::Rpc(r) => format!("{} {}", r.method, r.field.as_deref().unwrap_or("")),
             Check::Drops(_) => "extractor drops".to_string(),
+            Check::Alert(a) => a.alert.clone(),
         };
         format!("expect[{index}] {} {}", self.check.name(), what.trim_end())
     }
@@ -300,7 +301,31 @@ tagged_enum! {
         Rpc(RpcCheck) = "rpc",
         /// Bound the extractor's drop counters at the end.
         Drops(DropsCheck) = "drops",
+        /// Count alerts the alerts tool's heuristics raise.
+        Alert(AlertCheck) = "alert",
     }
+}
+
+/// `kind = "alert"`: between the start and the deadline, the number of alerts of one kind
+/// (`PingSpammer`, `AddrSpammer`, `AddrEntriesSpammer`, `PeerDisconnected`, or `*` for any)
+/// is within `min..=max`; with `group`, only alerts about that group's peers count.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCheck {
+    /// The alert kind, or `*`.
+    pub alert: String,
+    /// Count only alerts about peers of this group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// At least this many. Default 1.
+    #[serde(default = "one_u64")]
+    pub min: u64,
+    /// At most this many. Default: no bound. `max = 0` expects no such alert.
+    #[serde(default)]
+    pub max: Option<u64>,
+    /// Stop counting at this time. Default: `timeout_secs`.
+    #[serde(default)]
+    pub deadline_secs: Option<f64>,
 }
 
 /// `kind = "event"`: between the start and the deadline, the number of matching events is

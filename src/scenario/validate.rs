@@ -29,10 +29,11 @@ use super::decode::{join, suggestion, Spans};
 use super::error::{Diagnostic, Reporter, Stage};
 use super::schema;
 use super::types::{
-    Action, AddrVersion, Aggregate, Behaviour, Check, EventCheck, RecordedPeer, RpcCheck, Scalar,
-    Speed, TxKind,
+    Action, AddrVersion, Aggregate, AlertCheck, Behaviour, Check, EventCheck, RecordedPeer,
+    RpcCheck, Scalar, Speed, TxKind,
 };
 use super::{Scenario, MAX_ENTRIES, MAX_GROUP_PEERS, MAX_TOTAL_PEERS};
+use crate::tools::alerts::AlertKind;
 
 /// Bitcoin Core's `MAX_PROTOCOL_MESSAGE_LENGTH`.
 const MAX_PAYLOAD: u64 = 4_000_000;
@@ -529,6 +530,58 @@ impl Validator<'_> {
                 Check::Event(c) => self.event_check(k, c),
                 Check::Rpc(c) => self.rpc_check(k, c),
                 Check::Drops(_) => {}
+                Check::Alert(c) => self.alert_check(k, c),
+            }
+        }
+    }
+
+    fn alert_check(&mut self, k: usize, c: &AlertCheck) {
+        let p = |key: &str| format!("expect[{k}].{key}");
+        let kinds: Vec<&str> = AlertKind::ALL.iter().map(|a| a.name()).collect();
+        if c.alert != "*" && !kinds.contains(&c.alert.as_str()) {
+            self.bad(
+                &p("alert"),
+                format!(
+                    "unknown alert {:?} (expected one of: {}, or *){}",
+                    c.alert,
+                    kinds.join(", "),
+                    suggestion(&c.alert, &kinds)
+                ),
+            );
+        }
+        if let Some(max) = c.max {
+            if c.min > max {
+                self.bad(
+                    &p("min"),
+                    format!("min ({}) is greater than max ({max})", c.min),
+                );
+            }
+        } else if c.min == 0 {
+            self.bad(&p("min"), "min = 0 without a max checks nothing");
+        }
+        let deadline = match c.deadline_secs {
+            Some(d) => {
+                if !self.time(&p("deadline_secs"), d, true) {
+                    return;
+                }
+                if d == 0.0 {
+                    self.bad(&p("deadline_secs"), "must be after the start (> 0)");
+                }
+                d
+            }
+            None => self.timeout(),
+        };
+        if let Some(group) = &c.group {
+            if self.group_ref(&p("group"), group) {
+                let start = self.s.group(group).map_or(0.0, |g| g.start_at_secs);
+                if start >= deadline {
+                    self.bad(
+                        &p("deadline_secs"),
+                        format!(
+                            "deadline {deadline} s is not after group {group:?} starts ({start} s)"
+                        ),
+                    );
+                }
             }
         }
     }

@@ -17,7 +17,7 @@ use peerlab::stack::NatsServer;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// `GET path` with extra header lines; (head, body).
-async fn get(address: &str, path: &str, headers: &str) -> (String, Vec<u8>) {
+pub(crate) async fn get(address: &str, path: &str, headers: &str) -> (String, Vec<u8>) {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect to the metrics endpoint");
@@ -57,13 +57,13 @@ fn messages_counted(text: &str) -> u64 {
 }
 
 /// A running `peerlab tools metrics` and the address it serves on.
-struct MetricsProcess {
-    child: std::process::Child,
-    address: String,
+pub(crate) struct MetricsProcess {
+    pub(crate) child: std::process::Child,
+    pub(crate) address: String,
 }
 
 impl MetricsProcess {
-    fn start(nats_url: &str) -> MetricsProcess {
+    pub(crate) fn start(nats_url: &str) -> MetricsProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
             .args(["tools", "metrics", "-m", "127.0.0.1:0", "-a", nats_url])
             .stdout(Stdio::piped())
@@ -91,7 +91,7 @@ impl MetricsProcess {
     }
 
     /// SIGTERM, and a clean exit.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         // SAFETY: kill(2) on our own child; no memory is involved.
         let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         assert_eq!(sent, 0);

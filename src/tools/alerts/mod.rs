@@ -4,8 +4,9 @@
 //! rehearsals judge them.
 //!
 //! Invariants:
-//! - it reads only `netmsg` and `netconn` events (others are ignored, undecodable ones
-//!   counted);
+//! - it judges only `netmsg` and `netconn` events (others are skipped, undecodable ones
+//!   counted); give it one subscription to every event subject, because NATS keeps order
+//!   only within a subscription and a `closed` must not overtake the messages before it;
 //! - time is the events' own, so a replayed recording raises the alerts the live run did;
 //! - an alert the bus refuses is still logged and counted (`publish_dropped`).
 
@@ -80,7 +81,7 @@ impl Tool for AlertsTool {
     type Summary = AlertsSummary;
     type Error = AlertsError;
 
-    /// Runs the heuristics over `subscriber` (subscribe it to `netmsg` and `netconn`).
+    /// Runs the heuristics over `subscriber` (one subscription to the scheme's wildcard).
     async fn run(
         mut self,
         mut subscriber: Subscriber,

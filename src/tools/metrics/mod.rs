@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use prometheus::{IntGauge, Registry};
 use prost::Message as _;
 
-use crate::bus::{is_stats_subject, Subscriber};
+use crate::bus::{is_alerts_subject, is_stats_subject, Subscriber};
 use crate::event::counters::ExtractorCounters;
 use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
 use crate::event::proto::event::event::PeerObserverEvent;
@@ -128,8 +128,17 @@ impl MetricsEngine {
         self.start.set(register::as_i64(now));
     }
 
-    /// One bus message: a counter snapshot on a stats subject, otherwise an `event.Event`.
+    /// One bus message: an alert on the alerts subject, a counter snapshot on a stats
+    /// subject, otherwise an `event.Event`.
     pub fn observe_message(&mut self, subject: &str, payload: &[u8]) {
+        if is_alerts_subject(subject) {
+            self.pipeline.message("alerts");
+            match serde_json::from_slice::<crate::tools::alerts::Alert>(payload) {
+                Ok(alert) => self.pipeline.alert(alert.kind.name()),
+                Err(_) => self.pipeline.undecodable(),
+            }
+            return;
+        }
         if is_stats_subject(subject) {
             self.pipeline.message("stats");
             let component = subject.rsplit('.').next().unwrap_or(subject);

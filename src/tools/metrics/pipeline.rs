@@ -25,6 +25,7 @@ pub struct PipelineMetrics {
     source_errors: IntCounterVec,
     messages: IntCounterVec,
     undecodable: IntCounter,
+    alerts: IntCounterVec,
     /// The previous total of each (family, labels) series.
     last: HashMap<(&'static str, Vec<String>), u64>,
     /// The pid each component traced last (a new one is a restart of the node it follows).
@@ -85,6 +86,11 @@ impl PipelineMetrics {
                 "peerlab_metrics_undecodable",
                 "Bus messages the metrics tool could not decode (skipped)",
             )?,
+            alerts: r.counter_vec(
+                "peerlab_alerts",
+                "Alerts the alerts tool published, by kind",
+                &["kind"],
+            )?,
             last: HashMap::new(),
             traced: HashMap::new(),
         })
@@ -93,6 +99,11 @@ impl PipelineMetrics {
     /// Counts one bus message of `kind` (`netmsg`, ..., `stats`).
     pub fn message(&self, kind: &str) {
         self.messages.with_label_values(&[kind]).inc();
+    }
+
+    /// Counts one alert of `kind`.
+    pub fn alert(&self, kind: &str) {
+        self.alerts.with_label_values(&[kind]).inc();
     }
 
     /// Counts a message that did not decode.

@@ -55,7 +55,11 @@
 //!    of its own (Cap'n Proto's RPC objects are not `Send`).
 //!
 //! 7. **[`tools`]: bus -> people, siblings on one contract** ([`tools::Tool`]: consume a
-//!    subscriber until shutdown). The logger prints events readably or as JSON lines.
+//!    subscriber until shutdown). The logger prints events readably or as JSON lines; the
+//!    metrics tool ([`tools::metrics`]) serves peer-observer's Prometheus families, its
+//!    event -> series engine free of I/O so recordings can be fed to it directly; the alerts
+//!    tool ([`tools::alerts`]) runs peer-observer's spammer heuristics by event time and
+//!    publishes what it finds on peerlab's own alerts subject.
 //!
 //! 8. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);

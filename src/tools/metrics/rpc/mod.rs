@@ -4,14 +4,14 @@
 //! with `new` (registers the group's families) and `observe` (updates them from one event of
 //! its arm):
 //!
-//! - [`peers`]: `peer_infos` → `rpc_peer_info_*`, recomputed from the whole peer list on
+//! - `peers`: `peer_infos` → `rpc_peer_info_*`, recomputed from the whole peer list on
 //!   every event, some of it against the IP lists;
-//! - [`node`]: the node-wide snapshots (`mempool_info`, `uptime`, `net_totals`,
+//! - `node`: the node-wide snapshots (`mempool_info`, `uptime`, `net_totals`,
 //!   `memory_info`, `addrman_info`, `chain_tx_stats`, `network_info`, `blockchain_info`,
 //!   `estimate_smart_fee`), set from the event as carried;
-//! - [`orphans`]: `orphan_txs` → `rpc_getorphantxs_*`, whose counters compare with the
+//! - `orphans`: `orphan_txs` → `rpc_getorphantxs_*`, whose counters compare with the
 //!   previous event's orphanage;
-//! - [`addrman`]: `addrman` → `rpc_getrawaddrman_*`, whose counters compare with the
+//! - `addrman`: `addrman` → `rpc_getrawaddrman_*`, whose counters compare with the
 //!   previous event's tables.
 
 mod addrman;

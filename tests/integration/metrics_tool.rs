@@ -2,7 +2,9 @@
 //! recording (`regtest-sample.mcap`: eBPF events; `observer-sample.mcap`: every extractor,
 //! recorded with `peerlab run --duration 15 --peers 3`): once every replayed event is
 //! counted, the exposition (without the start timestamp) equals the committed golden file
-//! `tests/golden/metrics-<recording>.prom`, so a change to a family shows up as a diff.
+//! `tests/golden/metrics-<recording>.prom`, so a change to a family shows up as a diff; and
+//! the key series (message counts and bytes per type and direction, block height,
+//! connections, mempool) equal counts computed here from the recording itself.
 //! Run with `PEERLAB_BLESS=1` to rewrite the golden after an intended change. Also: any path
 //! answers, gzip is served to clients that accept it, and SIGTERM ends the tool cleanly.
 
@@ -183,9 +185,11 @@ async fn every_extractor_sample_gives_its_golden_metrics() {
 async fn replayed_sample_gives_the_golden_metrics() {
     let recording = "recordings/regtest-sample.mcap";
     let (text, tool, _nats) = replayed(recording).await;
-    // Values anyone can check against `peerlab inspect` of the sample.
-    assert!(text.contains("\npeerobserver_conn_inbound 3\n"), "{text}");
-    assert!(text.contains("\npeerobserver_mempool_added 6\n"));
+    // Counted again here, straight from the file, and compared series by series.
+    for (series, value) in independent_counts(recording) {
+        let line = format!("\n{series} {value}\n");
+        assert!(text.contains(&line), "expected `{series} {value}`:\n{text}");
+    }
     assert_golden(recording, &text);
 
     // Any path answers, and gzip is served when accepted.
@@ -203,6 +207,84 @@ async fn replayed_sample_gives_the_golden_metrics() {
     };
     assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
     tool.stop();
+}
+
+/// Series values computed from the recording without the metrics tool: message counts
+/// and bytes per (command, connection type, direction), the latest block height, inbound
+/// connections (count and the latest `existing_connections`), mempool additions.
+fn independent_counts(recording: &str) -> Vec<(String, u64)> {
+    use peerlab::event::proto::ebpf_extractor::connection::connection_event::Event as Conn;
+    use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+    use peerlab::event::proto::ebpf_extractor::mempool::mempool_event::Event as Mempool;
+    use peerlab::event::proto::ebpf_extractor::validation::validation_event::Event as Validation;
+    use peerlab::event::proto::event::event::PeerObserverEvent;
+    use prost::Message as _;
+    use std::collections::BTreeMap;
+
+    let mut messages: BTreeMap<(String, i32, bool), (u64, u64)> = BTreeMap::new();
+    let (mut height, mut inbound, mut inbound_current, mut added) = (0i64, 0u64, 0u64, 0u64);
+    let source = peerlab::record::RecordingSource::open(Path::new(recording)).expect("open");
+    for message in source {
+        let message = message.expect("a complete recording");
+        if message.subject.starts_with("peerlab.") {
+            continue;
+        }
+        let event = peerlab::event::Event::decode(message.data.as_slice()).expect("an event");
+        let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = event.peer_observer_event else {
+            continue;
+        };
+        match ebpf.ebpf_event {
+            Some(EbpfEvent::Message(m)) => {
+                let entry = messages
+                    .entry((m.meta.command.clone(), m.meta.conn_type, m.meta.inbound))
+                    .or_default();
+                entry.0 += 1;
+                entry.1 += m.meta.size;
+            }
+            Some(EbpfEvent::Validation(v)) => {
+                if let Some(Validation::BlockConnected(b)) = v.event {
+                    height = i64::from(b.height);
+                }
+            }
+            Some(EbpfEvent::Connection(c)) => {
+                if let Some(Conn::Inbound(i)) = c.event {
+                    inbound += 1;
+                    inbound_current = i.existing_connections;
+                }
+            }
+            Some(EbpfEvent::Mempool(m)) => {
+                if let Some(Mempool::Added(_)) = m.event {
+                    added += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut expected = vec![
+        (
+            "peerobserver_validation_block_connected_latest_height".to_string(),
+            u64::try_from(height).expect("a height"),
+        ),
+        ("peerobserver_conn_inbound".to_string(), inbound),
+        (
+            "peerobserver_conn_inbound_current".to_string(),
+            inbound_current,
+        ),
+        ("peerobserver_mempool_added".to_string(), added),
+    ];
+    for ((command, conn_type, inbound), (count, bytes)) in messages {
+        let labels = format!(
+            "{{connection_type=\"{conn_type}\",direction=\"{}\",message=\"{command}\"}}",
+            if inbound { "inbound" } else { "outbound" }
+        );
+        expected.push((format!("peerobserver_p2p_message_count{labels}"), count));
+        expected.push((format!("peerobserver_p2p_message_bytes{labels}"), bytes));
+    }
+    assert!(
+        expected.len() > 10,
+        "the sample has messages of several kinds"
+    );
+    expected
 }
 
 /// The payload of a chunked HTTP body.

@@ -78,6 +78,7 @@ pub enum MetricsError {
 /// Events -> series (see the module docs).
 pub struct MetricsEngine {
     registry: Registry,
+    families: Vec<String>,
     lists: IpLists,
     start: IntGauge,
     p2p: P2pMetrics,
@@ -92,27 +93,37 @@ impl MetricsEngine {
     /// Registers every family; `lists` feeds the list-dependent ones.
     pub fn new(lists: IpLists) -> Result<MetricsEngine, MetricsError> {
         let registry = Registry::new();
-        let r = Register(&registry);
+        let r = Register::new(&registry);
         let capped = r.counter_vec(
             "peerlab_metrics_series_capped",
             "Updates dropped because their family reached its series cap",
             &["family"],
         )?;
         let cap = || SeriesCap::new(capped.clone(), MAX_SERIES_PER_FAMILY);
+        let (p2p, conn) = (P2pMetrics::new(&r, cap())?, ConnMetrics::new(&r, cap())?);
+        let (chain, rpc) = (ChainMetrics::new(&r)?, RpcMetrics::new(&r)?);
+        let (extractors, pipeline) = (ExtractorMetrics::new(&r)?, PipelineMetrics::new(&r)?);
         Ok(MetricsEngine {
             start: r.gauge_int(
                 "peerobserver_runtime_start_timestamp",
                 "When the metrics tool started (UNIX seconds)",
             )?,
-            p2p: P2pMetrics::new(&r, cap())?,
-            conn: ConnMetrics::new(&r, cap())?,
-            chain: ChainMetrics::new(&r)?,
-            rpc: RpcMetrics::new(&r)?,
-            extractors: ExtractorMetrics::new(&r)?,
-            pipeline: PipelineMetrics::new(&r)?,
+            p2p,
+            conn,
+            chain,
+            rpc,
+            extractors,
+            pipeline,
             lists,
+            families: r.names(),
             registry,
         })
+    }
+
+    /// Every family's name, exposed or not yet (a labelled family appears with its first
+    /// series).
+    pub fn families(&self) -> &[String] {
+        &self.families
     }
 
     /// The registry the families live in (shared with the HTTP server).

@@ -11,15 +11,35 @@ use prometheus::{
     Opts, Registry,
 };
 
-/// Registers families into one registry.
-pub struct Register<'a>(pub &'a Registry);
+/// Registers families into one registry, remembering their names (the registry's own
+/// exposition leaves out labelled families that have no series yet).
+pub struct Register<'a> {
+    registry: &'a Registry,
+    names: std::cell::RefCell<Vec<String>>,
+}
 
-impl Register<'_> {
+impl<'a> Register<'a> {
+    /// Registers into `registry`.
+    pub fn new(registry: &'a Registry) -> Register<'a> {
+        Register {
+            registry,
+            names: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every family registered so far, in registration order.
+    pub fn names(&self) -> Vec<String> {
+        self.names.borrow().clone()
+    }
+
     fn add<M: prometheus::core::Collector + Clone + 'static>(
         &self,
         metric: M,
     ) -> prometheus::Result<M> {
-        self.0.register(Box::new(metric.clone()))?;
+        self.registry.register(Box::new(metric.clone()))?;
+        self.names
+            .borrow_mut()
+            .extend(metric.desc().iter().map(|d| d.fq_name.clone()));
         Ok(metric)
     }
 

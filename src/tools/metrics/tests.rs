@@ -365,7 +365,7 @@ fn counter_snapshots_become_pipeline_counters_across_restarts() {
 #[test]
 fn peer_chosen_label_values_are_capped_and_counted() {
     let registry = Registry::new();
-    let r = Register(&registry);
+    let r = Register::new(&registry);
     let capped = r
         .counter_vec("peerlab_metrics_series_capped", "capped", &["family"])
         .expect("register");
@@ -382,44 +382,69 @@ fn peer_chosen_label_values_are_capped_and_counted() {
     );
 }
 
-/// Every family name in the spec's §4 tables appears in the tool's sources (the RPC families,
-/// whose names are built from a prefix, are checked against a live registry by
-/// `rpc::tests::every_spec_family_is_registered_with_its_type`).
-#[test]
-fn every_spec_family_is_declared() {
-    let spec_dir = std::env::var_os("PEERLAB_SPEC_DIR").map_or_else(
+/// The metrics spec (`$PEERLAB_SPEC_DIR/metrics.md`, else the copy beside this crate).
+fn spec() -> String {
+    let dir = std::env::var_os("PEERLAB_SPEC_DIR").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec"),
         std::path::PathBuf::from,
     );
-    let spec = std::fs::read_to_string(spec_dir.join("metrics.md")).expect("the metrics spec");
+    std::fs::read_to_string(dir.join("metrics.md")).expect("the metrics spec")
+}
+
+/// Exactly the spec's §4 families are registered under `peerobserver_`, no more, no less.
+#[test]
+fn the_registered_families_are_the_spec_families() {
+    let spec = spec();
     let section = spec
         .split("## 4. Families by event source")
         .nth(1)
         .and_then(|rest| rest.split("## 5.").next())
         .expect("section 4");
-    let names: Vec<&str> = section
+    let mut listed: Vec<&str> = section
         .lines()
         .filter_map(|l| l.strip_prefix("| `"))
         .filter_map(|l| l.split('`').next())
         .filter(|n| n.starts_with("peerobserver_"))
         .collect();
-    assert_eq!(names.len(), 179, "the spec lists 179 families");
-    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tools/metrics")];
-    let mut sources = String::new();
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("metrics sources") {
-            let path = entry.expect("entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
-                sources.push_str(&std::fs::read_to_string(&path).expect("read"));
-            }
-        }
-    }
+    listed.sort_unstable();
+    assert_eq!(listed.len(), 179, "the spec lists 179 families");
+    let engine = engine();
+    let mut registered: Vec<&str> = engine
+        .families()
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.starts_with("peerobserver_"))
+        .collect();
+    registered.sort_unstable();
+    assert_eq!(registered, listed);
+}
+
+/// Every metric the upstream dashboards query (the spec's §6 union) is a registered family,
+/// so no panel of theirs is empty for want of a name.
+#[test]
+fn every_dashboard_metric_is_registered() {
+    let spec = spec();
+    let union = spec
+        .split("**Union (70 families after stripping suffixes):**")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .expect("the dashboards' union list");
+    let names: Vec<&str> = union
+        .split(',')
+        .map(|n| n.trim().trim_end_matches('.'))
+        .filter(|n| !n.is_empty())
+        .collect();
+    assert_eq!(names.len(), 70, "{names:?}");
+    let engine = engine();
+    // The union's `rpc_peer_info_invtosend` is how one panel's regex reads: its series are
+    // the `invtosend_*` families.
     let missing: Vec<&&str> = names
         .iter()
-        .filter(|n| !n.starts_with("peerobserver_rpc_"))
-        .filter(|n| !sources.contains(&format!("\"{n}\"")))
+        .filter(|n| !engine.families().iter().any(|f| f == *n))
+        .filter(|n| **n != "peerobserver_rpc_peer_info_invtosend")
         .collect();
-    assert!(missing.is_empty(), "families not declared: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "dashboard metrics not registered: {missing:?}"
+    );
 }

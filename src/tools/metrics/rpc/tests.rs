@@ -154,7 +154,7 @@ impl Harness {
 
     fn with_lists(lists: IpLists) -> Harness {
         let registry = Registry::new();
-        let metrics = RpcMetrics::new(&Register(&registry)).expect("families register once");
+        let metrics = RpcMetrics::new(&Register::new(&registry)).expect("families register once");
         Harness {
             registry,
             metrics,

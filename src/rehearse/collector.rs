@@ -17,11 +17,15 @@ use crate::extractors::Extractor as _;
 use crate::scenario::DropSource;
 use crate::stack::StackCounters;
 use crate::tools::alerts::{Alert, AlertConfig, Alerter};
+use crate::tools::metrics::iplists::IpLists;
+use crate::tools::metrics::MetricsEngine;
 
 /// The bus subscriber of a run: every event with its time, plus the extractor's drop
 /// counters when a peerlab extractor publishes them.
 pub(super) struct Collector {
     observed: Arc<Mutex<Vec<Observed>>>,
+    /// The metrics tool's engine, fed with everything the collector sees.
+    metrics: Arc<Mutex<MetricsEngine>>,
     remote_drops: Arc<Mutex<RemoteDrops>>,
     seen: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -49,9 +53,17 @@ impl Collector {
             ..RemoteDrops::default()
         }));
         let seen = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(Mutex::new(
+            MetricsEngine::new(IpLists::default())
+                .map_err(|e| RehearseError::Stack(format!("metrics: {e}")))?,
+        ));
         let task = {
-            let (observed, remote_drops, seen) =
-                (observed.clone(), remote_drops.clone(), seen.clone());
+            let (observed, remote_drops, seen, metrics) = (
+                observed.clone(),
+                remote_drops.clone(),
+                seen.clone(),
+                metrics.clone(),
+            );
             tokio::spawn(async move {
                 let mut alerter = Alerter::new(AlertConfig::default());
                 while let Some(message) = subscriber.next().await {
@@ -67,12 +79,16 @@ impl Collector {
                     seen.fetch_add(1, Ordering::Relaxed);
                     let t = t0.elapsed().as_secs_f64();
                     let mut events = Observed::from_payload(t, &message.payload);
-                    // The alerts tool's heuristics run on what the observer saw, in order.
-                    events.extend(
-                        alerts_of(&mut alerter, &message.payload)
-                            .iter()
-                            .map(|alert| Observed::alert(t, alert)),
-                    );
+                    // The alerts tool's heuristics run on what the observer saw, in order,
+                    // and the metrics tool's engine counts both.
+                    let alerts = alerts_of(&mut alerter, &message.payload);
+                    if let Ok(mut metrics) = metrics.lock() {
+                        metrics.observe_message(&message.subject, &message.payload);
+                        for alert in &alerts {
+                            metrics.observe_alert(alert);
+                        }
+                    }
+                    events.extend(alerts.iter().map(|alert| Observed::alert(t, alert)));
                     if !events.is_empty() {
                         if let Ok(mut all) = observed.lock() {
                             all.extend(events);
@@ -83,6 +99,7 @@ impl Collector {
         };
         Ok(Collector {
             observed,
+            metrics,
             remote_drops,
             seen,
             task,
@@ -92,7 +109,10 @@ impl Collector {
     /// Takes what is still in flight (bounded) and returns everything seen: until `expected`
     /// events arrived when the count is known (our own publisher), otherwise until the bus
     /// has been quiet for half a second.
-    pub(super) async fn finish(self, expected: Option<u64>) -> (Vec<Observed>, RemoteDrops) {
+    pub(super) async fn finish(
+        self,
+        expected: Option<u64>,
+    ) -> (Vec<Observed>, RemoteDrops, Arc<Mutex<MetricsEngine>>) {
         let deadline = Instant::now() + Duration::from_secs(3);
         let mut last = (self.seen.load(Ordering::Relaxed), Instant::now());
         while Instant::now() < deadline {
@@ -114,7 +134,7 @@ impl Collector {
             .lock()
             .map(|d| d.clone())
             .unwrap_or_default();
-        (observed, drops)
+        (observed, drops, self.metrics)
     }
 }
 

@@ -158,7 +158,7 @@ pub async fn rehearse(
         }
     }
     let counters = stack.finish().await?;
-    let (mut observed, remote_drops) = collector
+    let (mut observed, remote_drops, metrics) = collector
         .finish(counters.as_ref().map(|c| c.bus.sent))
         .await;
     stop_recorder.cancel();
@@ -205,6 +205,13 @@ pub async fn rehearse(
                         .unwrap_or(scenario.scenario.timeout_secs as f64);
                     let count = observe::count_alerts(check, deadline, &observed);
                     verdict::judge_alerts(name, check, deadline, count)
+                }
+                Check::Metric(check) => {
+                    let value = metrics
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.value(&check.metric, &check.labels));
+                    verdict::judge_metric(name, check, value)
                 }
             }
         })
@@ -406,6 +413,7 @@ fn run_length(scenario: &Scenario) -> Duration {
             Check::Rpc(check) => check.at_secs + 0.5,
             Check::Drops(_) => 0.0,
             Check::Alert(check) => check.deadline_secs.unwrap_or(0.0),
+            Check::Metric(_) => 0.0,
         };
         end = end.max(t);
     }

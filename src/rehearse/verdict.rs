@@ -161,3 +161,37 @@ pub(super) fn judge_alerts(
         expected,
     }
 }
+
+/// Judges a metric read at the end of the run (`None`: no series matched).
+pub(super) fn judge_metric(
+    name: String,
+    check: &crate::scenario::MetricCheck,
+    value: Option<f64>,
+) -> ExpectationResult {
+    let labels: Vec<String> = check
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    let series = if labels.is_empty() {
+        check.metric.clone()
+    } else {
+        format!("{}{{{}}}", check.metric, labels.join(","))
+    };
+    let passed =
+        value.is_some_and(|v| super::compare::holds(&serde_json::json!(v), check.op, &check.value));
+    ExpectationResult {
+        name,
+        kind: "metric".into(),
+        passed,
+        observed: match value {
+            Some(v) => format!("{v}"),
+            None => "no matching series".into(),
+        },
+        expected: format!(
+            "{series} {} {} at the end",
+            check.op,
+            check.value.describe()
+        ),
+    }
+}

@@ -41,9 +41,9 @@ pub use types::{
     Action, AddrFlood, AddrVersion, Aggregate, AlertCheck, Behaviour, BumpMocktime, Check,
     Disconnect, DropSource, DropsCheck, EventCategory, EventCheck, EventPath, Expectation, Filter,
     GetdataFlood, HeadersKind, HeadersSpam, InvFlood, InvalidBlock, InvalidBlockKind, Malformed,
-    MalformedKind, Mine, NodeSettings, Op, PeerGroup, PingFlood, RecordedPeer, ReplayRecorded,
-    RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed, Step, TxKind, TxSpam,
-    VersionAbuse,
+    MalformedKind, MetricCheck, Mine, NodeSettings, Op, PeerGroup, PingFlood, RecordedPeer,
+    ReplayRecorded, RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed, Step, TxKind,
+    TxSpam, VersionAbuse,
 };
 
 /// Largest number of peers in one group.

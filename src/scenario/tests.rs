@@ -959,3 +959,27 @@ fn alert_expectations_name_a_known_alert_and_group() {
     );
     assert!(only_problem(&text).to_string().contains("nobody"));
 }
+
+#[test]
+fn metric_expectations_name_a_family_and_compare_numbers() {
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"metric\"\nmetric = \"peerobserver_p2p_addr_addresses_count\"\n\
+         labels = {{ direction = \"inbound\" }}\nop = \">\"\nvalue = 0\n"
+    );
+    Scenario::from_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"metric\"\nmetric = \"peerobserver_conn_inbund\"\nvalue = 1\n"
+    );
+    let problem = only_problem(&text).to_string();
+    assert!(problem.contains("unknown metric"), "{problem}");
+    assert!(
+        problem.contains("did you mean \"peerobserver_conn_inbound\"?"),
+        "{problem}"
+    );
+    let text = format!(
+        "{BASE}\n[[expect]]\nkind = \"metric\"\nmetric = \"peerobserver_conn_inbound\"\nvalue = \"x\"\n"
+    );
+    assert!(only_problem(&text)
+        .to_string()
+        .contains("compares with a number"));
+}

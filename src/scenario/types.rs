@@ -279,6 +279,7 @@ impl Expectation {
             Check::Rpc(r) => format!("{} {}", r.method, r.field.as_deref().unwrap_or("")),
             Check::Drops(_) => "extractor drops".to_string(),
             Check::Alert(a) => a.alert.clone(),
+            Check::Metric(m) => m.metric.clone(),
         };
         format!("expect[{index}] {} {}", self.check.name(), what.trim_end())
     }
@@ -303,7 +304,28 @@ tagged_enum! {
         Drops(DropsCheck) = "drops",
         /// Count alerts the alerts tool's heuristics raise.
         Alert(AlertCheck) = "alert",
+        /// Compare a metric of the metrics tool at the end of the run.
+        Metric(MetricCheck) = "metric",
     }
+}
+
+/// `kind = "metric"`: at the end of the run, the value of a metric family of the metrics tool
+/// (fed with every event the observer saw), summed over the series whose labels include
+/// `labels`, compares true with `value`. A histogram's `NAME_count` / `NAME_sum` give its
+/// sample count / sum.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricCheck {
+    /// The family (`peerobserver_p2p_message_count`, `peerlab_alerts`, ...).
+    pub metric: String,
+    /// Label name -> value every counted series must have.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The comparison (default `==`).
+    #[serde(default)]
+    pub op: Op,
+    /// The number to compare with.
+    pub value: Scalar,
 }
 
 /// `kind = "alert"`: between the start and the deadline, the number of alerts of one kind

@@ -29,11 +29,13 @@ use super::decode::{join, suggestion, Spans};
 use super::error::{Diagnostic, Reporter, Stage};
 use super::schema;
 use super::types::{
-    Action, AddrVersion, Aggregate, AlertCheck, Behaviour, Check, EventCheck, RecordedPeer,
-    RpcCheck, Scalar, Speed, TxKind,
+    Action, AddrVersion, Aggregate, AlertCheck, Behaviour, Check, EventCheck, MetricCheck,
+    RecordedPeer, RpcCheck, Scalar, Speed, TxKind,
 };
 use super::{Scenario, MAX_ENTRIES, MAX_GROUP_PEERS, MAX_TOTAL_PEERS};
 use crate::tools::alerts::AlertKind;
+use crate::tools::metrics::iplists::IpLists;
+use crate::tools::metrics::MetricsEngine;
 
 /// Bitcoin Core's `MAX_PROTOCOL_MESSAGE_LENGTH`.
 const MAX_PAYLOAD: u64 = 4_000_000;
@@ -531,7 +533,39 @@ impl Validator<'_> {
                 Check::Rpc(c) => self.rpc_check(k, c),
                 Check::Drops(_) => {}
                 Check::Alert(c) => self.alert_check(k, c),
+                Check::Metric(c) => self.metric_check(k, c),
             }
+        }
+    }
+
+    fn metric_check(&mut self, k: usize, c: &MetricCheck) {
+        let p = |key: &str| format!("expect[{k}].{key}");
+        let engine = MetricsEngine::new(IpLists::default());
+        let families: Vec<&str> = match &engine {
+            Ok(engine) => engine.families().iter().map(String::as_str).collect(),
+            Err(_) => Vec::new(),
+        };
+        let base = c
+            .metric
+            .strip_suffix("_count")
+            .or_else(|| c.metric.strip_suffix("_sum"))
+            .filter(|base| families.contains(base));
+        if !families.contains(&c.metric.as_str()) && base.is_none() {
+            self.bad(
+                &p("metric"),
+                format!(
+                    "unknown metric {:?} (a family of `peerlab tools metrics`, e.g. \
+                     peerobserver_p2p_message_count, or NAME_count / NAME_sum of a histogram){}",
+                    c.metric,
+                    suggestion(&c.metric, &families)
+                ),
+            );
+        }
+        if !c.value.is_number() {
+            self.bad(&p("value"), "a metric compares with a number");
+        }
+        if c.op.is_textual() {
+            self.bad(&p("op"), "a metric takes ==, !=, >, >=, < or <=");
         }
     }
 

@@ -217,6 +217,57 @@ impl MetricsEngine {
         }
     }
 
+    /// Counts an alert raised in-process (a rehearsal runs the heuristics itself).
+    pub fn observe_alert(&mut self, alert: &crate::tools::alerts::Alert) {
+        self.pipeline.alert(alert.kind.name());
+    }
+
+    /// The value of `name` summed over its series whose labels include `labels`; a
+    /// histogram's `NAME_count` and `NAME_sum` give its sample count and sum. `None` when no
+    /// series matches (a labelled family appears with its first series).
+    pub fn value(
+        &self,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Option<f64> {
+        use prometheus::proto::MetricType;
+        let (family_name, part) = match name.rsplit_once('_') {
+            Some((base, "count")) if self.is_histogram(base) => (base, "count"),
+            Some((base, "sum")) if self.is_histogram(base) => (base, "sum"),
+            _ => (name, "value"),
+        };
+        let families = self.registry.gather();
+        let family = families.iter().find(|f| f.name() == family_name)?;
+        let mut total = None;
+        for metric in family.get_metric() {
+            let matches = labels.iter().all(|(k, v)| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|pair| pair.name() == k && pair.value() == v)
+            });
+            if !matches {
+                continue;
+            }
+            let value = match (family.get_field_type(), part) {
+                (MetricType::COUNTER, _) => metric.get_counter().get_value(),
+                (MetricType::GAUGE, _) => metric.get_gauge().get_value(),
+                (MetricType::HISTOGRAM, "sum") => metric.get_histogram().get_sample_sum(),
+                (MetricType::HISTOGRAM, _) => metric.get_histogram().get_sample_count() as f64,
+                _ => continue,
+            };
+            total = Some(total.unwrap_or(0.0) + value);
+        }
+        total
+    }
+
+    /// Whether `name` is a registered histogram family.
+    fn is_histogram(&self, name: &str) -> bool {
+        self.registry.gather().iter().any(|f| {
+            f.name() == name && f.get_field_type() == prometheus::proto::MetricType::HISTOGRAM
+        })
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         http::render(&self.registry)

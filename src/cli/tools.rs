@@ -75,6 +75,30 @@ pub enum Tool {
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
     },
+    /// Serve peer-observer's websocket feed and peerlab's live pages on one address.
+    ///
+    /// A websocket client (any path) receives nothing until it sends a subscription frame,
+    /// e.g. {"ebpf":{"messages":true,"connections":true},"rpc":true,"p2p":true,"log":true}
+    /// (peerlab also takes "ipc":true); then every event of those kinds as the JSON
+    /// peer-observer's pages read. A frame that is empty, over 511 bytes or not JSON
+    /// disconnects that client. Open http://ADDRESS/ in a browser for the pages.
+    Websocket {
+        /// Where to serve (loopback by default).
+        #[arg(
+            short = 'w',
+            long,
+            value_name = "HOST:PORT",
+            default_value = "127.0.0.1:47482"
+        )]
+        websocket_address: std::net::SocketAddr,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long, value_parser = super::values::whole_seconds())]
+        duration: Option<u64>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        subjects: SubjectSchemeArgs,
+    },
     /// Serve Prometheus metrics for every event on NATS: peer-observer's metric families
     /// (same names, types, labels and buckets, so its Grafana dashboards work unchanged)
     /// plus peerlab's pipeline families (`peerlab_*`).
@@ -210,6 +234,35 @@ impl ToolsArgs {
                     alerts = ?summary.alerts,
                     publish_dropped = summary.publish_dropped,
                     "alerts tool stopped"
+                );
+                Ok(())
+            }
+            Tool::Websocket {
+                websocket_address,
+                duration,
+                nats,
+                subjects,
+            } => {
+                use peerlab::tools::websocket::WebsocketTool;
+                let tool = WebsocketTool::bind(websocket_address).await?;
+                let shutdown = super::signals::shutdown_on_signals(
+                    duration.map(std::time::Duration::from_secs),
+                );
+                let scheme = subjects.scheme();
+                let options = nats.to_options();
+                let subscriber = tokio::select! {
+                    connected = Subscriber::connect(&options, scheme, &[]) => connected?,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                let address = tool.local_addr()?;
+                println!("serving the websocket feed on ws://{address}/ and the pages on http://{address}/");
+                let summary = tool.run(subscriber, shutdown).await?;
+                tracing::info!(
+                    messages = summary.messages,
+                    clients = summary.clients,
+                    sent = summary.sent,
+                    lagged = summary.lagged,
+                    "websocket tool stopped"
                 );
                 Ok(())
             }

@@ -17,6 +17,7 @@
 pub mod alerts;
 pub mod logger;
 pub mod metrics;
+pub mod websocket;
 
 use std::future::Future;
 

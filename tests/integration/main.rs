@@ -32,3 +32,4 @@ mod schema_matches_spec;
 mod schema_roundtrip;
 mod secrets;
 mod usdt_layer;
+mod websocket_tool;

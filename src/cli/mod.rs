@@ -7,6 +7,7 @@
 //! and one shutdown per command ([`signals`]).
 
 mod extract;
+mod live_tools;
 mod nats;
 mod observe;
 mod record;

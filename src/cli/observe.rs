@@ -8,8 +8,10 @@ use anyhow::{bail, Context as _};
 use peerlab::bus::Publisher;
 use peerlab::extractors::p2p::P2pNetwork;
 use peerlab::node::{locate, Chain, RpcAuth};
+use peerlab::shutdown::Shutdown;
 use peerlab::stack::{NodeFiles, NodeObserver, ObserverConfig};
 
+use super::live_tools::LiveToolArgs;
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
@@ -58,6 +60,8 @@ pub struct ObserveArgs {
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_parser = whole_seconds())]
     pub duration: Option<u64>,
+    #[command(flatten)]
+    pub tools: LiveToolArgs,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -122,6 +126,12 @@ impl ObserveArgs {
                 return Ok(());
             }
         };
+        let stop_tools = Shutdown::new();
+        let live_tools = self
+            .tools
+            .start(&nats, &self.subjects.scheme(), &stop_tools)
+            .await
+            .context("starting the tools")?;
         let observer = NodeObserver::start(&files, &config, publisher, &shutdown, false)
             .await
             .context("attaching the extractors")?;
@@ -138,6 +148,8 @@ impl ObserveArgs {
         }
         if observer.attachments().iter().all(|a| a.outcome.is_err()) {
             observer.finish().await?;
+            stop_tools.cancel();
+            live_tools.finish().await?;
             bail!(
                 "no extractor could attach to the node of {}",
                 self.datadir.display()
@@ -145,6 +157,9 @@ impl ObserveArgs {
         }
         shutdown.cancelled().await;
         let counters = observer.finish().await.context("stopping the extractors")?;
+        // The tools stop after the extractors' last events were sent.
+        stop_tools.cancel();
+        live_tools.finish().await?;
         tracing::info!(
             events = counters.events_published(),
             sent_to_nats = counters.bus.sent,

@@ -14,13 +14,15 @@ use peerlab::stack::{drive_activity, EmbeddedConfig, EmbeddedStack, ObserverConf
 use peerlab::tools::logger::{LogFormat, Logger};
 use peerlab::tools::Tool as _;
 
+use super::live_tools::LiveToolArgs;
 use super::nats::SubjectSchemeArgs;
 use super::signals::shutdown_on_signals;
 use super::values::whole_seconds;
 
-/// Run the live pipeline on the embedded default: a private nats-server and a regtest
-/// bitcoind, exercised with blocks and transactions, observed by the eBPF, log, RPC and P2P extractors,
-/// and every event printed by the logger.
+/// Run the live pipeline on the embedded default: a private nats-server and a regtest node
+/// (bitcoin-node with IPC), exercised with blocks and transactions, observed by the eBPF,
+/// log, RPC, P2P and IPC extractors, every event printed by the logger; optionally the
+/// metrics, websocket and alerts tools beside it.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
@@ -49,6 +51,8 @@ pub struct RunArgs {
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub tools: LiveToolArgs,
     #[command(flatten)]
     pub subjects: SubjectSchemeArgs,
 }
@@ -102,6 +106,11 @@ impl RunArgs {
                 ))
             }
         };
+        let live_tools = self
+            .tools
+            .start(stack.nats(), &scheme, &stop_tools)
+            .await
+            .context("starting the tools")?;
         stack
             .observe(&shutdown)
             .await
@@ -158,6 +167,7 @@ impl RunArgs {
                 "the logger printed {printed_count} of the {events} events the server confirmed before it was stopped after 5 s"
             );
         }
+        live_tools.finish().await?;
         if let Some(recorder) = recorder {
             let summary = recorder
                 .await

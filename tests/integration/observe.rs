@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -36,10 +35,33 @@ async fn observe_attaches_every_extractor_from_the_datadir_alone() {
         .args(["observe", "--datadir"])
         .arg(datadir.path())
         .args(["-a", &nats.url(), "--duration", "60"])
+        .args(["--metrics-address", "127.0.0.1:0", "--alerts"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("observe starts");
+    // Its stdout, line by line: the tools' addresses come first.
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let out = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdout = String::new();
+    let metrics_address = loop {
+        let line = lines
+            .recv_timeout(common::TIMEOUT)
+            .expect("observe names its metrics address");
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if let Some(rest) = line.strip_prefix("metrics: http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
 
     // Blocks make eBPF (validation), log (BlockConnected) and P2P (inv/headers) events; the
     // RPC and IPC extractors poll at once.
@@ -64,19 +86,32 @@ async fn observe_attaches_every_extractor_from_the_datadir_alone() {
             seen.extend(message.kind);
         }
     }
+    // The metrics tool observe started counts what the extractors publish: the IPC tip
+    // (polled every 10 s) reaches a mined height.
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let (_, body) = crate::metrics_tool::get(&metrics_address, "/metrics", "").await;
+        let text = String::from_utf8_lossy(&body).to_string();
+        let tip = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peerobserver_ipc_block_tip_height "))
+            .and_then(|v| v.parse::<i64>().ok());
+        if tip.is_some_and(|h| h > 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "IPC tip in the metrics: {tip:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // SAFETY: kill(2) on our own child; no memory is involved.
     assert_eq!(
         unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
         0
     );
     let status = child.wait().expect("observe exits");
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read stdout");
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
     for extractor in [
         "ebpf-extractor",
         "log-extractor",

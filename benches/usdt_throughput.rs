@@ -22,7 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
+use support::{
+    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, median, release_dir, vm_hwm_kib,
+};
 use peerlab::event::EventKind;
 use peerlab::stack::NatsServer;
 
@@ -340,35 +345,7 @@ fn compile_emitter(dir: &Path) -> PathBuf {
     exe
 }
 
-/// The directory cargo put this bench in: `<target>/release` (benches use the release
-/// directory), where `cargo build --release` also puts peerlab.
-fn release_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the bench executable");
-    // <target>/release/deps/usdt_throughput-<hash>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("bench executable in <target>/release/deps")
-        .to_path_buf()
-}
 
-/// Builds the release binary (a no-op when it is fresh) so the bench never measures a stale
-/// peerlab.
-fn build_peerlab(release_dir: &Path) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "--quiet", "--bin", "peerlab"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build --release");
-    assert!(status.success(), "cargo build --release failed ({status})");
-    let exe = release_dir.join("peerlab");
-    assert!(
-        exe.is_file(),
-        "{} missing after cargo build --release",
-        exe.display()
-    );
-    exe
-}
 
 fn require_on_path(program: &str, fix: &str) {
     if peerlab::node::find_on_path(program).is_none() {
@@ -553,34 +530,8 @@ impl ProcessUsage {
     }
 }
 
-/// utime + stime: fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
-/// spaces, so count from the `)` that closes it.
-fn cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state).
-    let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
-    let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some(utime + stime)
-}
 
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if ticks > 0 {
-        ticks as f64
-    } else {
-        100.0
-    }
-}
 
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-}
 
 /// Counts `netmsg` events arriving on the bus, in the background.
 struct NetmsgCounter {
@@ -823,41 +774,4 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    }
-}
 
-/// CPUs, model, kernel, memory and current load, for the record.
-fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, m)| m.trim());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_gib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!(
-        "Machine: {cpus} CPUs ({model}), kernel {}, {mem_gib:.1} GiB RAM; \
-         load average {} when the bench started (includes cargo building it)",
-        kernel.trim(),
-        load.join(" ")
-    )
-}

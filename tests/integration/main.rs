@@ -32,4 +32,5 @@ mod schema_matches_spec;
 mod schema_roundtrip;
 mod secrets;
 mod usdt_layer;
+mod web_pages;
 mod websocket_tool;

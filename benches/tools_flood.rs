@@ -59,7 +59,9 @@ fn main() {
         .sum();
     let events = (summary.messages - stats) * copies as u64;
     let machine = machine();
-    eprintln!("{machine}\nflood: {events} events ({copies} copies of {SAMPLE}), {reps} repetitions");
+    eprintln!(
+        "{machine}\nflood: {events} events ({copies} copies of {SAMPLE}), {reps} repetitions"
+    );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let nats_exe = peerlab::node::find_on_path("nats-server").expect("nats-server on PATH");
 
@@ -80,7 +82,12 @@ fn main() {
     }
 
     let med = |mode: usize, f: fn(&Run) -> f64| {
-        median(runs.iter().filter(|(m, _)| *m == mode).map(|(_, r)| f(r)).collect())
+        median(
+            runs.iter()
+                .filter(|(m, _)| *m == mode)
+                .map(|(_, r)| f(r))
+                .collect(),
+        )
     };
     let base_cpu = med(0, |r| r.cpu_seconds);
     let base_rss = med(0, |r| r.peak_rss_mib);
@@ -145,7 +152,9 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
                 .await
                 .expect("subscribe");
             // Read everything it is sent, as a page would.
-            Some(tokio::spawn(async move { while client.next().await.is_some() {} }))
+            Some(tokio::spawn(async move {
+                while client.next().await.is_some() {}
+            }))
         }
         _ => None,
     };
@@ -206,7 +215,10 @@ fn caught_up(pid: u32) -> (f64, f64) {
     let read = || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        (cpu_ticks(&stat).unwrap_or(0), vm_hwm_kib(&status).unwrap_or(0))
+        (
+            cpu_ticks(&stat).unwrap_or(0),
+            vm_hwm_kib(&status).unwrap_or(0),
+        )
     };
     let deadline = Instant::now() + WAIT;
     let mut last = read();

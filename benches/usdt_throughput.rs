@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 mod support;
 
 use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
+use peerlab::event::EventKind;
+use peerlab::stack::NatsServer;
 use support::{
     build_peerlab, clock_ticks_per_second, cpu_ticks, machine, median, release_dir, vm_hwm_kib,
 };
-use peerlab::event::EventKind;
-use peerlab::stack::NatsServer;
 
 const DEFAULT_COUNT: u64 = 1_000_000;
 const DEFAULT_REPS: usize = 3;
@@ -345,8 +345,6 @@ fn compile_emitter(dir: &Path) -> PathBuf {
     exe
 }
 
-
-
 fn require_on_path(program: &str, fix: &str) {
     if peerlab::node::find_on_path(program).is_none() {
         panic!("{program} not found on PATH: {fix}");
@@ -529,9 +527,6 @@ impl ProcessUsage {
         }
     }
 }
-
-
-
 
 /// Counts `netmsg` events arriving on the bus, in the background.
 struct NetmsgCounter {
@@ -773,5 +768,3 @@ fn verdict(met: bool) -> &'static str {
         "**missed**"
     }
 }
-
-

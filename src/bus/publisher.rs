@@ -84,8 +84,9 @@ pub struct PublisherStats {
     pub resent: AtomicU64,
 }
 
-/// A point-in-time copy of [`PublisherStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// A point-in-time copy of [`PublisherStats`] (also the JSON published on
+/// [`PublisherConfig::stats_subject`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     /// Events handed to the publisher.
     pub offered: u64,

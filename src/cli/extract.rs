@@ -539,8 +539,11 @@ async fn run_extractor<E: Extractor>(
     let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
     let (nats, scheme) = (&nats.to_options(), subjects.scheme());
     // A signal or --duration also ends the wait for NATS (which retries forever by default).
+    let mut publisher_config = peerlab::extractors::publisher_config();
+    publisher_config.stats_subject =
+        Some(scheme.stats_subject(&peerlab::extractors::publisher_component(E::COMPONENT)));
     let publisher = tokio::select! {
-        connected = Publisher::connect(nats, scheme, peerlab::extractors::publisher_config()) => {
+        connected = Publisher::connect(nats, scheme, publisher_config) => {
             Arc::new(connected.context("connecting to NATS")?)
         }
         _ = shutdown.cancelled() => {

@@ -114,11 +114,11 @@ impl ObserveArgs {
         // A signal or --duration also ends the wait for NATS (which retries forever by
         // default).
         let nats = self.nats.to_options();
-        let connect = Publisher::connect(
-            &nats,
-            self.subjects.scheme(),
-            peerlab::extractors::publisher_config(),
-        );
+        let scheme = self.subjects.scheme();
+        let mut publisher_config = peerlab::extractors::publisher_config();
+        publisher_config.stats_subject =
+            Some(scheme.stats_subject(&peerlab::extractors::publisher_component("observe")));
+        let connect = Publisher::connect(&nats, scheme, publisher_config);
         let publisher = tokio::select! {
             connected = connect => Arc::new(connected.context("connecting to NATS")?),
             _ = shutdown.cancelled() => {

@@ -64,6 +64,13 @@ pub fn publish_counters(publisher: &Publisher, component: &str, counters: &Extra
     publisher.publish_raw(&subject, bytes::Bytes::from(counters.to_json()));
 }
 
+/// The counter component of the publisher `owner` uses (`<owner>-publisher`): its
+/// [`StatsSnapshot`](crate::bus::StatsSnapshot) travels on the stats subject of that name, where
+/// the metrics tool reads offered, sent and dropped events.
+pub fn publisher_component(owner: &str) -> String {
+    format!("{owner}-publisher")
+}
+
 /// The outgoing buffer of an extractor: large enough for a burst or a NATS reconnect, small
 /// enough that a saturated pipeline stays well inside an extractor's memory budget (64 MiB
 /// peak RSS); what does not fit is counted as dropped, like a full ring buffer.

@@ -371,9 +371,22 @@ impl Summarizer {
 
     /// Keeps the last snapshot's drop counters per stats subject.
     fn add_stats(&mut self, message: &RecordedMessage) {
-        let Ok(snapshot) = ExtractorCounters::from_json(&message.data) else {
-            self.undecodable_stats += 1;
-            return;
+        // A publisher's own snapshot (`<owner>-publisher`): its drops, nothing in the kernel.
+        let publisher = message
+            .subject
+            .ends_with("-publisher")
+            .then(|| serde_json::from_slice::<crate::bus::StatsSnapshot>(&message.data).ok())
+            .flatten();
+        let snapshot = match (publisher, ExtractorCounters::from_json(&message.data)) {
+            (Some(stats), _) => ExtractorCounters {
+                publish_dropped: stats.dropped(),
+                ..ExtractorCounters::default()
+            },
+            (None, Ok(snapshot)) => snapshot,
+            (None, Err(_)) => {
+                self.undecodable_stats += 1;
+                return;
+            }
         };
         let entry = self
             .drops

@@ -213,11 +213,16 @@ impl EmbeddedStack {
     /// process. The extractors also stop when `shutdown` fires.
     pub async fn observe(&mut self, shutdown: &Shutdown) -> Result<Arc<Publisher>, StackError> {
         let publisher = Arc::new(
-            Publisher::connect(
-                &self.nats_options,
-                self.config.scheme.clone(),
-                self.config.publisher.clone(),
-            )
+            Publisher::connect(&self.nats_options, self.config.scheme.clone(), {
+                // Its counters go on the bus for the metrics tool unless told otherwise.
+                let mut config = self.config.publisher.clone();
+                config.stats_subject.get_or_insert_with(|| {
+                    self.config
+                        .scheme
+                        .stats_subject(&crate::extractors::publisher_component("stack"))
+                });
+                config
+            })
             .await?,
         );
         let (rpc_url, cookie) = self.rpc.clone();

@@ -153,6 +153,13 @@ impl MetricsEngine {
         if is_stats_subject(subject) {
             self.pipeline.message("stats");
             let component = subject.rsplit('.').next().unwrap_or(subject);
+            if component.ends_with("-publisher") {
+                match serde_json::from_slice::<crate::bus::StatsSnapshot>(payload) {
+                    Ok(stats) => self.pipeline.observe_publisher(component, &stats),
+                    Err(_) => self.pipeline.undecodable(),
+                }
+                return;
+            }
             match ExtractorCounters::from_json(payload) {
                 Ok(counters) => self.pipeline.observe(component, &counters),
                 Err(_) => self.pipeline.undecodable(),

@@ -26,6 +26,9 @@ pub struct PipelineMetrics {
     messages: IntCounterVec,
     undecodable: IntCounter,
     alerts: IntCounterVec,
+    publisher_offered: IntCounterVec,
+    publisher_sent: IntCounterVec,
+    publisher_dropped: IntCounterVec,
     /// The previous total of each (family, labels) series.
     last: HashMap<(&'static str, Vec<String>), u64>,
     /// The pid each component traced last (a new one is a restart of the node it follows).
@@ -90,6 +93,21 @@ impl PipelineMetrics {
                 "peerlab_alerts",
                 "Alerts the alerts tool published, by kind",
                 &["kind"],
+            )?,
+            publisher_offered: r.counter_vec(
+                "peerlab_publisher_offered",
+                "Events handed to a publisher",
+                &["publisher"],
+            )?,
+            publisher_sent: r.counter_vec(
+                "peerlab_publisher_sent",
+                "Events a publisher had confirmed by the server",
+                &["publisher"],
+            )?,
+            publisher_dropped: r.counter_vec(
+                "peerlab_publisher_dropped",
+                "Events a publisher dropped, by reason",
+                &["publisher", "reason"],
             )?,
             last: HashMap::new(),
             traced: HashMap::new(),
@@ -161,6 +179,33 @@ impl PipelineMetrics {
         }
     }
 
+    /// Folds one publisher counter snapshot (`component` is `<owner>-publisher`).
+    pub fn observe_publisher(&mut self, component: &str, stats: &crate::bus::StatsSnapshot) {
+        let c = vec![component.to_string()];
+        if self
+            .last
+            .get(&("offered", c.clone()))
+            .is_some_and(|&previous| stats.offered < previous)
+        {
+            self.last
+                .retain(|(_, labels), _| labels.first().map(String::as_str) != Some(component));
+        }
+        self.add("offered", &c, stats.offered);
+        self.add("sent", &c, stats.sent);
+        for (reason, total) in [
+            ("buffer_full", stats.dropped_buffer_full),
+            ("too_large", stats.dropped_too_large),
+            ("unroutable", stats.dropped_unroutable),
+            ("at_shutdown", stats.dropped_at_shutdown),
+        ] {
+            self.add(
+                "publisher_dropped",
+                &[component.to_string(), reason.to_string()],
+                total,
+            );
+        }
+    }
+
     /// Adds the growth of a running total to its counter.
     fn add(&mut self, family: &'static str, labels: &[String], total: u64) {
         let key = (family, labels.to_vec());
@@ -178,6 +223,9 @@ impl PipelineMetrics {
             "publish_dropped" => &self.publish_dropped,
             "dropped_in_kernel" => &self.dropped_in_kernel,
             "malformed" => &self.malformed,
+            "offered" => &self.publisher_offered,
+            "sent" => &self.publisher_sent,
+            "publisher_dropped" => &self.publisher_dropped,
             _ => &self.source_errors,
         };
         counter.with_label_values(&values).inc_by(delta);

@@ -448,3 +448,33 @@ fn every_dashboard_metric_is_registered() {
         "dashboard metrics not registered: {missing:?}"
     );
 }
+
+#[test]
+fn publisher_snapshots_become_offered_sent_and_dropped() {
+    let mut e = engine();
+    let snapshot = |offered, sent, full| {
+        serde_json::to_vec(&crate::bus::StatsSnapshot {
+            offered,
+            sent,
+            dropped_buffer_full: full,
+            ..Default::default()
+        })
+        .expect("json")
+    };
+    let subject = "peerlab.stats.stack-publisher";
+    e.observe_message(subject, &snapshot(100, 90, 2));
+    e.observe_message(subject, &snapshot(150, 148, 2));
+    assert_line(
+        &e,
+        r#"peerlab_publisher_offered{publisher="stack-publisher"} 150"#,
+    );
+    assert_line(
+        &e,
+        r#"peerlab_publisher_sent{publisher="stack-publisher"} 148"#,
+    );
+    assert_line(
+        &e,
+        r#"peerlab_publisher_dropped{publisher="stack-publisher",reason="buffer_full"} 2"#,
+    );
+    assert_line(&e, "peerlab_metrics_undecodable 0");
+}

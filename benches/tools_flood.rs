@@ -3,18 +3,21 @@
 //!
 //! The flood is `peerlab replay` of `recordings/observer-sample.mcap` (every extractor's
 //! events: P2P messages, debug.log lines, RPC replies with peer lists, ...) given COPIES times
-//! at speed 0, into a private nats-server. For each mode one tool process subscribes first,
+//! at SPEED times its recorded pace (500x: about 77,000 events/s), into a private nats-server.
+//! Unpaced (speed 0, ~500,000 events/s) the logger cannot keep up and nats-server drops what
+//! it holds for it (a slow consumer), which the bench detects: every run asserts the tool
+//! handled every event. For each mode one tool process subscribes first,
 //! the replay runs, and the tool is measured from /proc once it has consumed everything:
 //!
-//! - `logger`: `peerlab tools logger --json` to /dev/null, the baseline consumer (decode and
-//!   print every event);
+//! - `logger`: `peerlab tools logger --json` (its lines counted by the bench), the baseline
+//!   consumer (decode and print every event);
 //! - `metrics`: `peerlab tools metrics` (every family updated per event);
 //! - `alerts`: `peerlab tools alerts` (heuristics on P2P messages and connections);
 //! - `websocket`: `peerlab tools websocket` with one client subscribed to every kind.
 //!
 //! Modes are interleaved within each repetition; the table gives medians and ratios to the
 //! logger. Run: `cargo bench --bench tools_flood` (env: `BENCH_COPIES`, default 200 copies of
-//! the ~2,000-event sample; `BENCH_REPS`, default 3).
+//! the ~2,000-event sample; `BENCH_SPEED`, default 500; `BENCH_REPS`, default 3).
 
 mod support;
 
@@ -41,10 +44,14 @@ struct Run {
     cpu_seconds: f64,
     peak_rss_mib: f64,
     replay_seconds: f64,
+    /// Events the tool is known to have handled (`None` where it cannot be told from
+    /// outside: the alerts tool).
+    received: Option<u64>,
 }
 
 fn main() {
     let copies = env_number("BENCH_COPIES").unwrap_or(200) as usize;
+    let speed = env_number("BENCH_SPEED").unwrap_or(500);
     let reps = env_number("BENCH_REPS").unwrap_or(3) as usize;
     let release = release_dir();
     let peerlab = build_peerlab(&release);
@@ -60,7 +67,7 @@ fn main() {
     let events = (summary.messages - stats) * copies as u64;
     let machine = machine();
     eprintln!(
-        "{machine}\nflood: {events} events ({copies} copies of {SAMPLE}), {reps} repetitions"
+        "{machine}\nflood: {events} events ({copies} copies of {SAMPLE} at {speed}x), {reps} repetitions"
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let nats_exe = peerlab::node::find_on_path("nats-server").expect("nats-server on PATH");
@@ -69,14 +76,19 @@ fn main() {
     for rep in 0..reps {
         for (mode, name) in MODES.iter().enumerate() {
             let nats = NatsServer::start(&nats_exe).expect("nats-server");
-            let run = runtime.block_on(measure(&peerlab, name, &nats.url(), &sample, copies));
+            let run =
+                runtime.block_on(measure(&peerlab, name, &nats.url(), &sample, copies, speed));
             eprintln!(
-                "rep {} {name}: cpu {:.2} s, peak RSS {:.1} MiB, replay {:.2} s",
+                "rep {} {name}: cpu {:.2} s, peak RSS {:.1} MiB, replay {:.2} s, received {:?}",
                 rep + 1,
                 run.cpu_seconds,
                 run.peak_rss_mib,
-                run.replay_seconds
+                run.replay_seconds,
+                run.received
             );
+            if let Some(received) = run.received {
+                assert_eq!(received, events, "{name} handled every event of the flood");
+            }
             runs.push((mode, run));
         }
     }
@@ -92,8 +104,10 @@ fn main() {
     let base_cpu = med(0, |r| r.cpu_seconds);
     let base_rss = med(0, |r| r.peak_rss_mib);
     let mut table = format!(
-        "{machine}\n\nFlood: {events} events ({copies} copies of `{SAMPLE}`) replayed at speed 0; \
-         medians of {reps} repetitions, modes interleaved.\n\n\
+        "{machine}\n\nFlood: {events} events ({copies} copies of `{SAMPLE}`) replayed at {speed}x their recorded pace, one after the other; \
+         medians of {reps} repetitions, modes interleaved. The logger (lines on its stdout), the \
+         metrics tool (its `peerlab_metrics_messages`) and the websocket client (frames) were \
+         checked to have handled all {events} events in every run.\n\n\
          | tool | CPU s | CPU µs/event | vs logger | peak RSS MiB | vs logger | replay s |\n\
          |---|---:|---:|---:|---:|---:|---:|\n"
     );
@@ -115,7 +129,14 @@ fn main() {
 }
 
 /// Starts the tool of `mode`, floods, waits until it caught up, and measures it.
-async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: usize) -> Run {
+async fn measure(
+    peerlab: &Path,
+    mode: &str,
+    nats: &str,
+    sample: &Path,
+    copies: usize,
+    speed: u64,
+) -> Run {
     let mut command = Command::new(peerlab);
     command.env("RUST_LOG", "info").stdin(Stdio::null());
     match mode {
@@ -125,15 +146,12 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
         _ => command.args(["tools", "websocket", "-w", "127.0.0.1:0", "-a", nats]),
     };
     let mut tool = command
-        .stdout(if mode == "logger" {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tool starts");
-    let ready = ready_line(&mut tool, mode);
+    let lines = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ready = ready_line(&mut tool, mode, &lines);
     // The websocket tool gets one client that takes every kind.
     let _client = match mode {
         "websocket" => {
@@ -151,9 +169,14 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
                 .send(tokio_tungstenite::tungstenite::Message::Text(all.into()))
                 .await
                 .expect("subscribe");
-            // Read everything it is sent, as a page would.
+            // Read everything it is sent, as a page would, counting the events.
+            let frames = lines.clone();
             Some(tokio::spawn(async move {
-                while client.next().await.is_some() {}
+                while let Some(Ok(frame)) = client.next().await {
+                    if frame.is_text() {
+                        frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
             }))
         }
         _ => None,
@@ -162,7 +185,9 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
     let status = Command::new(peerlab)
         .arg("replay")
         .args(std::iter::repeat_n(sample, copies))
-        .args(["--speed", "0", "-a", nats])
+        .arg("--speed")
+        .arg(speed.to_string())
+        .args(["-a", nats])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -171,6 +196,11 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
     let replay_seconds = started.elapsed().as_secs_f64();
     let pid = tool.id();
     let (cpu_seconds, peak_rss_mib) = caught_up(pid);
+    let received = match mode {
+        "metrics" => Some(metrics_messages(&ready).await),
+        "alerts" => None,
+        _ => Some(lines.load(std::sync::atomic::Ordering::Relaxed)),
+    };
     // SAFETY: kill(2) on our own child; no memory is involved.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     let _ = tool.wait();
@@ -178,11 +208,40 @@ async fn measure(peerlab: &Path, mode: &str, nats: &str, sample: &Path, copies: 
         cpu_seconds,
         peak_rss_mib,
         replay_seconds,
+        received,
     }
 }
 
-/// Waits for the line a tool prints once it has subscribed; returns it.
-fn ready_line(tool: &mut Child, mode: &str) -> String {
+/// The events the metrics tool counted (`peerlab_metrics_messages` without counter
+/// snapshots), read from the address in its ready line.
+async fn metrics_messages(ready: &str) -> u64 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = ready
+        .trim()
+        .trim_start_matches("serving metrics on http://")
+        .trim_end_matches("/metrics");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("metrics endpoint");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("response");
+    body.lines()
+        .filter(|l| l.starts_with("peerlab_metrics_messages{") && !l.contains("\"stats\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits for the line a tool prints once it has subscribed; returns it. The logger's
+/// stdout lines (one per event) are counted into `lines`.
+fn ready_line(
+    tool: &mut Child,
+    mode: &str,
+    lines: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stdout, stderr) = (tool.stdout.take(), tool.stderr.take());
     let needle = match mode {
@@ -197,11 +256,14 @@ fn ready_line(tool: &mut Child, mode: &str) -> String {
     .into_iter()
     .flatten()
     {
-        let tx = tx.clone();
+        let (tx, lines) = (tx.clone(), lines.clone());
+        let count = mode == "logger";
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 if line.contains(needle) {
                     let _ = tx.send(line);
+                } else if count && line.starts_with('{') {
+                    lines.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
         });

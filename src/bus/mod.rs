@@ -55,4 +55,12 @@ pub enum BusError {
         /// The client's explanation.
         reason: String,
     },
+    /// Publishing a status message failed.
+    #[error("cannot publish on `{subject}`: {reason}")]
+    Publish {
+        /// The subject.
+        subject: String,
+        /// The client's explanation.
+        reason: String,
+    },
 }

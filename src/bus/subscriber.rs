@@ -102,6 +102,22 @@ impl Subscriber {
         })
     }
 
+    /// Publishes `payload` on `subject` over this subscriber's connection: for a consumer's
+    /// own counter snapshots, not for events (those go through a [`super::Publisher`]).
+    pub async fn publish_status(
+        &self,
+        subject: String,
+        payload: bytes::Bytes,
+    ) -> Result<(), BusError> {
+        self._client
+            .publish(subject.clone(), payload)
+            .await
+            .map_err(|e| BusError::Publish {
+                subject,
+                reason: e.to_string(),
+            })
+    }
+
     /// Counters of this subscriber.
     pub fn stats(&self) -> Arc<SubscriberStats> {
         self.stats.clone()

@@ -111,6 +111,8 @@ impl RecordArgs {
                 (true, Some(file)) => Some(AnonymizeKey::File(file)),
                 (true, None) => Some(AnonymizeKey::Random),
             },
+            // Set from the subject scheme when the recorder connects.
+            scheme_stats_subject: None,
         };
         let shutdown = shutdown_on_signals(None);
         // A signal also ends the wait for NATS (which retries forever by default).

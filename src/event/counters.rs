@@ -84,6 +84,20 @@ pub struct ExtractorCounters {
     pub ipc_connect_errors: u64,
 }
 
+/// The recorder's counter snapshot, published on the stats subject of component `recorder`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecorderCounters {
+    /// Messages written so far.
+    pub recorded: u64,
+    /// Receive time minus the event's own time for the last event written, in ms: how far
+    /// behind the node the recording runs.
+    pub lag_ms: u64,
+    /// The largest such lag since the previous snapshot, in ms.
+    pub max_lag_ms: u64,
+    /// Times NATS reported the recorder as a slow consumer (messages were dropped).
+    pub slow_consumer_events: u64,
+}
+
 /// One tracepoint's kernel-side counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeCounts {

@@ -371,6 +371,13 @@ impl Summarizer {
 
     /// Keeps the last snapshot's drop counters per stats subject.
     fn add_stats(&mut self, message: &RecordedMessage) {
+        // The recorder's own counters carry no drops of an extractor.
+        if message.subject.ends_with(".recorder")
+            && serde_json::from_slice::<crate::event::counters::RecorderCounters>(&message.data)
+                .is_ok()
+        {
+            return;
+        }
         // A publisher's own snapshot (`<owner>-publisher`): its drops, nothing in the kernel.
         let publisher = message
             .subject

@@ -18,6 +18,7 @@ use super::archive::{ArchiveOptions, ArchiveWriter};
 use super::format::is_stats_subject;
 use super::{RecordingError, RecordingWriter, WriterStats};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
+use crate::event::counters::RecorderCounters;
 use crate::event::{peek_timestamp, EventKind};
 use crate::shutdown::Shutdown;
 
@@ -46,6 +47,9 @@ pub struct RecordOptions {
     pub arguments: Vec<String>,
     /// Replace peer addresses by keyed pseudonyms (see [`super::anonymize`]).
     pub anonymize: Option<AnonymizeKey>,
+    /// Where the recorder publishes its own counters (set from the subject scheme when it
+    /// connects; `None`: not published).
+    pub scheme_stats_subject: Option<String>,
 }
 
 impl RecordOptions {
@@ -62,6 +66,7 @@ impl RecordOptions {
             duration: None,
             arguments,
             anonymize: None,
+            scheme_stats_subject: None,
         }
     }
 }
@@ -284,12 +289,43 @@ async fn connect_recorder(
         )?),
     };
     let metadata = metadata(options, nats, &scheme);
+    let mut options = options.clone();
+    options.scheme_stats_subject = Some(scheme.stats_subject("recorder"));
     Ok(Recorder {
         subscriber,
         anonymizer,
         metadata,
-        options: options.clone(),
+        options,
     })
+}
+
+/// How often the recorder publishes its counters.
+const STATUS_PERIOD: Duration = Duration::from_secs(10);
+
+/// The recorder's lag behind the events' own times.
+#[derive(Debug, Default)]
+struct LagTracker {
+    last_ms: u64,
+    max_ms: u64,
+}
+
+impl LagTracker {
+    fn observe(&mut self, lag_ms: u64) {
+        self.last_ms = lag_ms;
+        self.max_ms = self.max_ms.max(lag_ms);
+    }
+
+    /// The snapshot to publish; the maximum starts again for the next period.
+    fn snapshot(&mut self, summary: &RecordSummary, slow: u64) -> RecorderCounters {
+        let counters = RecorderCounters {
+            recorded: summary.messages,
+            lag_ms: self.last_ms,
+            max_lag_ms: self.max_ms,
+            slow_consumer_events: slow,
+        };
+        self.max_ms = self.last_ms;
+        counters
+    }
 }
 
 async fn run_recorder(
@@ -310,6 +346,11 @@ async fn run_recorder(
     let status = Status::new();
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    // The recorder's own counters go on the bus for the metrics tool (lag behind the node).
+    let status_subject = options.scheme_stats_subject.clone();
+    let mut report =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_PERIOD, STATUS_PERIOD);
+    let mut lag = LagTracker::default();
     let deadline = async {
         match options.duration {
             Some(d) => tokio::time::sleep(d).await,
@@ -321,6 +362,15 @@ async fn run_recorder(
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = &mut deadline => break,
+            _ = report.tick() => {
+                if let Some(subject) = &status_subject {
+                    let counters = lag.snapshot(&summary, subscriber.slow_consumer_events());
+                    if let Ok(json) = serde_json::to_vec(&counters) {
+                        // Best effort: a lost snapshot is replaced by the next one.
+                        let _ = subscriber.publish_status(subject.clone(), json.into()).await;
+                    }
+                }
+            }
             _ = ticker.tick() => {
                 output.flush_if_due()?;
                 summary.slow_consumer_events = subscriber.slow_consumer_events();
@@ -328,6 +378,11 @@ async fn run_recorder(
             }
             message = subscriber.next() => {
                 let Some(message) = message else { break };
+                // Our own counters come back on the stats subscription; they describe the
+                // recording, they are not part of it.
+                if status_subject.as_deref() == Some(message.subject.as_str()) {
+                    continue;
+                }
                 let is_stats = is_stats_subject(&message.subject);
                 if !is_stats && !options.kinds.is_empty() && !message.kind.is_some_and(|k| options.kinds.contains(&k)) {
                     summary.filtered += 1;
@@ -347,6 +402,9 @@ async fn run_recorder(
                         output.write(&message.subject, log_time, publish_time, &payload)?;
                     }
                     None => output.write(&message.subject, log_time, publish_time, &message.payload)?,
+                }
+                if !is_stats && publish_time > 0 {
+                    lag.observe(log_time.saturating_sub(publish_time) / 1_000_000);
                 }
                 summary.messages += 1;
                 written.fetch_add(1, Ordering::Relaxed);
@@ -489,4 +547,30 @@ pub fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_snapshot_keeps_the_last_lag_and_the_period_maximum() {
+        let mut lag = LagTracker::default();
+        for ms in [5, 800, 20] {
+            lag.observe(ms);
+        }
+        let summary = RecordSummary {
+            messages: 3,
+            ..RecordSummary::default()
+        };
+        let first = lag.snapshot(&summary, 1);
+        assert_eq!(
+            (first.recorded, first.lag_ms, first.max_lag_ms),
+            (3, 20, 800)
+        );
+        assert_eq!(first.slow_consumer_events, 1);
+        // The next period's maximum starts from the last lag, not from the old peak.
+        lag.observe(10);
+        assert_eq!(lag.snapshot(&summary, 1).max_lag_ms, 20);
+    }
 }

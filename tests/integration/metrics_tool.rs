@@ -1,6 +1,7 @@
 //! `peerlab tools metrics` against a real nats-server, fed by `peerlab replay` of each sample
 //! recording (`regtest-sample.mcap`: eBPF events; `observer-sample.mcap`: every extractor,
-//! recorded with `peerlab run --duration 15 --peers 3`): once every replayed event is
+//! recorded with `peerlab run --duration 15 --peers 3`; `rehearsal-sample.mcap`: a
+//! rehearsal's transactions and headers): once every replayed event is
 //! counted, the exposition (without the start timestamp) equals the committed golden file
 //! `tests/golden/metrics-<recording>.prom`, so a change to a family shows up as a diff; and
 //! the key series (message counts and bytes per type and direction, block height,
@@ -177,6 +178,16 @@ async fn every_extractor_sample_gives_its_golden_metrics() {
     assert!(text.contains("\npeerobserver_log_block_checked_events 107\n"));
     assert!(text.contains("\npeerobserver_p2pextractor_invs_messages 7\n"));
     assert!(text.contains("\npeerobserver_rpc_peer_info_num_peers "));
+    assert_golden(recording, &text);
+    tool.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rehearsal_sample_gives_its_golden_metrics() {
+    let recording = "recordings/rehearsal-sample.mcap";
+    let (text, tool, _nats) = replayed(recording).await;
+    // The rehearsal's peer 0 sent 30 transactions, all added to the mempool.
+    assert!(text.contains("\npeerobserver_mempool_added 30\n"), "{text}");
     assert_golden(recording, &text);
     tool.stop();
 }

@@ -153,6 +153,13 @@ impl MetricsEngine {
         if is_stats_subject(subject) {
             self.pipeline.message("stats");
             let component = subject.rsplit('.').next().unwrap_or(subject);
+            if component == "recorder" {
+                match serde_json::from_slice::<crate::event::counters::RecorderCounters>(payload) {
+                    Ok(counters) => self.pipeline.observe_recorder(&counters),
+                    Err(_) => self.pipeline.undecodable(),
+                }
+                return;
+            }
             if component.ends_with("-publisher") {
                 match serde_json::from_slice::<crate::bus::StatsSnapshot>(payload) {
                     Ok(stats) => self.pipeline.observe_publisher(component, &stats),

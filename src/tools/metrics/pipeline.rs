@@ -26,6 +26,10 @@ pub struct PipelineMetrics {
     messages: IntCounterVec,
     undecodable: IntCounter,
     alerts: IntCounterVec,
+    recorder_lag: prometheus::Gauge,
+    recorder_max_lag: prometheus::Gauge,
+    recorder_recorded: IntCounterVec,
+    recorder_slow_consumer: IntCounterVec,
     publisher_offered: IntCounterVec,
     publisher_sent: IntCounterVec,
     publisher_dropped: IntCounterVec,
@@ -93,6 +97,24 @@ impl PipelineMetrics {
                 "peerlab_alerts",
                 "Alerts the alerts tool published, by kind",
                 &["kind"],
+            )?,
+            recorder_lag: r.gauge(
+                "peerlab_recorder_lag_seconds",
+                "How far behind the events' own times the recorder wrote the latest one",
+            )?,
+            recorder_max_lag: r.gauge(
+                "peerlab_recorder_max_lag_seconds",
+                "The recorder's largest lag in its latest reporting period",
+            )?,
+            recorder_recorded: r.counter_vec(
+                "peerlab_recorder_messages",
+                "Messages the recorder wrote",
+                &["component"],
+            )?,
+            recorder_slow_consumer: r.counter_vec(
+                "peerlab_recorder_slow_consumer_events",
+                "Times NATS reported the recorder as a slow consumer (messages dropped)",
+                &["component"],
             )?,
             publisher_offered: r.counter_vec(
                 "peerlab_publisher_offered",
@@ -179,6 +201,24 @@ impl PipelineMetrics {
         }
     }
 
+    /// Folds one recorder counter snapshot.
+    pub fn observe_recorder(&mut self, counters: &crate::event::counters::RecorderCounters) {
+        self.recorder_lag.set(counters.lag_ms as f64 / 1000.0);
+        self.recorder_max_lag
+            .set(counters.max_lag_ms as f64 / 1000.0);
+        let c = vec!["recorder".to_string()];
+        if self
+            .last
+            .get(&("recorded", c.clone()))
+            .is_some_and(|&previous| counters.recorded < previous)
+        {
+            self.last
+                .retain(|(_, labels), _| labels.first().map(String::as_str) != Some("recorder"));
+        }
+        self.add("recorded", &c, counters.recorded);
+        self.add("slow_consumer", &c, counters.slow_consumer_events);
+    }
+
     /// Folds one publisher counter snapshot (`component` is `<owner>-publisher`).
     pub fn observe_publisher(&mut self, component: &str, stats: &crate::bus::StatsSnapshot) {
         let c = vec![component.to_string()];
@@ -223,6 +263,8 @@ impl PipelineMetrics {
             "publish_dropped" => &self.publish_dropped,
             "dropped_in_kernel" => &self.dropped_in_kernel,
             "malformed" => &self.malformed,
+            "recorded" => &self.recorder_recorded,
+            "slow_consumer" => &self.recorder_slow_consumer,
             "offered" => &self.publisher_offered,
             "sent" => &self.publisher_sent,
             "publisher_dropped" => &self.publisher_dropped,

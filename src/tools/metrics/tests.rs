@@ -478,3 +478,23 @@ fn publisher_snapshots_become_offered_sent_and_dropped() {
     );
     assert_line(&e, "peerlab_metrics_undecodable 0");
 }
+
+#[test]
+fn recorder_snapshots_give_its_lag_and_counts() {
+    let mut e = engine();
+    let snapshot = |recorded, lag_ms, max_lag_ms| {
+        serde_json::to_vec(&crate::event::counters::RecorderCounters {
+            recorded,
+            lag_ms,
+            max_lag_ms,
+            slow_consumer_events: 0,
+        })
+        .expect("json")
+    };
+    e.observe_message("peerlab.stats.recorder", &snapshot(500, 120, 900));
+    e.observe_message("peerlab.stats.recorder", &snapshot(800, 40, 300));
+    assert_line(&e, "peerlab_recorder_lag_seconds 0.04");
+    assert_line(&e, "peerlab_recorder_max_lag_seconds 0.3");
+    assert_line(&e, r#"peerlab_recorder_messages{component="recorder"} 800"#);
+    assert_line(&e, "peerlab_metrics_undecodable 0");
+}

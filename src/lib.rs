@@ -59,7 +59,8 @@
 //!    metrics tool ([`tools::metrics`]) serves peer-observer's Prometheus families, its
 //!    event -> series engine free of I/O so recordings can be fed to it directly; the alerts
 //!    tool ([`tools::alerts`]) runs peer-observer's spammer heuristics by event time and
-//!    publishes what it finds on peerlab's own alerts subject.
+//!    publishes what it finds on peerlab's own alerts subject; the websocket tool
+//!    ([`tools::websocket`]) serves upstream's live feed and peerlab's pages.
 //!
 //! 8. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);

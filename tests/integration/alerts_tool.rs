@@ -73,13 +73,15 @@ async fn pings_raise_an_alert_that_is_published_logged_and_counted() {
     )
     .await
     .expect("subscriber");
-    let mut tool = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["tools", "alerts", "-a", &nats.url()])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the alerts tool starts");
+    let mut tool = common::ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_peerlab"))
+            .args(["tools", "alerts", "-a", &nats.url()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the alerts tool starts"),
+    );
     // Its log lines, on a thread; the first tells that it has subscribed.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let stderr = tool.stderr.take().expect("stderr");

@@ -61,18 +61,20 @@ fn messages_counted(text: &str) -> u64 {
 
 /// A running `peerlab tools metrics` and the address it serves on.
 pub(crate) struct MetricsProcess {
-    pub(crate) child: std::process::Child,
+    pub(crate) child: common::ChildGuard,
     pub(crate) address: String,
 }
 
 impl MetricsProcess {
     pub(crate) fn start(nats_url: &str) -> MetricsProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-            .args(["tools", "metrics", "-m", "127.0.0.1:0", "-a", nats_url])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the metrics tool starts");
+        let mut child = common::ChildGuard(
+            Command::new(env!("CARGO_BIN_EXE_peerlab"))
+                .args(["tools", "metrics", "-m", "127.0.0.1:0", "-a", nats_url])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the metrics tool starts"),
+        );
         // Its first line names the bound address; it is printed once it has subscribed.
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();

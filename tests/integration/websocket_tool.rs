@@ -127,12 +127,14 @@ async fn subscribed(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_receive_exactly_their_kinds_as_upstream_json() {
     let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
-    let mut tool = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["tools", "websocket", "-w", "127.0.0.1:0", "-a", &nats.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the websocket tool starts");
+    let mut tool = common::ChildGuard(
+        Command::new(env!("CARGO_BIN_EXE_peerlab"))
+            .args(["tools", "websocket", "-w", "127.0.0.1:0", "-a", &nats.url()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the websocket tool starts"),
+    );
     let stdout = tool.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

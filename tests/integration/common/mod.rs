@@ -172,3 +172,28 @@ pub fn stdout_of(output: &std::process::Output) -> String {
     );
     String::from_utf8(output.stdout.clone()).expect("stdout is UTF-8")
 }
+
+/// A child process killed (and reaped) when dropped, so a failing test leaves no tool
+/// running behind it.
+pub struct ChildGuard(pub std::process::Child);
+
+impl std::ops::Deref for ChildGuard {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ChildGuard {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        // Already exited (the test stopped it) or still running: either way, gone after this.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

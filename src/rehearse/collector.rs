@@ -10,8 +10,6 @@ use super::stack::Stack;
 use super::{ExpectationResult, Observed, RehearseError};
 use crate::bus::Subscriber;
 use crate::event::counters::ExtractorCounters;
-use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
-use crate::event::proto::event::event::PeerObserverEvent;
 use crate::extractors::ebpf::EbpfExtractor;
 use crate::extractors::Extractor as _;
 use crate::scenario::DropSource;
@@ -216,22 +214,11 @@ impl Drops {
     }
 }
 
-/// The alerts a P2P message or connection event raises (none for other payloads).
+/// The alerts a payload raises (none for payloads that are not P2P message or connection
+/// events).
 fn alerts_of(alerter: &mut Alerter, payload: &[u8]) -> Vec<Alert> {
     use prost::Message as _;
-    let Ok(event) = crate::event::Event::decode(payload) else {
-        return Vec::new();
-    };
-    let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = &event.peer_observer_event else {
-        return Vec::new();
-    };
-    match &ebpf.ebpf_event {
-        Some(EbpfEvent::Message(m)) => alerter.message(m, event.timestamp),
-        Some(EbpfEvent::Connection(c)) => c
-            .event
-            .as_ref()
-            .map(|c| alerter.connection(c, event.timestamp))
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
+    crate::event::Event::decode(payload)
+        .map(|event| alerter.event(&event))
+        .unwrap_or_default()
 }

@@ -583,39 +583,62 @@ impl Validator<'_> {
                 ),
             );
         }
-        if let Some(max) = c.max {
-            if c.min > max {
-                self.bad(
-                    &p("min"),
-                    format!("min ({}) is greater than max ({max})", c.min),
-                );
+        let Some(deadline) = self.count_bounds(k, c.min, c.max, c.deadline_secs) else {
+            return;
+        };
+        if let Some(group) = &c.group {
+            self.group_before(k, group, deadline);
+        }
+    }
+
+    /// `min`, `max` and `deadline_secs` of a counting check (events, alerts); the deadline,
+    /// or `None` when it is not a valid time.
+    fn count_bounds(
+        &mut self,
+        k: usize,
+        min: u64,
+        max: Option<u64>,
+        deadline_secs: Option<f64>,
+    ) -> Option<f64> {
+        let p = |key: &str| format!("expect[{k}].{key}");
+        if let Some(max) = max {
+            if min > max {
+                let path = if self.spans.has(&p("min")) {
+                    p("min")
+                } else {
+                    p("max")
+                };
+                self.bad(&path, format!("min ({min}) is greater than max ({max})"));
             }
-        } else if c.min == 0 {
+        } else if min == 0 {
             self.bad(&p("min"), "min = 0 without a max checks nothing");
         }
-        let deadline = match c.deadline_secs {
+        match deadline_secs {
             Some(d) => {
                 if !self.time(&p("deadline_secs"), d, true) {
-                    return;
+                    return None;
                 }
                 if d == 0.0 {
                     self.bad(&p("deadline_secs"), "must be after the start (> 0)");
                 }
-                d
+                Some(d)
             }
-            None => self.timeout(),
-        };
-        if let Some(group) = &c.group {
-            if self.group_ref(&p("group"), group) {
-                let start = self.s.group(group).map_or(0.0, |g| g.start_at_secs);
-                if start >= deadline {
-                    self.bad(
-                        &p("deadline_secs"),
-                        format!(
-                            "deadline {deadline} s is not after group {group:?} starts ({start} s)"
-                        ),
-                    );
-                }
+            None => Some(self.timeout()),
+        }
+    }
+
+    /// `group` names a group that starts before `deadline`.
+    fn group_before(&mut self, k: usize, group: &str, deadline: f64) {
+        let p = |key: &str| format!("expect[{k}].{key}");
+        if self.group_ref(&p("group"), group) {
+            let start = self.s.group(group).map_or(0.0, |g| g.start_at_secs);
+            if start >= deadline {
+                self.bad(
+                    &p("deadline_secs"),
+                    format!(
+                        "deadline {deadline} s is not after group {group:?} starts ({start} s)"
+                    ),
+                );
             }
         }
     }
@@ -628,32 +651,8 @@ impl Validator<'_> {
                 self.at(span, format!("{}: {message}", p("filters")));
             }
         }
-        if let Some(max) = c.max {
-            if c.min > max {
-                let path = if self.spans.has(&p("min")) {
-                    p("min")
-                } else {
-                    p("max")
-                };
-                self.bad(
-                    &path,
-                    format!("min ({}) is greater than max ({max})", c.min),
-                );
-            }
-        } else if c.min == 0 {
-            self.bad(&p("min"), "min = 0 without a max checks nothing");
-        }
-        let deadline = match c.deadline_secs {
-            Some(d) => {
-                if !self.time(&p("deadline_secs"), d, true) {
-                    return;
-                }
-                if d == 0.0 {
-                    self.bad(&p("deadline_secs"), "must be after the start (> 0)");
-                }
-                d
-            }
-            None => self.timeout(),
+        let Some(deadline) = self.count_bounds(k, c.min, c.max, c.deadline_secs) else {
+            return;
         };
         if let Some(group) = &c.group {
             if !c.event.has_peer() {
@@ -665,16 +664,8 @@ impl Validator<'_> {
                         c.event
                     ),
                 );
-            } else if self.group_ref(&p("group"), group) {
-                let start = self.s.group(group).map_or(0.0, |g| g.start_at_secs);
-                if start >= deadline {
-                    self.bad(
-                        &p("deadline_secs"),
-                        format!(
-                            "deadline {deadline} s is not after group {group:?} starts ({start} s)"
-                        ),
-                    );
-                }
+            } else {
+                self.group_before(k, group, deadline);
             }
         }
     }

@@ -134,6 +134,25 @@ impl Alerter {
         }
     }
 
+    /// One event at its own time: P2P messages and connection events are judged, others
+    /// raise nothing.
+    pub fn event(&mut self, event: &crate::event::Event) -> Vec<Alert> {
+        use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+        use crate::event::proto::event::event::PeerObserverEvent;
+        let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = &event.peer_observer_event else {
+            return Vec::new();
+        };
+        match &ebpf.ebpf_event {
+            Some(EbpfEvent::Message(m)) => self.message(m, event.timestamp),
+            Some(EbpfEvent::Connection(c)) => c
+                .event
+                .as_ref()
+                .map(|c| self.connection(c, event.timestamp))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// One P2P message at `now_ms`; the alerts it raises.
     pub fn message(&mut self, event: &MessageEvent, now_ms: u64) -> Vec<Alert> {
         let mut alerts = self.sweep(now_ms);

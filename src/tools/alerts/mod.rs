@@ -18,8 +18,6 @@ use std::sync::Arc;
 use prost::Message as _;
 
 use crate::bus::{Publisher, Subscriber};
-use crate::event::proto::ebpf_extractor::ebpf::EbpfEvent;
-use crate::event::proto::event::event::PeerObserverEvent;
 use crate::event::Event;
 use crate::shutdown::Shutdown;
 use crate::tools::Tool;
@@ -101,17 +99,7 @@ impl Tool for AlertsTool {
                 continue;
             };
             summary.events += 1;
-            let Some(PeerObserverEvent::EbpfExtractor(ebpf)) = &event.peer_observer_event else {
-                continue;
-            };
-            let alerts = match &ebpf.ebpf_event {
-                Some(EbpfEvent::Message(m)) => self.alerter.message(m, event.timestamp),
-                Some(EbpfEvent::Connection(c)) => match &c.event {
-                    Some(c) => self.alerter.connection(c, event.timestamp),
-                    None => Vec::new(),
-                },
-                _ => Vec::new(),
-            };
+            let alerts = self.alerter.event(&event);
             for alert in &alerts {
                 self.raise(alert, &mut summary);
             }

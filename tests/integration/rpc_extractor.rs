@@ -594,18 +594,21 @@ async fn a_node_started_after_the_extractor_is_waited_for_then_polled() {
         .expect("bitcoind starts");
     let _bitcoind = KillOnDrop(bitcoind);
 
-    // Once it answers, both timers tick: the first frequent call is getpeerinfo.
-    let first = next_rpc(&mut subscriber).await;
-    assert_eq!(arm_name(&first), "peer_infos");
-    let RpcEvent::PeerInfos(peers) = first else {
-        unreachable!()
+    // Once it answers, both timers tick. They run independently, so the frequent
+    // timer's getpeerinfo and the less frequent one's calls may arrive in either order.
+    let mut peers = None;
+    let mut blockchain = None;
+    while peers.is_none() || blockchain.is_none() {
+        match next_rpc(&mut subscriber).await {
+            RpcEvent::PeerInfos(infos) if peers.is_none() => peers = Some(infos),
+            RpcEvent::BlockchainInfo(info) if blockchain.is_none() => blockchain = Some(info),
+            _ => {}
+        }
+    }
+    let (Some(peers), Some(blockchain)) = (peers, blockchain) else {
+        unreachable!("the loop ends when both arrived")
     };
     assert!(peers.infos.is_empty(), "nobody connects to this node");
-    let blockchain = loop {
-        if let RpcEvent::BlockchainInfo(info) = next_rpc(&mut subscriber).await {
-            break info;
-        }
-    };
     assert_eq!(blockchain.chain, "regtest");
     assert_eq!(blockchain.blocks, 0);
 

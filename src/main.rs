@@ -9,6 +9,11 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if cli.check_args {
+        // clap has already rejected anything it would reject at start-up.
+        println!("ok");
+        return ExitCode::SUCCESS;
+    }
     peerlab::logging::init(&cli.log);
     warn_about_secrets_on_the_command_line();
     match cli.command.run() {

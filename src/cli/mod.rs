@@ -33,6 +33,10 @@ pub struct Cli {
         default_value = "info,async_nats=warn"
     )]
     pub log: String,
+    /// Only check that the command line parses (every flag and value accepted), print `ok`
+    /// and exit; nothing runs. Deployments use it to validate generated command lines.
+    #[arg(long = "check-args", global = true)]
+    pub check_args: bool,
     #[command(subcommand)]
     pub command: Command,
 }

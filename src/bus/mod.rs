@@ -14,6 +14,7 @@
 //! - connections reconnect forever.
 
 mod connect;
+pub mod jetstream;
 mod options;
 mod publisher;
 pub mod subject;
@@ -53,6 +54,14 @@ pub enum BusError {
         /// The subject pattern.
         subject: String,
         /// The client's explanation.
+        reason: String,
+    },
+    /// A JetStream stream or consumer could not be set up or used.
+    #[error("JetStream stream `{stream}`: {reason}")]
+    JetStream {
+        /// The stream.
+        stream: String,
+        /// What failed and the server's explanation.
         reason: String,
     },
     /// Publishing a status message failed.

@@ -7,6 +7,7 @@
 //! and one shutdown per command ([`signals`]).
 
 mod extract;
+mod fleet;
 mod live_tools;
 mod nats;
 mod observe;
@@ -55,6 +56,7 @@ pub enum Command {
     Convert(record::ConvertArgs),
     Rehearse(rehearse::RehearseArgs),
     Tools(tools::ToolsArgs),
+    Fleet(fleet::FleetArgs),
 }
 
 impl Command {
@@ -75,6 +77,7 @@ impl Command {
                 Command::Convert(args) => args.run(),
                 Command::Rehearse(args) => args.run().await,
                 Command::Tools(args) => args.run().await,
+                Command::Fleet(args) => args.run().await,
             }
         });
         // Blocking work still running (an RPC call a stopped extractor walked away from, which

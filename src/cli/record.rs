@@ -61,6 +61,11 @@ pub struct RecordArgs {
     /// Start a new file after this many seconds.
     #[arg(long, value_name = "SECONDS", value_parser = whole_seconds())]
     pub rotate_secs: Option<u64>,
+    /// Size budget for rotated files: after each rotation, delete this recorder's oldest
+    /// files (by name) while all of them together exceed this many MiB; the newest file is
+    /// always kept. Needs --rotate-mib or --rotate-secs (or an archive).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+    pub keep_mib: Option<u64>,
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECONDS", value_parser = whole_seconds())]
     pub duration: Option<u64>,
@@ -96,8 +101,19 @@ impl RecordArgs {
                 })
             }
         };
+        if self.keep_mib.is_some()
+            && matches!(format, RecordFormat::Mcap)
+            && self.rotate_mib.is_none()
+            && self.rotate_secs.is_none()
+        {
+            anyhow::bail!(
+                "--keep-mib deletes old rotated files: add --rotate-mib or --rotate-secs so there \
+                 is more than one file"
+            );
+        }
         let options = RecordOptions {
             output: self.output,
+            keep_bytes: self.keep_mib.map(|m| m << 20),
             format,
             subjects: self.subjects,
             kinds: self.kind,

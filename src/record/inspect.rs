@@ -817,6 +817,7 @@ mod tests {
             log_time: 1,
             publish_time: 1,
             data,
+            sequence: 1,
         };
         let old = serde_json::to_value(cat_line_with(&message, &pool)).expect("json");
         assert_eq!(

@@ -9,7 +9,9 @@
 //! files ([`archive`]: `.bin` / `.bin.zst`, a length-delimited `ArchiveHeader` then
 //! length-delimited events; [`ArchiveReader`], [`ArchiveWriter`]), and reads either format
 //! through one [`RecordingSource`] (chosen by the file name), which replay, inspect, cat and
-//! [`convert`] (MCAP <-> archive) use.
+//! [`convert`] (MCAP <-> archive) use. A fleet's collector records the JetStream fleet stream
+//! with [`collect`] (acknowledging only what is flushed); rotating recorders keep a size
+//! budget with [`retention`].
 //!
 //! Invariants: a message's bytes in a recording or archive are exactly the bytes that were on
 //! the bus; in MCAP `log_time` is the receive time and `publish_time` the event's own
@@ -21,12 +23,14 @@
 
 pub mod anonymize;
 pub mod archive;
+pub mod collect;
 pub mod convert;
 pub mod format;
 pub mod inspect;
 mod reader;
 pub mod recorder;
 pub mod replayer;
+pub mod retention;
 mod source;
 mod writer;
 

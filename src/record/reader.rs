@@ -131,6 +131,9 @@ pub struct RecordedMessage {
     pub publish_time: u64,
     /// The `event.Event` bytes exactly as they were on the bus.
     pub data: Vec<u8>,
+    /// The MCAP message sequence: a per-file counter, or in a collector's recording the low
+    /// 32 bits of the fleet stream's sequence; 0 in archives (which have none).
+    pub sequence: u32,
 }
 
 /// Where and why a file stops early.
@@ -634,6 +637,7 @@ impl Parser {
                     log_time: header.log_time,
                     publish_time: header.publish_time,
                     data: data.into_owned(),
+                    sequence: header.sequence,
                 });
             }
             _ => {}

@@ -42,6 +42,9 @@ pub struct RecordOptions {
     pub rotate_after: Option<Duration>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// After each rotation, delete this recorder's oldest files while they total more than
+    /// this many bytes (the newest is always kept; see [`super::retention`]).
+    pub keep_bytes: Option<u64>,
     /// The command line, stored in the file's metadata with secrets redacted
     /// ([`crate::secret::redact_arguments`]).
     pub arguments: Vec<String>,
@@ -64,6 +67,7 @@ impl RecordOptions {
             rotate_bytes: None,
             rotate_after: None,
             duration: None,
+            keep_bytes: None,
             arguments,
             anonymize: None,
             scheme_stats_subject: None,
@@ -363,6 +367,10 @@ async fn run_recorder(
             _ = stop.cancelled() => break,
             _ = &mut deadline => break,
             _ = report.tick() => {
+                // Archives rotate inside their writer: their budget is applied here.
+                if let (Some(budget), Output::Archive(_)) = (options.keep_bytes, &output) {
+                    prune_own_files(options, budget);
+                }
                 if let Some(subject) = &status_subject {
                     let counters = lag.snapshot(&summary, subscriber.slow_consumer_events());
                     if let Ok(json) = serde_json::to_vec(&counters) {
@@ -414,6 +422,9 @@ async fn run_recorder(
                 if rotate {
                     output.rotate()?;
                     file_started = Instant::now();
+                    if let Some(budget) = options.keep_bytes {
+                        prune_own_files(options, budget);
+                    }
                 }
             }
         }
@@ -422,6 +433,37 @@ async fn run_recorder(
     summary.slow_consumer_events = subscriber.slow_consumer_events();
     status.finish();
     Ok(summary)
+}
+
+/// Applies the size budget to the files this recorder writes (by their naming pattern). A
+/// failure is logged, not fatal: recording matters more than pruning.
+fn prune_own_files(options: &RecordOptions, budget: u64) {
+    let dir = match options.output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(name) = options.output.file_name().and_then(|n| n.to_str()) else {
+        return;
+    };
+    let result = match options.format {
+        RecordFormat::Mcap => {
+            let (stem, ext) = FileSequence::stem_and_ext(&options.output);
+            let prefix = format!("{stem}-");
+            let suffix = format!(".{ext}");
+            super::retention::prune_to_budget(&dir, budget, |n| {
+                n.starts_with(&prefix) && n.ends_with(&suffix)
+            })
+        }
+        RecordFormat::Archive(_) => {
+            let prefix = format!("{name}.");
+            super::retention::prune_to_budget(&dir, budget, |n| {
+                n.starts_with(&prefix) && (n.ends_with(".bin") || n.ends_with(".bin.zst"))
+            })
+        }
+    };
+    if let Err(error) = result {
+        tracing::warn!(dir = %dir.display(), "cannot apply the recordings' size budget: {error}");
+    }
 }
 
 fn metadata(
@@ -469,12 +511,48 @@ struct FileSequence {
 }
 
 impl FileSequence {
+    /// Numbered files continue after the highest number already in the directory, so a
+    /// restarted recorder never overwrites what an earlier run wrote.
     fn new(base: &Path, rotating: bool) -> FileSequence {
-        FileSequence {
+        let mut sequence = FileSequence {
             base: base.to_path_buf(),
             rotating,
             index: 0,
+        };
+        if rotating {
+            sequence.index = sequence.highest_existing_index();
         }
+        sequence
+    }
+
+    fn stem_and_ext(base: &Path) -> (String, String) {
+        let stem = base
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("recording");
+        let ext = base.extension().and_then(|s| s.to_str()).unwrap_or("mcap");
+        (stem.to_string(), ext.to_string())
+    }
+
+    fn highest_existing_index(&self) -> u32 {
+        let (stem, ext) = FileSequence::stem_and_ext(&self.base);
+        let dir = match self.base.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let number = name
+                    .strip_prefix(&format!("{stem}-"))?
+                    .strip_suffix(&format!(".{ext}"))?;
+                number.parse::<u32>().ok()
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     fn next_path(&mut self) -> PathBuf {
@@ -482,16 +560,7 @@ impl FileSequence {
         if !self.rotating {
             return self.base.clone();
         }
-        let stem = self
-            .base
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("recording");
-        let ext = self
-            .base
-            .extension()
-            .and_then(|s| s.to_str())
-            .unwrap_or("mcap");
+        let (stem, ext) = FileSequence::stem_and_ext(&self.base);
         self.base
             .with_file_name(format!("{stem}-{:04}.{ext}", self.index))
     }
@@ -552,6 +621,23 @@ pub fn now_nanos() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbered_files_continue_after_the_files_of_an_earlier_run() {
+        let dir = tempfile::tempdir().expect("dir");
+        for name in [
+            "rec-0001.mcap",
+            "rec-0007.mcap",
+            "rec-x.mcap",
+            "other-0009.mcap",
+        ] {
+            std::fs::write(dir.path().join(name), b"").expect("write");
+        }
+        let mut files = FileSequence::new(&dir.path().join("rec.mcap"), true);
+        assert_eq!(files.next_path(), dir.path().join("rec-0008.mcap"));
+        let mut single = FileSequence::new(&dir.path().join("rec.mcap"), false);
+        assert_eq!(single.next_path(), dir.path().join("rec.mcap"));
+    }
 
     #[test]
     fn the_lag_snapshot_keeps_the_last_lag_and_the_period_maximum() {

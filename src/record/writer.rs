@@ -81,12 +81,27 @@ impl RecordingWriter {
         })
     }
 
-    /// Appends one bus message. Flushes the current chunk when [`FLUSH_INTERVAL`] has passed.
+    /// Appends one bus message, numbered one more than the previous. Flushes the current
+    /// chunk when [`FLUSH_INTERVAL`] has passed.
     pub fn write(
         &mut self,
         subject: &str,
         log_time: u64,
         publish_time: u64,
+        payload: &[u8],
+    ) -> Result<(), RecordingError> {
+        let sequence = self.sequence.wrapping_add(1);
+        self.write_numbered(subject, log_time, publish_time, sequence, payload)
+    }
+
+    /// Appends one bus message with the sequence number `sequence` (the collector stores the
+    /// low 32 bits of the JetStream stream sequence, so a restart knows what the file holds).
+    pub fn write_numbered(
+        &mut self,
+        subject: &str,
+        log_time: u64,
+        publish_time: u64,
+        sequence: u32,
         payload: &[u8],
     ) -> Result<(), RecordingError> {
         let channel_id = match self.channels.get(subject) {
@@ -107,7 +122,7 @@ impl RecordingWriter {
                 id
             }
         };
-        self.sequence = self.sequence.wrapping_add(1);
+        self.sequence = sequence;
         let header = MessageHeader {
             channel_id,
             sequence: self.sequence,

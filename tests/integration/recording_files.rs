@@ -153,6 +153,7 @@ fn messages(items: Vec<(&str, Vec<u8>)>) -> Vec<RecordedMessage> {
                 log_time,
                 publish_time,
                 data,
+                sequence: 0,
             }
         })
         .collect()

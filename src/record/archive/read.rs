@@ -308,6 +308,7 @@ impl ArchiveReader {
                 log_time: ns,
                 publish_time: ns,
                 data: body,
+                sequence: 0,
             }));
         }
     }

@@ -175,7 +175,7 @@ async fn ensure(
                 return existing
                     .info()
                     .await
-                    .map(|info| info.clone())
+                    .cloned()
                     .map_err(|e| failed("reading its state", &e));
             }
             tracing::info!(stream = %name, "updating the stream's configuration");
@@ -193,7 +193,7 @@ async fn ensure(
             created
                 .info()
                 .await
-                .map(|info| info.clone())
+                .cloned()
                 .map_err(|e| failed("reading its state", &e))
         }
         Err(error) => Err(failed(

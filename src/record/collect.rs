@@ -331,12 +331,12 @@ fn metadata(options: &CollectOptions) -> BTreeMap<String, String> {
     ])
 }
 
-/// Reads recordings back and counts messages per node and subject kind
-/// (`(node, last subject token)`), and how many stream sequences occur more than once.
-pub fn count_by_node(
-    files: &[PathBuf],
-    prefix: &str,
-) -> Result<(BTreeMap<(String, String), u64>, u64), RecordingError> {
+/// Messages per `(node, subject after the node token)`.
+pub type NodeCounts = BTreeMap<(String, String), u64>;
+
+/// Reads recordings back and counts messages per node and subject kind, and how many
+/// sequence numbers occur more than once (duplicates).
+pub fn count_by_node(files: &[PathBuf], prefix: &str) -> Result<(NodeCounts, u64), RecordingError> {
     let mut counts = BTreeMap::new();
     let mut seen = std::collections::HashSet::new();
     let mut repeated = 0;

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

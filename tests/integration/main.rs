@@ -12,6 +12,7 @@ mod bus;
 mod cli_errors;
 mod ebpf_extractor;
 mod embedded_stack;
+mod fleet_namespaces;
 mod golden_replay;
 mod hostile_input;
 mod ipc_extractor;

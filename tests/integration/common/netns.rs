@@ -9,7 +9,8 @@ pub struct Netns {
     name: String,
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip` with `args`, asserting success.
+pub fn ip(args: &[&str]) {
     let output = Command::new("ip")
         .args(args)
         .stdin(Stdio::null())

@@ -15,6 +15,7 @@ mod rehearse;
 mod run;
 mod setup;
 mod signals;
+mod status;
 mod tools;
 mod values;
 
@@ -51,6 +52,7 @@ pub enum Command {
     Convert(record::ConvertArgs),
     Rehearse(rehearse::RehearseArgs),
     Tools(tools::ToolsArgs),
+    Status(status::StatusArgs),
 }
 
 impl Command {
@@ -71,6 +73,7 @@ impl Command {
                 Command::Convert(args) => args.run(),
                 Command::Rehearse(args) => args.run().await,
                 Command::Tools(args) => args.run().await,
+                Command::Status(args) => args.run().await,
             }
         });
         // Blocking work still running (an RPC call a stopped extractor walked away from, which

@@ -60,7 +60,11 @@
 //!    event -> series engine free of I/O so recordings can be fed to it directly; the alerts
 //!    tool ([`tools::alerts`]) runs peer-observer's spammer heuristics by event time and
 //!    publishes what it finds on peerlab's own alerts subject; the websocket tool
-//!    ([`tools::websocket`]) serves upstream's live feed and peerlab's pages.
+//!    ([`tools::websocket`]) serves upstream's live feed and peerlab's pages; the status tool
+//!    ([`tools::status`]) listens for a window to the events and counter snapshots of one
+//!    node or a whole fleet and judges each node healthy or not (counters and events
+//!    arrived, no drop counter grew), with leafnode links read from nats-server's monitoring
+//!    port.
 //!
 //! 8. **[`record`]: record and replay.** The recorder is a bus consumer writing MCAP files
 //!    (one channel per subject, the descriptor set as schema, chunks flushed every second);

@@ -16,6 +16,7 @@ mod rehearse;
 mod run;
 mod setup;
 mod signals;
+mod status;
 mod tools;
 mod values;
 
@@ -57,6 +58,7 @@ pub enum Command {
     Rehearse(rehearse::RehearseArgs),
     Tools(tools::ToolsArgs),
     Fleet(fleet::FleetArgs),
+    Status(status::StatusArgs),
 }
 
 impl Command {
@@ -78,6 +80,7 @@ impl Command {
                 Command::Rehearse(args) => args.run().await,
                 Command::Tools(args) => args.run().await,
                 Command::Fleet(args) => args.run().await,
+                Command::Status(args) => args.run().await,
             }
         });
         // Blocking work still running (an RPC call a stopped extractor walked away from, which

@@ -1,5 +1,6 @@
 //! Tools: consumers of the bus: the [`logger`], the [`metrics`] endpoint for peer-observer's
-//! dashboards, and the [`alerts`] heuristics.
+//! dashboards, the [`alerts`] heuristics, the [`websocket`] feed and the health check
+//! ([`status`]).
 //!
 //! This module owns the one contract every tool follows ([`Tool`]). A new tool is a
 //! sibling: it takes the [`Subscriber`] it is given and runs until its [`Shutdown`] fires or
@@ -8,7 +9,7 @@
 //! Invariants of every tool:
 //! - it reads the bus and never publishes events of the wire format (the alerts tool
 //!   publishes its findings on peerlab's own alerts subject); it never uses an extractor or
-//!   the recorder;
+//!   the recorder (the status tool names extractors by their `COMPONENT`, nothing more);
 //! - it never panics on what it receives: a message that does not decode is counted or
 //!   shown as such, never fatal;
 //! - where its output goes (stdout, a socket, a file) is given to it, so the library never
@@ -17,6 +18,7 @@
 pub mod alerts;
 pub mod logger;
 pub mod metrics;
+pub mod status;
 pub mod websocket;
 
 use std::future::Future;

@@ -32,6 +32,7 @@ mod schema_golden;
 mod schema_matches_spec;
 mod schema_roundtrip;
 mod secrets;
+mod status_cli;
 mod usdt_layer;
 mod web_pages;
 mod websocket_tool;

@@ -36,7 +36,9 @@
 //!
 //! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
 //!    confirmed by a server round trip no other client can intercept, re-sent only after a
-//!    lost connection, every overflow counted. [`bus::Subscriber`] reads a subject scheme
+//!    lost connection, every overflow counted. Behind the buffer an optional bounded spool on
+//!    disk ([`bus::spool`]) takes what overflows while NATS is away and gives it back in
+//!    order, so a restart of the local NATS loses nothing. [`bus::Subscriber`] reads a subject scheme
 //!    (peer-observer's flat subjects, or `<prefix>.<node>.<subject>` for fleets), which also
 //!    derives each component's counter subject.
 //!

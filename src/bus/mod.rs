@@ -6,23 +6,31 @@
 //! the [`Subscriber`] that tools and the recorder read from.
 //!
 //! Invariants:
-//! - a publisher never blocks its producer: events go into a bounded outgoing buffer, and an
-//!   event that does not fit is counted in [`PublisherStats`] and reported in the log;
-//! - events leave a publisher in the order they were handed to it; a batch whose arrival at the
-//!   server was not confirmed (the connection died) is sent again after the reconnect, so an
-//!   event is delivered at least once or counted as dropped, never lost silently;
+//! - a publisher never blocks its producer: events go into a bounded outgoing buffer, which
+//!   may overflow into a bounded spool on disk ([`spool`]); an event that fits in neither is
+//!   counted in [`PublisherStats`] and reported in the log;
+//! - events leave a publisher in the order they were handed to it, spooled or not; a batch
+//!   whose arrival at the server was not confirmed (the connection died) is sent again after
+//!   the reconnect, so an event is delivered at least once or counted as dropped, never lost
+//!   silently;
 //! - connections reconnect forever.
 
+mod confirm;
 mod connect;
 pub mod jetstream;
 mod options;
+mod overflow;
 mod publisher;
+pub mod spool;
+mod stats;
 pub mod subject;
 mod subscriber;
 
 pub use connect::connect;
 pub use options::NatsOptions;
-pub use publisher::{Publisher, PublisherConfig, PublisherStats, StatsSnapshot, Subject};
+pub use publisher::{Publisher, PublisherConfig, Subject};
+pub use spool::{SpoolConfig, SpoolError};
+pub use stats::{PublisherStats, StatsSnapshot};
 pub use subject::{
     default_node_name, is_alerts_subject, is_stats_subject, SubjectScheme, ALERTS_TOKENS,
     STATS_TOKENS,
@@ -64,6 +72,9 @@ pub enum BusError {
         /// What failed and the server's explanation.
         reason: String,
     },
+    /// The publisher's spool cannot be used.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
     /// Publishing a status message failed.
     #[error("cannot publish on `{subject}`: {reason}")]
     Publish {

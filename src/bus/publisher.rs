@@ -1,38 +1,49 @@
-//! The publisher: a bounded, never-blocking outgoing buffer in front of a NATS connection.
+//! The publisher: a bounded, never-blocking outgoing buffer in front of a NATS connection,
+//! with an optional bounded spool on disk behind it.
 //!
 //! Producers (extractors, replay) call [`Publisher::publish_event`] or
 //! [`Publisher::publish_raw`], which only enqueue. One forwarding task sends the queue in
-//! batches and confirms each batch with a server round trip: after the batch it publishes a
-//! numbered marker to a subject of its own that it subscribes to itself. The server handles a
-//! connection's messages in order, so the marker coming back proves the server processed
-//! everything sent before it. Other clients cannot intercept that round trip: a subscriber to
-//! `>` receives a copy of the marker, but the server still delivers ours (unlike a request,
-//! which any subscriber may answer or swallow).
+//! batches, each confirmed by a round trip through the server that no other client can
+//! intercept (`confirm.rs`).
+//!
+//! With a spool ([`PublisherConfig::spool`]), a queue filling past half its size while a batch
+//! waits for NATS makes the forwarding task move the queue to disk ([`super::spool`]); it
+//! sends the spool's oldest records before anything in memory once NATS takes them again.
+//! Producers never touch the disk.
 //!
 //! Invariants:
-//! - A batch is sent again only when the connection was lost while it was unconfirmed (what
-//!   a reconnect may have lost); a slow confirmation on a live connection is waited for, never
-//!   re-sent, so a busy server causes no duplicates.
-//! - While NATS is away the buffer fills; what does not fit is counted as dropped and
-//!   reported, never lost silently.
+//! - Events of one publisher reach NATS in the order they were published. Events leave the
+//!   queue in order and go either into the batch being sent or to the spool's tail, and a
+//!   batch is taken from the spool whenever it holds anything, before the queue. So once an
+//!   event is spooled, nothing newer overtakes it: the batch in flight is older than the
+//!   spool, the spool older than the queue. (Its first spill also copies the batch in flight
+//!   to the spool, skipped once that batch is confirmed, so a shutdown can keep it in order.)
+//! - A batch is sent again only when the connection was lost while it was unconfirmed, never
+//!   because a live server is slow. Spooled records are consumed only once their batch is
+//!   confirmed (at least once, across crashes too).
+//! - While NATS is away the buffer fills, then the spool (when there is one); what fits in
+//!   neither is counted as dropped and reported, never lost silently. At close, what NATS
+//!   did not take in time stays in the spool for the next start.
+//! - Without a spool, the behaviour is exactly the buffer's: full means dropped, counted.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::client::PublishErrorKind;
+use async_nats::Client;
 pub use async_nats::Subject;
-use async_nats::{Client, Subscriber as NatsSubscription};
 use bytes::Bytes;
-use futures::StreamExt as _;
-use serde::Serialize;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::confirm::{deliver, Confirmer};
 use super::connect::{connect, Connection, ConnectionMonitor};
-use super::{BusError, NatsOptions, SubjectScheme};
+use super::overflow::{take_queued, Mirrored, Overflow};
+use super::spool::{Position, SpoolConfig};
+use super::stats::{log_drops, log_spool};
+use super::{BusError, NatsOptions, PublisherStats, StatsSnapshot, SubjectScheme};
 use crate::event::{Event, EventKind};
 
 /// Sizes and timings of a publisher.
@@ -50,6 +61,8 @@ pub struct PublisherConfig {
     pub report_period: Duration,
     /// Subject the stats snapshot is published on each period (`None`: not published).
     pub stats_subject: Option<String>,
+    /// Where events go when the buffer fills (`None`: they are dropped, counted).
+    pub spool: Option<SpoolConfig>,
 }
 
 impl Default for PublisherConfig {
@@ -61,78 +74,34 @@ impl Default for PublisherConfig {
             confirm_timeout: Duration::from_secs(2),
             report_period: Duration::from_secs(10),
             stats_subject: None,
+            spool: None,
         }
     }
 }
 
-/// Counters of a publisher, readable while it runs.
-#[derive(Debug, Default)]
-pub struct PublisherStats {
-    /// Events handed to the publisher.
-    pub offered: AtomicU64,
-    /// Events the server confirmed.
-    pub sent: AtomicU64,
-    /// Events dropped because the outgoing buffer was full.
-    pub dropped_buffer_full: AtomicU64,
-    /// Events dropped because they exceed the server's max_payload.
-    pub dropped_too_large: AtomicU64,
-    /// Events dropped because they have no kind to route by (empty oneof).
-    pub dropped_unroutable: AtomicU64,
-    /// Events still buffered when the publisher was closed and NATS did not take them in time.
-    pub dropped_at_shutdown: AtomicU64,
-    /// Events sent a second time because their first batch was not confirmed.
-    pub resent: AtomicU64,
+/// One event on its way out.
+pub(super) struct Outgoing {
+    pub(super) subject: Subject,
+    pub(super) payload: Bytes,
 }
 
-/// A point-in-time copy of [`PublisherStats`] (also the JSON published on
-/// [`PublisherConfig::stats_subject`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct StatsSnapshot {
-    /// Events handed to the publisher.
-    pub offered: u64,
-    /// Events the server confirmed.
-    pub sent: u64,
-    /// Dropped: buffer full.
-    pub dropped_buffer_full: u64,
-    /// Dropped: larger than max_payload.
-    pub dropped_too_large: u64,
-    /// Dropped: nothing to route by.
-    pub dropped_unroutable: u64,
-    /// Dropped: still buffered at shutdown.
-    pub dropped_at_shutdown: u64,
-    /// Re-sent after an unconfirmed batch.
-    pub resent: u64,
+/// How the producers tell the forwarding task that the queue should go to the spool: when it
+/// is half full, in events or in bytes.
+struct SpillSignal {
+    notify: Notify,
+    events: usize,
+    bytes: usize,
 }
 
-impl StatsSnapshot {
-    /// All drops, whatever the reason.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_buffer_full
-            + self.dropped_too_large
-            + self.dropped_unroutable
-            + self.dropped_at_shutdown
+impl SpillSignal {
+    fn due(&self, queued_events: usize, buffered_bytes: usize) -> bool {
+        queued_events >= self.events || buffered_bytes >= self.bytes
     }
 }
 
-impl PublisherStats {
-    /// Reads every counter.
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            offered: self.offered.load(Ordering::Relaxed),
-            sent: self.sent.load(Ordering::Relaxed),
-            dropped_buffer_full: self.dropped_buffer_full.load(Ordering::Relaxed),
-            dropped_too_large: self.dropped_too_large.load(Ordering::Relaxed),
-            dropped_unroutable: self.dropped_unroutable.load(Ordering::Relaxed),
-            dropped_at_shutdown: self.dropped_at_shutdown.load(Ordering::Relaxed),
-            resent: self.resent.load(Ordering::Relaxed),
-        }
-    }
-}
-
-struct Outgoing {
-    subject: Subject,
-    payload: Bytes,
-}
+/// How long a close waits for the forwarding task to put what NATS did not take into the
+/// spool.
+const PERSIST_WAIT: Duration = Duration::from_secs(30);
 
 /// Publishes events to NATS without ever blocking the producer. See the module docs.
 pub struct Publisher {
@@ -142,39 +111,70 @@ pub struct Publisher {
     stats: Arc<PublisherStats>,
     subjects: Vec<Subject>,
     scheme: SubjectScheme,
+    /// Present with a spool: producers nudge the forwarder to spill a half-full queue.
+    spill: Option<Arc<SpillSignal>>,
     /// Fired by [`Publisher::close`]: the forwarder stops taking new events and sends what
-    /// the queue holds.
+    /// the queue (and the spool) holds.
     closing: CancellationToken,
+    /// Fired by [`Publisher::close`] when sending took too long: the forwarder puts what is
+    /// left into the spool and stops.
+    persist: CancellationToken,
     /// Taken by the first [`Publisher::close`] (never touched on the publishing path).
     forwarder: Mutex<Option<JoinHandle<()>>>,
     reporter: Mutex<Option<AbortOnDrop>>,
 }
 
 impl Publisher {
-    /// Connects (waiting for NATS as `options` says) and starts forwarding.
+    /// Opens the spool, if configured (an unusable spool directory is an error here, before
+    /// any wait for NATS), connects (waiting for NATS as `options` says) and starts
+    /// forwarding, the spool's leftovers first.
     pub async fn connect(
         options: &NatsOptions,
         scheme: SubjectScheme,
         config: PublisherConfig,
     ) -> Result<Publisher, BusError> {
+        let stats = Arc::new(PublisherStats::default());
+        let overflow = match &config.spool {
+            Some(spool) => Some(Overflow::open(spool.clone(), stats.clone()).await?),
+            None => None,
+        };
         let connection = connect(options).await?;
-        Ok(Publisher::start(connection, scheme, config))
+        Ok(Publisher::start(
+            connection, scheme, config, stats, overflow,
+        ))
     }
 
-    fn start(connection: Connection, scheme: SubjectScheme, config: PublisherConfig) -> Publisher {
-        let (queue, rx) = mpsc::channel(config.max_buffered_events.max(1));
-        let stats = Arc::new(PublisherStats::default());
+    fn start(
+        connection: Connection,
+        scheme: SubjectScheme,
+        config: PublisherConfig,
+        stats: Arc<PublisherStats>,
+        overflow: Option<Overflow>,
+    ) -> Publisher {
+        let capacity = config.max_buffered_events.max(1);
+        let (queue, rx) = mpsc::channel(capacity);
         let buffered_bytes = Arc::new(AtomicUsize::new(0));
         let closing = CancellationToken::new();
-        let forwarder = tokio::spawn(forward(
-            closing.clone(),
-            connection.client.clone(),
-            connection.monitor.clone(),
+        let persist = CancellationToken::new();
+        let spill = overflow.as_ref().map(|_| {
+            Arc::new(SpillSignal {
+                notify: Notify::new(),
+                events: capacity.div_ceil(2),
+                bytes: config.max_buffered_bytes / 2,
+            })
+        });
+        let forwarder = tokio::spawn(forward(Forwarder {
+            closing: closing.clone(),
+            persist: persist.clone(),
+            client: connection.client.clone(),
+            monitor: connection.monitor.clone(),
             rx,
-            stats.clone(),
-            buffered_bytes.clone(),
-            config.clone(),
-        ));
+            stats: stats.clone(),
+            buffered_bytes: buffered_bytes.clone(),
+            config: config.clone(),
+            overflow,
+            spill: spill.clone(),
+        }));
         let reporter = tokio::spawn(report(connection.client, stats.clone(), config.clone()));
         Publisher {
             queue,
@@ -186,7 +186,9 @@ impl Publisher {
                 .map(|k| Subject::from(scheme.subject(*k)))
                 .collect(),
             scheme,
+            spill,
             closing,
+            persist,
             forwarder: Mutex::new(Some(forwarder)),
             reporter: Mutex::new(Some(AbortOnDrop(reporter))),
         }
@@ -241,6 +243,7 @@ impl Publisher {
         }
         self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
         let item = Outgoing { subject, payload };
+        self.nudge_spill();
         if self.queue.send(item).await.is_err() {
             // The forwarder is gone (publisher closing): count it, never lose it silently.
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
@@ -267,7 +270,19 @@ impl Publisher {
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
             counter.fetch_add(1, Ordering::Relaxed);
         }
+        self.nudge_spill();
         refused.is_none()
+    }
+
+    /// With a spool, wakes the forwarder when the queue is half full: it moves the queue to
+    /// disk if a batch is stuck. Never blocks (a notification, no IO).
+    fn nudge_spill(&self) {
+        if let Some(spill) = &self.spill {
+            let queued = self.queue.max_capacity() - self.queue.capacity();
+            if spill.due(queued, self.buffered_bytes.load(Ordering::Acquire)) {
+                spill.notify.notify_one();
+            }
+        }
     }
 
     /// The subject scheme events are published under (counters derive their subject from it).
@@ -280,8 +295,9 @@ impl Publisher {
         self.stats.clone()
     }
 
-    /// Sends what is buffered (waiting at most `timeout`), then stops. Whatever NATS did not
-    /// take in time is counted in `dropped_at_shutdown`, and so is anything offered after
+    /// Sends what is buffered (waiting at most `timeout`), then stops. With a spool, what
+    /// NATS did not take in time is kept there for the next start; otherwise (or if even
+    /// that fails) it is counted in `dropped_at_shutdown`, and so is anything offered after
     /// the close. Returns the final counters.
     ///
     /// Takes `&self`, so the owner of a publisher shared with extractors (`Arc<Publisher>`)
@@ -289,15 +305,21 @@ impl Publisher {
     pub async fn close(&self, timeout: Duration) -> StatsSnapshot {
         self.closing.cancel();
         let forwarder = self.forwarder.lock().ok().and_then(|mut f| f.take());
-        let Some(forwarder) = forwarder else {
+        let Some(mut forwarder) = forwarder else {
             return self.stats.snapshot();
         };
         let stats = &self.stats;
         let abort = forwarder.abort_handle();
-        if tokio::time::timeout(timeout, forwarder).await.is_err() {
+        let mut finished = tokio::time::timeout(timeout, &mut forwarder).await.is_ok();
+        if !finished && self.spill.is_some() {
+            self.persist.cancel();
+            finished = tokio::time::timeout(PERSIST_WAIT, &mut forwarder)
+                .await
+                .is_ok();
+        }
+        if !finished {
             abort.abort();
-            let s = stats.snapshot();
-            let unsent = s.offered.saturating_sub(s.sent + s.dropped());
+            let unsent = stats.snapshot().in_memory();
             stats
                 .dropped_at_shutdown
                 .fetch_add(unsent, Ordering::Relaxed);
@@ -310,6 +332,14 @@ impl Publisher {
         drop(reporter);
         let s = stats.snapshot();
         log_drops(&s, &StatsSnapshot::default(), "publisher closed");
+        if s.spool_events > 0 {
+            tracing::info!(
+                events = s.spool_events,
+                bytes = s.spool_bytes,
+                "NATS did not take everything before shutdown: the rest stays in the spool \
+                 and is sent first at the next start"
+            );
+        }
         s
     }
 }
@@ -323,214 +353,186 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The forwarding task: batches out of the queue, each confirmed or re-sent.
-async fn forward(
+/// What the forwarding task owns.
+struct Forwarder {
     closing: CancellationToken,
+    persist: CancellationToken,
     client: Client,
     monitor: Arc<ConnectionMonitor>,
-    mut rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<Outgoing>,
     stats: Arc<PublisherStats>,
     buffered_bytes: Arc<AtomicUsize>,
     config: PublisherConfig,
-) {
-    let mut confirmer = Confirmer::new(&client, monitor).await;
-    let mut batch = Vec::with_capacity(config.max_batch);
+    overflow: Option<Overflow>,
+    spill: Option<Arc<SpillSignal>>,
+}
+
+/// Where the batch being sent came from.
+enum Source {
+    /// The queue. `mirror` is set once a spill copied the batch to the spool (the copy is
+    /// consumed when the batch is confirmed).
+    Memory { mirror: Option<Mirrored> },
+    /// The spool, consumed through `end` when the batch is confirmed.
+    Spool { end: Position },
+}
+
+/// The forwarding task: batches out of the spool, else the queue, each confirmed or re-sent;
+/// meanwhile a filling queue goes to the spool.
+async fn forward(mut f: Forwarder) {
+    let mut confirmer = Confirmer::new(&f.client, f.monitor.clone()).await;
+    let mut batch = Vec::with_capacity(f.config.max_batch);
     loop {
-        let received = tokio::select! {
-            // Closing: refuse new events, then send what the queue already holds.
-            _ = closing.cancelled(), if !rx.is_closed() => {
-                rx.close();
-                continue;
-            }
-            received = rx.recv_many(&mut batch, config.max_batch) => received,
-        };
-        if received == 0 {
-            break;
+        if f.closing.is_cancelled() && !f.rx.is_closed() {
+            f.rx.close();
         }
-        let bytes: usize = batch.iter().map(|o| o.payload.len()).sum();
-        let delivered = deliver(&client, &mut confirmer, &batch, &stats, &config).await;
-        stats.sent.fetch_add(delivered, Ordering::Relaxed);
-        buffered_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        // The spool's records are older than anything in the queue: they go first.
+        let mut from_spool = None;
+        if let Some(overflow) = f.overflow.as_mut().filter(|o| o.has_unread()) {
+            if let Some((records, end)) = overflow.peek(f.config.max_batch).await {
+                if records.is_empty() {
+                    // Only damaged records (counted): consume them and look again.
+                    overflow.commit(end).await;
+                    continue;
+                }
+                batch = records;
+                from_spool = Some(Source::Spool { end });
+            }
+        }
+        let mut source = match from_spool {
+            Some(source) => source,
+            None => {
+                let received = tokio::select! {
+                    _ = f.persist.cancelled() => {
+                        persist_rest(&mut f, &[], Source::Memory { mirror: None }).await;
+                        return;
+                    }
+                    // Closing: refuse new events, then send what the queue already holds.
+                    _ = f.closing.cancelled(), if !f.rx.is_closed() => {
+                        f.rx.close();
+                        continue;
+                    }
+                    received = f.rx.recv_many(&mut batch, f.config.max_batch) => received,
+                };
+                if received == 0 {
+                    break;
+                }
+                Source::Memory { mirror: None }
+            }
+        };
+        let delivered = {
+            let delivery = deliver(&f.client, &mut confirmer, &batch, &f.stats, &f.config);
+            tokio::pin!(delivery);
+            loop {
+                tokio::select! {
+                    delivered = &mut delivery => break Some(delivered),
+                    _ = spill_wanted(&f.spill) => {
+                        let due = f.spill.as_ref().is_some_and(|s| {
+                            s.due(f.rx.len(), f.buffered_bytes.load(Ordering::Acquire))
+                        });
+                        // A nudge from a moment the queue was full may be stale: spill only
+                        // a queue that still is.
+                        if due {
+                            if let Some(overflow) = f.overflow.as_mut() {
+                                let items = take_queued(&mut f.rx, &f.buffered_bytes);
+                                spill(overflow, &batch, &mut source, items).await;
+                            }
+                        }
+                    }
+                    _ = f.persist.cancelled() => break None,
+                }
+            }
+        };
+        let Some(delivered) = delivered else {
+            persist_rest(&mut f, &batch, source).await;
+            return;
+        };
+        f.stats.sent.fetch_add(delivered, Ordering::Relaxed);
+        let consumed = match source {
+            Source::Memory { mirror } => {
+                f.buffered_bytes
+                    .fetch_sub(payload_bytes(&batch), Ordering::AcqRel);
+                mirror.map(|m| m.end)
+            }
+            Source::Spool { end } => Some(end),
+        };
+        if let (Some(end), Some(overflow)) = (consumed, f.overflow.as_mut()) {
+            overflow.commit(end).await;
+        }
         batch.clear();
     }
 }
 
-/// The publisher's own round trip through the server: numbered markers on a subject only
-/// this connection subscribes to on purpose (see the module docs).
-struct Confirmer {
-    client: Client,
-    subject: Subject,
-    /// `None` until the subscription could be made (NATS away at start): then the next
-    /// confirmation makes it first.
-    replies: Option<NatsSubscription>,
-    connected: watch::Receiver<bool>,
-    next_marker: u64,
+fn payload_bytes(batch: &[Outgoing]) -> usize {
+    batch.iter().map(|o| o.payload.len()).sum()
 }
 
-/// How long a confirmation may take on a live connection before a warning says why it may
-/// never come.
-const CONFIRM_WARN_AFTER: Duration = Duration::from_secs(10);
-
-/// How a confirmation ended.
-enum Confirmation {
-    /// The server processed everything sent before the marker.
-    Confirmed,
-    /// The connection was lost while waiting: what was sent may be lost, send it again.
-    ConnectionLost,
-}
-
-impl Confirmer {
-    async fn new(client: &Client, monitor: Arc<ConnectionMonitor>) -> Confirmer {
-        let subject = Subject::from(format!(
-            "_peerlab.confirm.{}",
-            client.new_inbox().trim_start_matches("_INBOX.")
-        ));
-        let replies = client.subscribe(subject.clone()).await.ok();
-        Confirmer {
-            client: client.clone(),
-            subject,
-            replies,
-            connected: monitor.connected(),
-            next_marker: 0,
-        }
-    }
-
-    /// Connections made so far (the client's own count, updated before anything is sent on
-    /// a new connection): a change means unconfirmed sends may have been lost with the old
-    /// connection.
-    fn epoch(&self) -> u64 {
-        self.client.statistics().connects.load(Ordering::Acquire)
-    }
-
-    /// Waits (in bounded steps, re-checking) until the connection is up.
-    async fn wait_connected(&mut self, step: Duration) {
-        while !*self.connected.borrow() {
-            let _ = tokio::time::timeout(step, self.connected.wait_for(|up| *up)).await;
-        }
-    }
-
-    /// Sends a marker and waits for it to come back, or for the connection to drop.
-    async fn confirm(&mut self, client: &Client, epoch: u64, step: Duration) -> Confirmation {
-        if self.replies.is_none() {
-            match client.subscribe(self.subject.clone()).await {
-                Ok(subscription) => self.replies = Some(subscription),
-                Err(_) => return Confirmation::ConnectionLost,
-            }
-        }
-        self.next_marker += 1;
-        let marker = self.next_marker;
-        let payload = Bytes::from(marker.to_be_bytes().to_vec());
-        if client.publish(self.subject.clone(), payload).await.is_err() {
-            return Confirmation::ConnectionLost;
-        }
-        let mut waited = Duration::ZERO;
-        let mut warned = false;
-        loop {
-            let Some(replies) = self.replies.as_mut() else {
-                return Confirmation::ConnectionLost;
-            };
-            match tokio::time::timeout(step, replies.next()).await {
-                Ok(Some(message)) => {
-                    // Markers of earlier attempts may still arrive: only ours counts. Ours
-                    // proves the server has everything sent before it on this connection;
-                    // if the client reconnected meanwhile, part of the batch may have gone
-                    // down with the old connection (the rest and the marker went out on the
-                    // new one), so it is sent again.
-                    if message.payload.as_ref() == marker.to_be_bytes() {
-                        return if self.epoch() == epoch {
-                            Confirmation::Confirmed
-                        } else {
-                            Confirmation::ConnectionLost
-                        };
-                    }
-                }
-                Ok(None) => {
-                    // The client closed the subscription (connection closed for good).
-                    self.replies = None;
-                    return Confirmation::ConnectionLost;
-                }
-                Err(_) if self.epoch() != epoch => return Confirmation::ConnectionLost,
-                Err(_) => {
-                    waited += step;
-                    // A live connection that never returns the marker: most likely this user
-                    // may not publish or subscribe to the confirmation subject.
-                    if waited >= CONFIRM_WARN_AFTER && !warned {
-                        warned = true;
-                        tracing::warn!(
-                            subject = %self.subject,
-                            "no confirmation from NATS for {}s on a live connection; events wait \
-                             (and later ones are dropped, counted) until it comes: the NATS user \
-                             needs permission to publish and subscribe to _peerlab.confirm.>",
-                            waited.as_secs()
-                        );
-                    }
-                    tracing::debug!(
-                        "batch confirmation slow on a live connection; still waiting (not re-sent)"
-                    );
-                }
-            }
-        }
+/// Waits for a producer's nudge (never, without a spool).
+async fn spill_wanted(signal: &Option<Arc<SpillSignal>>) {
+    match signal {
+        Some(signal) => signal.notify.notified().await,
+        None => std::future::pending().await,
     }
 }
 
-/// Sends one batch until the server confirms it; returns how many events it took.
-async fn deliver(
-    client: &Client,
-    confirmer: &mut Confirmer,
+/// Appends `items` (taken from the queue) to the spool. If the batch in flight came from the
+/// queue and was not copied yet, a copy goes first: the spool was empty when it was taken, so
+/// the copy keeps its place ahead of the newer items.
+async fn spill(
+    overflow: &mut Overflow,
     batch: &[Outgoing],
-    stats: &PublisherStats,
-    config: &PublisherConfig,
-) -> u64 {
-    let mut first_try = true;
-    loop {
-        if !first_try {
-            stats
-                .resent
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-        first_try = false;
-        // Hold the batch while disconnected, so the outage shows up as a full buffer (counted
-        // drops) instead of events piling up unseen inside the client.
-        confirmer.wait_connected(config.confirm_timeout).await;
-        let epoch = confirmer.epoch();
-        let mut too_large = 0u64;
-        let mut failed = false;
-        for item in batch {
-            match client
-                .publish(item.subject.clone(), item.payload.clone())
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                    too_large += 1;
-                    tracing::warn!(subject = %item.subject, bytes = item.payload.len(),
-                        "event larger than the NATS server's max_payload: dropped (raise max_payload)");
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "publish failed; batch will be re-sent");
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        if failed {
-            continue;
-        }
-        match confirmer
-            .confirm(client, epoch, config.confirm_timeout)
-            .await
-        {
-            Confirmation::Confirmed => {}
-            Confirmation::ConnectionLost => {
-                tracing::debug!("connection lost before the batch was confirmed; re-sending");
-                continue;
-            }
-        }
-        stats
-            .dropped_too_large
-            .fetch_add(too_large, Ordering::Relaxed);
-        return batch.len() as u64 - too_large;
+    source: &mut Source,
+    items: Vec<Outgoing>,
+) -> usize {
+    let mirror = match source {
+        Source::Memory { mirror: None } => batch
+            .iter()
+            .map(|o| Outgoing {
+                subject: o.subject.clone(),
+                payload: o.payload.clone(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let copying = !mirror.is_empty();
+    let mirrored = overflow.spill(mirror, items).await;
+    let mut kept = 0;
+    if let (true, Source::Memory { mirror }) = (copying, source) {
+        kept = mirrored.as_ref().map_or(0, |m| m.stored);
+        *mirror = mirrored;
     }
+    kept
+}
+
+/// At a close that took too long: the queue goes to the spool behind what is there (the
+/// batch in flight first, when it came from the queue and is not there yet), then the
+/// forwarder stops. What the spool cannot take is counted as dropped.
+async fn persist_rest(f: &mut Forwarder, batch: &[Outgoing], mut source: Source) {
+    // Nothing may arrive after this: a later event would be dropped uncounted.
+    f.rx.close();
+    let items = take_queued(&mut f.rx, &f.buffered_bytes);
+    let in_flight_kept = match (&source, f.overflow.as_mut()) {
+        (Source::Spool { .. }, _) => batch.len(),
+        (Source::Memory { mirror: Some(m) }, _) => m.stored,
+        (Source::Memory { mirror: None }, None) => 0,
+        (Source::Memory { mirror: None }, Some(_)) if batch.is_empty() => 0,
+        (Source::Memory { mirror: None }, Some(overflow)) => {
+            spill(overflow, batch, &mut source, Vec::new()).await
+        }
+    };
+    if let Source::Memory { .. } = source {
+        f.buffered_bytes
+            .fetch_sub(payload_bytes(batch), Ordering::AcqRel);
+    }
+    let mut lost = (batch.len() - in_flight_kept) as u64;
+    match f.overflow.as_mut() {
+        Some(overflow) if !items.is_empty() => {
+            let _ = overflow.spill(Vec::new(), items).await;
+        }
+        _ => lost += items.len() as u64,
+    }
+    f.stats
+        .dropped_at_shutdown
+        .fetch_add(lost, Ordering::Relaxed);
 }
 
 /// Logs drops each period (only when there are new ones) and publishes the stats snapshot.
@@ -542,27 +544,12 @@ async fn report(client: Client, stats: Arc<PublisherStats>, config: PublisherCon
         ticker.tick().await;
         let now = stats.snapshot();
         log_drops(&now, &previous, "in the last period");
+        log_spool(&now);
         if let Some(subject) = &config.stats_subject {
             if let Ok(json) = serde_json::to_vec(&now) {
                 let _ = client.publish(subject.clone(), Bytes::from(json)).await;
             }
         }
         previous = now;
-    }
-}
-
-fn log_drops(now: &StatsSnapshot, before: &StatsSnapshot, when: &str) {
-    let new = now.dropped() - before.dropped();
-    if new > 0 {
-        tracing::warn!(
-            dropped = new,
-            total_dropped = now.dropped(),
-            buffer_full = now.dropped_buffer_full,
-            too_large = now.dropped_too_large,
-            unroutable = now.dropped_unroutable,
-            at_shutdown = now.dropped_at_shutdown,
-            sent = now.sent,
-            "events dropped {when} (the outgoing buffer fills while NATS is unreachable or slow)"
-        );
     }
 }

@@ -21,6 +21,7 @@ use peerlab::node::RpcAuth;
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
+use super::spool::SpoolArgs;
 use super::values::{ring_mib, whole_seconds};
 
 /// Extractors that publish a node's events to NATS.
@@ -83,6 +84,8 @@ pub enum ExtractorCommand {
         nats: NatsArgs,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Be a peer the node dials and publish what it learns (subject `p2p-extractor`).
     ///
@@ -124,6 +127,8 @@ pub enum ExtractorCommand {
         nats: NatsArgs,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Follow bitcoind's debug.log and publish every line (subject `log-extractor`).
     ///
@@ -155,6 +160,8 @@ pub enum ExtractorCommand {
         nats: NatsArgs,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Poll a node's Cap'n Proto IPC interface for the chain tip and publish it as an `ipc`
     /// event (peer-observer's ipc-extractor).
@@ -181,6 +188,8 @@ pub enum ExtractorCommand {
         nats: NatsArgs,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
     /// Poll a node's JSON-RPC and publish each reply as an `rpc` event (peer-observer's
     /// rpc-extractor).
@@ -236,6 +245,8 @@ pub enum ExtractorCommand {
         nats: NatsArgs,
         #[command(flatten)]
         subjects: SubjectSchemeArgs,
+        #[command(flatten)]
+        spool: SpoolArgs,
     },
 }
 
@@ -359,6 +370,7 @@ impl ExtractArgs {
                 duration,
                 nats,
                 subjects,
+                spool,
             } => {
                 let bitcoind = match bitcoind_path {
                     Some(path) => path,
@@ -410,7 +422,7 @@ impl ExtractArgs {
                     report_period: Duration::from_secs(stats_interval.max(1)),
                     ..EbpfConfig::new(&bitcoind, target)
                 };
-                run_extractor::<EbpfExtractor>(config, &nats, &subjects, duration)
+                run_extractor::<EbpfExtractor>(config, &nats, &subjects, &spool, duration)
                     .await
                     .map(|_| ())
             }
@@ -427,6 +439,7 @@ impl ExtractArgs {
                 duration,
                 nats,
                 subjects,
+                spool,
             } => {
                 let auth = rpc_auth(rpc_cookie_file, rpc_user, rpc_password, rpc_password_file)?;
                 let config = RpcConfig {
@@ -437,7 +450,8 @@ impl ExtractArgs {
                     ..RpcConfig::new(RpcConfig::url_from_host(&rpc_host), auth)
                 };
                 let counters =
-                    run_extractor::<RpcExtractor>(config, &nats, &subjects, duration).await?;
+                    run_extractor::<RpcExtractor>(config, &nats, &subjects, &spool, duration)
+                        .await?;
                 tracing::info!(
                     calls = ?counters.rpc_calls,
                     errors = ?counters.rpc_errors,
@@ -458,6 +472,7 @@ impl ExtractArgs {
                 duration,
                 nats,
                 subjects,
+                spool,
             } => {
                 let config = P2pConfig {
                     listen: p2p_address,
@@ -470,7 +485,8 @@ impl ExtractArgs {
                     ..P2pConfig::new(p2p_network)
                 };
                 let counters =
-                    run_extractor::<P2pExtractor>(config, &nats, &subjects, duration).await?;
+                    run_extractor::<P2pExtractor>(config, &nats, &subjects, &spool, duration)
+                        .await?;
                 tracing::info!(connections = counters.p2p_connections, "node connections");
                 Ok(())
             }
@@ -481,6 +497,7 @@ impl ExtractArgs {
                 duration,
                 nats,
                 subjects,
+                spool,
             } => {
                 let config = LogConfig {
                     start: if from_start {
@@ -492,7 +509,8 @@ impl ExtractArgs {
                     ..LogConfig::new(debug_log)
                 };
                 let counters =
-                    run_extractor::<LogExtractor>(config, &nats, &subjects, duration).await?;
+                    run_extractor::<LogExtractor>(config, &nats, &subjects, &spool, duration)
+                        .await?;
                 tracing::info!(
                     unparsed_lines = counters.unparsed_lines,
                     truncated_lines = counters.truncated_lines,
@@ -509,6 +527,7 @@ impl ExtractArgs {
                 duration,
                 nats,
                 subjects,
+                spool,
             } => {
                 let config = IpcConfig {
                     query_interval: Duration::from_secs(query_interval.max(1)),
@@ -516,7 +535,8 @@ impl ExtractArgs {
                     ..IpcConfig::new(ipc_socket_path)
                 };
                 let counters =
-                    run_extractor::<IpcExtractor>(config, &nats, &subjects, duration).await?;
+                    run_extractor::<IpcExtractor>(config, &nats, &subjects, &spool, duration)
+                        .await?;
                 tracing::info!(
                     fetch_errors = counters.ipc_fetch_errors,
                     connect_errors = counters.ipc_connect_errors,
@@ -534,6 +554,7 @@ async fn run_extractor<E: Extractor>(
     config: E::Config,
     nats: &NatsArgs,
     subjects: &SubjectSchemeArgs,
+    spool: &SpoolArgs,
     duration: Option<u64>,
 ) -> anyhow::Result<ExtractorCounters> {
     let shutdown = shutdown_on_signals(duration.map(Duration::from_secs));
@@ -542,6 +563,7 @@ async fn run_extractor<E: Extractor>(
     let mut publisher_config = peerlab::extractors::publisher_config();
     publisher_config.stats_subject =
         Some(scheme.stats_subject(&peerlab::extractors::publisher_component(E::COMPONENT)));
+    publisher_config.spool = spool.config(E::COMPONENT);
     let publisher = tokio::select! {
         connected = Publisher::connect(nats, scheme, publisher_config) => {
             Arc::new(connected.context("connecting to NATS")?)
@@ -567,6 +589,7 @@ async fn run_extractor<E: Extractor>(
         unpublished = counters.unpublished,
         sent_to_nats = bus.sent,
         dropped_by_publisher = bus.dropped(),
+        left_in_spool = bus.spool_events,
         "{} stopped",
         E::COMPONENT
     );

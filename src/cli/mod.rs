@@ -3,7 +3,8 @@
 //! Each file turns its arguments into the library's option structs, composes the library's
 //! pieces and prints the outcome; the library below knows nothing of clap or the terminal.
 //! Numeric options are range-checked here ([`values`]), NATS and subject options are shared
-//! by every command that talks to NATS ([`nats`]). There is one tokio runtime (built here)
+//! by every command that talks to NATS ([`nats`]), the spool options by every command that
+//! publishes extractors' events ([`spool`]). There is one tokio runtime (built here)
 //! and one shutdown per command ([`signals`]).
 
 mod extract;
@@ -17,6 +18,7 @@ mod run;
 mod setup;
 mod signals;
 mod status;
+mod spool;
 mod tools;
 mod values;
 

@@ -14,6 +14,7 @@ use peerlab::stack::{NodeFiles, NodeObserver, ObserverConfig};
 use super::live_tools::LiveToolArgs;
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
+use super::spool::SpoolArgs;
 use super::values::whole_seconds;
 
 /// Observe a node you already run: attach every extractor (eBPF, log, RPC, P2P, IPC) from
@@ -66,6 +67,8 @@ pub struct ObserveArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub subjects: SubjectSchemeArgs,
+    #[command(flatten)]
+    pub spool: SpoolArgs,
 }
 
 fn chain(text: &str) -> Result<Chain, String> {
@@ -118,6 +121,8 @@ impl ObserveArgs {
         let mut publisher_config = peerlab::extractors::publisher_config();
         publisher_config.stats_subject =
             Some(scheme.stats_subject(&peerlab::extractors::publisher_component("observe")));
+        // One publisher serves every extractor here, so one spool: DIR/observe.
+        publisher_config.spool = self.spool.config("observe");
         let connect = Publisher::connect(&nats, scheme, publisher_config);
         let publisher = tokio::select! {
             connected = connect => Arc::new(connected.context("connecting to NATS")?),
@@ -164,6 +169,7 @@ impl ObserveArgs {
             events = counters.events_published(),
             sent_to_nats = counters.bus.sent,
             dropped_by_publisher = counters.bus.dropped(),
+            left_in_spool = counters.bus.spool_events,
             dropped_in_kernel = counters.ebpf.dropped_in_kernel,
             "observe stopped"
         );

@@ -24,6 +24,7 @@ mod observe;
 mod p2p_extractor;
 mod peer;
 mod peer_behaviours;
+mod publisher_spool;
 mod record_replay;
 mod recording_files;
 mod regtest_harness;

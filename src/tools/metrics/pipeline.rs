@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use prometheus::{IntCounter, IntCounterVec};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec};
 
 use super::register::Register;
 use crate::event::counters::ExtractorCounters;
@@ -33,6 +33,10 @@ pub struct PipelineMetrics {
     publisher_offered: IntCounterVec,
     publisher_sent: IntCounterVec,
     publisher_dropped: IntCounterVec,
+    publisher_spooled: IntCounterVec,
+    publisher_spool_recovered: IntCounterVec,
+    publisher_spool_events: IntGaugeVec,
+    publisher_spool_bytes: IntGaugeVec,
     /// The previous total of each (family, labels) series.
     last: HashMap<(&'static str, Vec<String>), u64>,
     /// The pid each component traced last (a new one is a restart of the node it follows).
@@ -130,6 +134,26 @@ impl PipelineMetrics {
                 "peerlab_publisher_dropped",
                 "Events a publisher dropped, by reason",
                 &["publisher", "reason"],
+            )?,
+            publisher_spooled: r.counter_vec(
+                "peerlab_publisher_spooled",
+                "Events a publisher wrote to its spool on disk (its buffer filled: NATS slow or away)",
+                &["publisher"],
+            )?,
+            publisher_spool_recovered: r.counter_vec(
+                "peerlab_publisher_spool_recovered",
+                "Events a publisher found in its spool at start-up, left by an earlier run",
+                &["publisher"],
+            )?,
+            publisher_spool_events: r.gauge_int_vec(
+                "peerlab_publisher_spool_events",
+                "Events waiting in a publisher's spool for NATS",
+                &["publisher"],
+            )?,
+            publisher_spool_bytes: r.gauge_int_vec(
+                "peerlab_publisher_spool_bytes",
+                "Bytes of a publisher's spool files",
+                &["publisher"],
             )?,
             last: HashMap::new(),
             traced: HashMap::new(),
@@ -232,11 +256,21 @@ impl PipelineMetrics {
         }
         self.add("offered", &c, stats.offered);
         self.add("sent", &c, stats.sent);
+        self.add("spooled", &c, stats.spooled);
+        self.add("spool_recovered", &c, stats.spool_recovered);
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.publisher_spool_events
+            .with_label_values(&[component])
+            .set(gauge(stats.spool_events));
+        self.publisher_spool_bytes
+            .with_label_values(&[component])
+            .set(gauge(stats.spool_bytes));
         for (reason, total) in [
             ("buffer_full", stats.dropped_buffer_full),
             ("too_large", stats.dropped_too_large),
             ("unroutable", stats.dropped_unroutable),
             ("at_shutdown", stats.dropped_at_shutdown),
+            ("spool", stats.dropped_spool),
         ] {
             self.add(
                 "publisher_dropped",
@@ -268,6 +302,8 @@ impl PipelineMetrics {
             "offered" => &self.publisher_offered,
             "sent" => &self.publisher_sent,
             "publisher_dropped" => &self.publisher_dropped,
+            "spooled" => &self.publisher_spooled,
+            "spool_recovered" => &self.publisher_spool_recovered,
             _ => &self.source_errors,
         };
         counter.with_label_values(&values).inc_by(delta);

@@ -480,6 +480,37 @@ fn publisher_snapshots_become_offered_sent_and_dropped() {
 }
 
 #[test]
+fn publisher_spool_counters_become_spool_families() {
+    let mut e = engine();
+    let snapshot = |spooled, events, bytes, dropped_spool| {
+        serde_json::to_vec(&crate::bus::StatsSnapshot {
+            offered: 1000,
+            spooled,
+            spool_recovered: 7,
+            spool_events: events,
+            spool_bytes: bytes,
+            dropped_spool,
+            ..Default::default()
+        })
+        .expect("json")
+    };
+    let subject = "peerlab.stats.ebpf-extractor-publisher";
+    e.observe_message(subject, &snapshot(600, 600, 40_000, 0));
+    e.observe_message(subject, &snapshot(900, 0, 0, 3));
+    let p = r#"publisher="ebpf-extractor-publisher""#;
+    assert_line(&e, &format!("peerlab_publisher_spooled{{{p}}} 900"));
+    assert_line(&e, &format!("peerlab_publisher_spool_recovered{{{p}}} 7"));
+    // Gauges: the latest value, not a sum.
+    assert_line(&e, &format!("peerlab_publisher_spool_events{{{p}}} 0"));
+    assert_line(&e, &format!("peerlab_publisher_spool_bytes{{{p}}} 0"));
+    assert_line(
+        &e,
+        &format!(r#"peerlab_publisher_dropped{{{p},reason="spool"}} 3"#),
+    );
+    assert_line(&e, "peerlab_metrics_undecodable 0");
+}
+
+#[test]
 fn recorder_snapshots_give_its_lag_and_counts() {
     let mut e = engine();
     let snapshot = |recorded, lag_ms, max_lag_ms| {

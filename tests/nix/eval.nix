@@ -18,6 +18,8 @@
 let
   harness = import ./harness.nix { inherit nixpkgsLib; };
   inherit (harness) lib evaluate;
+  vmCommon = import ../../vm-tests/common.nix harness.vmTestArgs;
+  vmFleet = import ../../vm-tests/fleet-nodes.nix harness.vmTestArgs;
 
   # Test-only values: paths of secret files (never read) and a public rpcauth hash.
   secrets = {
@@ -36,6 +38,11 @@ let
     }) extra;
 
   scenarios = {
+    # The VM tests' machines, which must pass the module's assertions.
+    vm-basic = vmCommon.honeynode { nodeName = "node1"; };
+    vm-fleet-honeynode = vmFleet.honeynode;
+    vm-fleet-collector = vmFleet.collector;
+
     honeynode = honeynode { };
     honeynode-regtest = honeynode { services.peerlab.bitcoind.chain = "regtest"; };
     honeynode-signet-unpruned = honeynode {

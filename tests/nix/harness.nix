@@ -35,6 +35,9 @@ let
     gzip = stub "gzip";
     findutils = stub "findutils";
     replace-secret = stub "replace-secret";
+    curl = stub "curl";
+    jq = stub "jq";
+    wireguard-tools = stub "wireguard-tools";
     writeText = name: _text: "/nix/store/stub-text-${name}";
     writeShellScript = name: _text: "/nix/store/stub-script-${name}";
     callPackage = path: _: throw "stub pkgs: callPackage ${toString path} (set the package option)";
@@ -115,6 +118,7 @@ let
           default = [ ];
         };
       };
+      virtualisation = anything;
       services.nginx = anything;
       services.prometheus = anything;
     };
@@ -166,7 +170,15 @@ let
       nginx = if ok then config.services.nginx else { };
       prometheus = if ok then config.services.prometheus else { };
     };
+
+  # What the VM tests' machine definitions need: the module comes from `evaluate` already.
+  vmTestArgs = {
+    inherit pkgs;
+    self = self // {
+      nixosModules.peerlab = { };
+    };
+  };
 in
 {
-  inherit lib evaluate stub;
+  inherit lib evaluate stub vmTestArgs;
 }

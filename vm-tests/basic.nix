@@ -38,7 +38,7 @@ pkgs.testers.runNixOSTest {
     metric("^peerobserver_p2p_message_count{.*message=\"ping\"")
 
     # The recorder writes; debug.log rotation keeps the log extractor going.
-    machine.wait_until_succeeds("find /var/lib/peerlab/recordings/ -name '*.mcap' -size +0 | grep -q .")
+    machine.wait_until_succeeds("find -L /var/lib/peerlab/recordings -name '*.mcap' -size +0 | grep -q .")
     machine.succeed("systemctl start peerlab-bitcoind-logrotate.service")
     machine.succeed("${common.cli} generatetoaddress 1 ${common.keylessAddress}")
     metric("^peerobserver_validation_block_connected_latest_height 3$")

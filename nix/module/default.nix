@@ -115,6 +115,8 @@ let
     ipcSocket = if cfg.extractors.ipc.enable then "${runtimeDir}/node.sock" else null;
   };
 
+  wireguardUnit = lib.optional cfg.wireguard.enable "wireguard-wg-peerlab.service";
+
   secretFiles = lib.filter (f: f.path != null) [
     {
       option = "services.peerlab.collector.leafPasswordFile";
@@ -637,8 +639,9 @@ in
         {
           description = "peerlab nats-server (${cfg.role})";
           wantedBy = [ "multi-user.target" ];
-          after = [ "network-online.target" ];
-          wants = [ "network-online.target" ];
+          # The collector's leafnode listener binds its WireGuard address.
+          after = [ "network-online.target" ] ++ wireguardUnit;
+          wants = [ "network-online.target" ] ++ wireguardUnit;
           startLimitIntervalSec = 120;
           startLimitBurst = 3;
           serviceConfig =

@@ -20,6 +20,7 @@ mod log_extractor;
 mod logger_cli;
 mod metrics_tool;
 mod nix_files;
+mod nix_module;
 mod observe;
 mod p2p_extractor;
 mod peer;

@@ -84,7 +84,7 @@ fn fleet_plan() -> Value {
         .args([
             "--argstr",
             "rpcPasswordHMAC",
-            &rpcauth_hmac("5a1t0f7e57f1ee7", RPC_PASSWORD),
+            &rpcauth_hmac("5a17f00d5a17f00d", RPC_PASSWORD),
         ])
         .output()
         .expect("nix-instantiate runs (the quickstart installs Debian's nix-bin)");

@@ -92,7 +92,7 @@ let
       natsConf.collector (
         natsCommon
         // {
-          leafListen = "${cfg.collector.listenAddress}:${toString cfg.collector.leafPort}";
+          leafListen = "${natsConf.urlHost cfg.collector.listenAddress}:${toString cfg.collector.leafPort}";
           leafUser = cfg.collector.leafUser;
         }
       );

@@ -8,6 +8,9 @@
 rec {
   placeholder = "@LEAF_PASSWORD@";
 
+  # An IPv6 address goes in brackets in a URL.
+  urlHost = host: if lib.hasInfix ":" host then "[${host}]" else host;
+
   common = s: {
     server_name = s.serverName;
     host = "127.0.0.1";
@@ -89,7 +92,7 @@ rec {
       leafnodes.remotes = [
         {
           # The password must be URL-safe (e.g. `openssl rand -hex 32`).
-          url = "nats-leaf://${s.leafRemote.user}:${placeholder}@${s.leafRemote.host}:${toString s.leafRemote.port}";
+          url = "nats-leaf://${s.leafRemote.user}:${placeholder}@${urlHost s.leafRemote.host}:${toString s.leafRemote.port}";
           account = "FLEET";
         }
       ];

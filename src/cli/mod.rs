@@ -17,8 +17,8 @@ mod rehearse;
 mod run;
 mod setup;
 mod signals;
-mod status;
 mod spool;
+mod status;
 mod tools;
 mod values;
 

@@ -701,16 +701,6 @@ fn nix_module_refuses_bad_values() {
     }
 }
 
-/// Subcommands and flags (each taking one value) other branches add; a command line using
-/// them cannot parse on a build without them.
-///
-/// TODO(integration): `peerlab fleet node-stream`, `peerlab fleet collect`,
-/// `extract ... --spool-dir/--spool-max-bytes` and `record --keep-mib` are being written in
-/// parallel. Once they are merged, empty both lists: every generated command line must then
-/// parse as it is.
-const PENDING_SUBCOMMAND: &str = "unrecognized subcommand 'fleet'";
-const PENDING_FLAGS: &[&str] = &["--spool-dir", "--spool-max-bytes", "--keep-mib"];
-
 fn check_args(arguments: &[String]) -> Result<(), String> {
     let output = Command::new(env!("CARGO_BIN_EXE_peerlab"))
         .args(arguments)
@@ -724,16 +714,9 @@ fn check_args(arguments: &[String]) -> Result<(), String> {
     }
 }
 
-enum Checked {
-    Parses,
-    /// Waits for a pending subcommand, or parses once the pending flags are left out.
-    Pending(String),
-    Fails(String),
-}
-
 /// Checks one peerlab ExecStart line: its split argv equals the module's, and it parses with
 /// this build (`--check-args`), store paths and `%d` pointed at a local directory.
-fn check_exec(label: &str, line: &str, module_argv: &[String], local: &Path) -> Checked {
+fn check_exec(label: &str, line: &str, module_argv: &[String], local: &Path) -> Result<(), String> {
     let credentials = local.join("credentials");
     let argv = split_exec(line, credentials.to_str().unwrap());
     let expected: Vec<String> = module_argv
@@ -750,35 +733,13 @@ fn check_exec(label: &str, line: &str, module_argv: &[String], local: &Path) -> 
         .iter()
         .map(|a| a.replace("/nix/store/stub-", &store_stub))
         .collect();
-    let error = match check_args(&arguments) {
-        Ok(()) => return Checked::Parses,
-        Err(error) => error,
-    };
-    let described = format!("{label}: {arguments:?}: {error}");
-    if error.contains(PENDING_SUBCOMMAND) {
-        return Checked::Pending(described);
-    }
-    let mut without = Vec::new();
-    let mut rest = arguments.iter();
-    while let Some(argument) = rest.next() {
-        if PENDING_FLAGS.contains(&argument.as_str()) {
-            rest.next();
-        } else {
-            without.push(argument.clone());
-        }
-    }
-    if without.len() < arguments.len() && check_args(&without).is_ok() {
-        Checked::Pending(described)
-    } else {
-        Checked::Fails(described)
-    }
+    check_args(&arguments).map_err(|error| format!("{label}: {arguments:?}: {error}"))
 }
 
 fn peerlab_commands(
     label: &str,
     result: &Value,
     local: &Path,
-    pending: &mut Vec<String>,
     failures: &mut Vec<String>,
 ) -> usize {
     let mut checked = 0;
@@ -792,10 +753,8 @@ fn peerlab_commands(
         let argv: Vec<String> = serde_json::from_value(result["commands"][unit].clone())
             .unwrap_or_else(|_| panic!("{label} {unit}: argv recorded"));
         checked += 1;
-        match check_exec(&format!("{label} {unit}"), line, &argv, local) {
-            Checked::Parses => {}
-            Checked::Pending(what) => pending.push(what),
-            Checked::Fails(what) => failures.push(what),
+        if let Err(what) = check_exec(&format!("{label} {unit}"), line, &argv, local) {
+            failures.push(what);
         }
     }
     checked
@@ -804,10 +763,10 @@ fn peerlab_commands(
 #[test]
 fn nix_module_command_lines_parse() {
     let local = tempfile::tempdir().unwrap();
-    let (mut pending, mut failures) = (Vec::new(), Vec::new());
+    let mut failures = Vec::new();
     let mut checked = 0;
     for (name, result) in all_scenarios() {
-        checked += peerlab_commands(&name, &result, local.path(), &mut pending, &mut failures);
+        checked += peerlab_commands(&name, &result, local.path(), &mut failures);
     }
     let plan = nix_eval("tests/nix/fleet-plan.nix", &[("nodes", "node1,node2")]).unwrap();
     let machines = plan["honeynodes"]
@@ -819,16 +778,9 @@ fn nix_module_command_lines_parse() {
     for (label, result) in machines {
         let mut result = result.clone();
         result["commands"] = argv_of(&result);
-        checked += peerlab_commands(&label, &result, local.path(), &mut pending, &mut failures);
+        checked += peerlab_commands(&label, &result, local.path(), &mut failures);
     }
     assert!(checked > 80, "{checked} command lines checked");
-    if !pending.is_empty() {
-        eprintln!(
-            "{} command lines wait for flags or subcommands not merged yet:\n{}",
-            pending.len(),
-            pending.join("\n")
-        );
-    }
     assert!(
         failures.is_empty(),
         "command lines that do not parse:\n{}",

@@ -40,7 +40,9 @@
 //!    disk ([`bus::spool`]) takes what overflows while NATS is away and gives it back in
 //!    order, so a restart of the local NATS loses nothing. [`bus::Subscriber`] reads a subject scheme
 //!    (peer-observer's flat subjects, or `<prefix>.<node>.<subject>` for fleets), which also
-//!    derives each component's counter subject.
+//!    derives each component's counter subject. For fleets, [`bus::jetstream`] sets up the
+//!    JetStream side: each honeynode's own stream and the collector's stream that sources
+//!    them all across the leafnode links, so a cut link delays events instead of losing them.
 //!
 //! 6. **[`extractors`]: node -> events, siblings on one contract** ([`extractors::Extractor`]:
 //!    start with a config, the shared publisher and a shutdown; typed counters; stop and
@@ -74,7 +76,10 @@
 //!    and publishes through the same [`bus::Publisher`] real extractors use, so tools cannot
 //!    tell a replay from live traffic. peer-observer's archive files (`.bin`, `.bin.zst`)
 //!    are a second format, read and written ([`record::archive`]); replay, inspect, cat and
-//!    `convert` take either ([`record::RecordingSource`]).
+//!    `convert` take either ([`record::RecordingSource`]). A fleet's collector records the
+//!    JetStream fleet stream ([`record::collect`]), acknowledging only what is flushed and
+//!    resuming without duplicates; rotating recorders keep a size budget
+//!    ([`record::retention`]).
 //!
 //! 9. **[`stack`]: composition.** [`stack::NodeObserver`] attaches every extractor to one
 //!    node from where it keeps its files and ports (`peerlab observe` uses it on the user's

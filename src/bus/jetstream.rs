@@ -238,9 +238,16 @@ fn same_shape(current: &stream::Config, wanted: &stream::Config) -> bool {
 
 /// A durable pull consumer on [`FLEET_STREAM`] that acknowledges everything up to a message
 /// at once (ack policy "all"): the collector acknowledges only what it has made durable.
+///
+/// Opening it re-creates the consumer at the first unacknowledged message. An existing
+/// consumer would hand a new reader the messages after the ones it last delivered and give
+/// the delivered-but-unacknowledged ones back only when their ack wait runs out, by which
+/// time a later acknowledgement (policy "all") would already have covered them: a crashed
+/// collector's unwritten messages would be lost. Starting again at the floor makes them
+/// come first, in order.
 pub struct FleetFeed {
-    consumer: jetstream::consumer::PullConsumer,
     messages: jetstream::consumer::pull::Stream,
+    floor: u64,
 }
 
 /// One stored message of the fleet stream.
@@ -255,7 +262,8 @@ pub struct FleetMessage {
 }
 
 impl FleetFeed {
-    /// Opens (or creates) the durable consumer `durable` on the collector's stream. At most
+    /// Opens the durable consumer `durable` on the collector's stream, starting after the
+    /// last message an earlier run acknowledged (see the type's documentation). At most
     /// `max_unacknowledged` messages are in flight before the server waits for an ack.
     pub async fn open(
         client: Client,
@@ -271,19 +279,35 @@ impl FleetFeed {
             .get_stream(FLEET_STREAM)
             .await
             .map_err(|e| failed("looking up the stream for", &e))?;
+        let floor = match stream.consumer_info(durable).await {
+            Ok(info) => {
+                stream
+                    .delete_consumer(durable)
+                    .await
+                    .map_err(|e| failed("re-creating", &e))?;
+                info.ack_floor.stream_sequence
+            }
+            Err(error) if error.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => 0,
+            Err(error) => return Err(failed("reading", &error)),
+        };
+        let deliver_policy = if floor == 0 {
+            jetstream::consumer::DeliverPolicy::All
+        } else {
+            jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            }
+        };
         let consumer: jetstream::consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                durable,
-                jetstream::consumer::pull::Config {
-                    durable_name: Some(durable.to_string()),
-                    ack_policy: jetstream::consumer::AckPolicy::All,
-                    // Long enough that a collector busy writing is not redelivered to; short
-                    // enough that a stuck one hands its messages back.
-                    ack_wait: Duration::from_secs(60),
-                    max_ack_pending: i64::try_from(max_unacknowledged).unwrap_or(i64::MAX),
-                    ..Default::default()
-                },
-            )
+            .create_consumer(jetstream::consumer::pull::Config {
+                durable_name: Some(durable.to_string()),
+                deliver_policy,
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                // Long enough that a collector busy writing is not redelivered to; short
+                // enough that a stuck one hands its messages back.
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: i64::try_from(max_unacknowledged).unwrap_or(i64::MAX),
+                ..Default::default()
+            })
             .await
             .map_err(|e| failed("creating", &e))?;
         let messages = consumer
@@ -293,20 +317,13 @@ impl FleetFeed {
             .messages()
             .await
             .map_err(|e| failed("pulling from", &e))?;
-        Ok(FleetFeed { consumer, messages })
+        Ok(FleetFeed { messages, floor })
     }
 
-    /// The highest stream sequence acknowledged so far (everything at or below it was
-    /// acknowledged).
-    pub async fn ack_floor(&mut self) -> Result<u64, BusError> {
-        self.consumer
-            .info()
-            .await
-            .map(|info| info.ack_floor.stream_sequence)
-            .map_err(|e| BusError::JetStream {
-                stream: FLEET_STREAM.to_string(),
-                reason: format!("reading the consumer's acknowledged position: {e}"),
-            })
+    /// The highest stream sequence an earlier run acknowledged (everything at or below it
+    /// was); 0 for a new consumer.
+    pub fn ack_floor(&self) -> u64 {
+        self.floor
     }
 
     /// The next message; `None` when the consumer ended. Transient pull errors (missed

@@ -122,7 +122,7 @@ pub async fn collect(
         MAX_UNACKNOWLEDGED,
     )
     .await?;
-    let floor = feed.ack_floor().await?;
+    let floor = feed.ack_floor();
     let resume_after = match last_recorded_sequence(&options.output_dir)? {
         Some(low) => full_sequence(floor, low),
         None => floor,

@@ -73,19 +73,30 @@ fn rpcauth_hmac(salt: &str, password: &str) -> String {
 
 /// The fleet plan: what the module generates for the two nodes and the collector.
 fn fleet_plan() -> Value {
+    fleet_plan_with(&[])
+}
+
+/// The fleet plan with some of its parameters (`--argstr NAME VALUE`) changed.
+fn fleet_plan_with(overrides: &[(&str, &str)]) -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let hmac = rpcauth_hmac("5a17f00d5a17f00d", RPC_PASSWORD);
+    let nodes = NODES.join(",");
+    let mut arguments: BTreeMap<&str, &str> = BTreeMap::from([
+        ("nodes", nodes.as_str()),
+        ("collectorHost", COLLECTOR_ADDRESS),
+        ("leafPasswordFile", LEAF_PASSWORD_FILE),
+        ("rpcPasswordFile", RPC_PASSWORD_FILE),
+        ("rpcPasswordHMAC", hmac.as_str()),
+    ]);
+    arguments.extend(overrides.iter().copied());
     let output = Command::new("nix-instantiate")
         .current_dir(root)
         .args(["--eval", "--strict", "--json", "tests/nix/fleet-plan.nix"])
-        .args(["--argstr", "nodes", &NODES.join(",")])
-        .args(["--argstr", "collectorHost", COLLECTOR_ADDRESS])
-        .args(["--argstr", "leafPasswordFile", LEAF_PASSWORD_FILE])
-        .args(["--argstr", "rpcPasswordFile", RPC_PASSWORD_FILE])
-        .args([
-            "--argstr",
-            "rpcPasswordHMAC",
-            &rpcauth_hmac("5a17f00d5a17f00d", RPC_PASSWORD),
-        ])
+        .args(
+            arguments
+                .iter()
+                .flat_map(|(name, value)| ["--argstr", name, value]),
+        )
         .output()
         .expect("nix-instantiate runs (the quickstart installs Debian's nix-bin)");
     assert!(
@@ -100,14 +111,14 @@ fn fleet_plan() -> Value {
 /// and the units started in it.
 struct Host {
     name: String,
-    netns: Netns,
+    netns: std::rc::Rc<Netns>,
     root: PathBuf,
     plan: Value,
     units: BTreeMap<String, ChildGuard>,
 }
 
 impl Host {
-    fn new(name: &str, netns: Netns, base: &Path, plan: Value) -> Host {
+    fn new(name: &str, netns: std::rc::Rc<Netns>, base: &Path, plan: Value) -> Host {
         let root = base.join(name);
         std::fs::create_dir_all(root.join("logs")).expect("host root");
         // What the units' StateDirectory= and RuntimeDirectory= create under systemd.
@@ -192,7 +203,11 @@ impl Host {
         let argv: Vec<String> = serde_json::from_value(spec["argv"].clone())
             .unwrap_or_else(|_| panic!("{unit}: ExecStart as argv"));
         let argv = self.localize(unit, &argv);
-        let log = std::fs::File::create(self.root.join("logs").join(format!("{unit}.log")))
+        // Appended: a unit started again keeps its earlier runs' lines.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("logs").join(format!("{unit}.log")))
             .expect("log file");
         let mut command = self.netns.command(&argv[0]);
         command
@@ -316,8 +331,9 @@ impl Host {
 
     /// `bitcoin-cli` against this host's node (cookie auth from its data directory).
     fn cli(&self, args: &[&str]) -> String {
-        let cli = common::installation()
+        let cli = installation()
             .bitcoin_cli
+            .clone()
             .expect("setup provides bitcoin-cli");
         let output = run_bounded(
             self.netns
@@ -347,9 +363,16 @@ impl Host {
     }
 }
 
+/// The provisioned programs, looked up once (the lookup checks the binaries' checksums).
+fn installation() -> &'static peerlab::node::Installation {
+    static INSTALLATION: std::sync::OnceLock<peerlab::node::Installation> =
+        std::sync::OnceLock::new();
+    INSTALLATION.get_or_init(common::installation)
+}
+
 /// Store paths to local programs and files, and absolute state paths under `root`.
 fn localize_text(text: &str, root: &Path) -> String {
-    let installation = common::installation();
+    let installation = installation();
     let bitcoin_node = installation
         .bitcoin_node
         .clone()
@@ -458,6 +481,8 @@ fn fleet_status(collector: &Host) -> (i32, String) {
 
 #[test]
 fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector() {
+    let started = Instant::now();
+    let phase = |what: &str| println!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
     let plan = fleet_plan();
     let base = tempfile::tempdir().expect("temp root");
     let tag = std::process::id() % 100_000;
@@ -523,14 +548,14 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         common::netns::ip(&["-n", collector_ns.name(), "link", "set", &outside, "up"]);
         nodes.push(Host::new(
             node,
-            ns,
+            std::rc::Rc::new(ns),
             base.path(),
             plan["honeynodes"][node].clone(),
         ));
     }
     let mut collector = Host::new(
         "collector",
-        collector_ns,
+        std::rc::Rc::new(collector_ns),
         base.path(),
         plan["collector"].clone(),
     );
@@ -544,6 +569,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
     // the local recorder, the p2p extractor (which bitcoind dials), bitcoind, the other
     // extractors.
     for node in nodes.iter_mut() {
+        phase(&format!("starting {}", node.name));
         node.start("peerlab-nats");
         node.wait_for_port(4222);
         let stream = node.run_oneshot("peerlab-node-stream");
@@ -554,19 +580,23 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         node.start("peerlab-recorder");
         node.start("peerlab-extractor-p2p");
         node.wait_for_port(28213);
+        phase("  its nats-server, stream, recorder and p2p extractor run");
         node.start("peerlab-bitcoind");
         node.cli(&["getblockcount"]);
+        phase("  its bitcoind answers");
         for extractor in ["ebpf", "rpc", "log", "ipc"] {
             node.start(&format!("peerlab-extractor-{extractor}"));
         }
         node.cli(&["generatetoaddress", "3", MINE_TO]);
     }
 
+    phase("both honeynodes run every unit; asking peerlab status at the collector");
     // Both nodes healthy at the collector.
     let (code, report) = fleet_status(&collector);
     println!("status, both links up (exit {code}):\n{report}");
     assert_eq!(code, 0, "both nodes should be healthy:\n{report}");
 
+    phase("cutting node1's link");
     // Cut node1's link for OUTAGE while blocks are mined on it.
     let outage_started = Instant::now();
     collector.netns_set_link("to1", false);
@@ -581,7 +611,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         .find(|l| l.contains("node1"))
         .unwrap_or_default()
         .to_string();
-    assert!(node1_line.contains("unhealthy"), "{report}");
+    assert!(node1_line.to_lowercase().contains("unhealthy"), "{report}");
     let mut mined_during_outage = 0;
     while outage_started.elapsed() < OUTAGE {
         nodes[0].cli(&["generatetoaddress", "1", MINE_TO]);
@@ -591,6 +621,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
     collector.netns_set_link("to1", true);
     let outage = outage_started.elapsed();
     nodes[1].cli(&["generatetoaddress", "2", MINE_TO]);
+    phase("node1's link is back");
 
     // A crash mid-catch-up: kill the collector once it has recorded something after the
     // link came back, and start it again.
@@ -606,6 +637,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
     }
     collector.kill("peerlab-collector");
     collector.start("peerlab-collector");
+    phase("collector SIGKILLed mid-catch-up and restarted");
 
     // Stop the producers, then the local recorders: what they hold is what each node published.
     for node in nodes.iter_mut() {
@@ -632,6 +664,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         );
     }
 
+    phase("producers stopped; waiting for the collector to catch up");
     // The collector catches up to exactly that.
     let deadline = Instant::now() + CATCH_UP;
     let (recorded, repeated) = loop {
@@ -644,6 +677,11 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         }
         std::thread::sleep(Duration::from_millis(500));
     };
+    phase("caught up (or gave up)");
+    // What each side's JetStream holds, for a failure's explanation.
+    for host in nodes.iter().chain([&collector]) {
+        println!("{}: {}", host.name, host.jetstream_summary());
+    }
     collector.stop("peerlab-collector");
     let (recorded_final, repeated_final) = collector_counts(&recordings);
     assert_eq!(
@@ -681,8 +719,189 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
 }
 
 impl Host {
+    /// The JetStream streams of this host's nats-server (its monitoring endpoint): name,
+    /// messages, and for the collector its sources' lag.
+    fn jetstream_summary(&self) -> String {
+        let output = run_bounded(
+            self.netns
+                .command("curl")
+                .args(["-s", "http://127.0.0.1:8222/jsz?streams=1&accounts=1"]),
+            Duration::from_secs(10),
+        );
+        let Ok(json) = serde_json::from_slice::<Value>(&output.stdout) else {
+            return "monitoring endpoint unreadable".to_string();
+        };
+        let mut parts = Vec::new();
+        for account in json["account_details"].as_array().into_iter().flatten() {
+            for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                let mut text = format!(
+                    "{} holds {} messages",
+                    stream["name"].as_str().unwrap_or("?"),
+                    stream["state"]["messages"]
+                );
+                for source in stream["sources"].as_array().into_iter().flatten() {
+                    text.push_str(&format!(
+                        "; source {} lag {} active {}",
+                        source["name"].as_str().unwrap_or("?"),
+                        source["lag"],
+                        source["active"]
+                    ));
+                }
+                parts.push(text);
+            }
+        }
+        parts.join(" | ")
+    }
+
     /// Sets an interface of this host's namespace up or down.
     fn netns_set_link(&self, interface: &str, up: bool) {
         self.netns.set_link(interface, up);
     }
+}
+
+/// The collector SIGKILLed while a fast stream of events is being sourced, then restarted:
+/// it resumes from the stream and its recording holds every event of the node's stream
+/// exactly once. Both servers (a honeynode's and the collector's, from the plan, on their
+/// own ports) share one namespace's loopback; the events are a recording replayed in a loop
+/// as fast as it goes.
+#[test]
+fn a_killed_collector_resumes_from_the_stream_and_records_every_event_once() {
+    let node_plan = fleet_plan_with(&[
+        ("nodes", "node1"),
+        ("collectorHost", "127.0.0.1"),
+        ("natsPort", "4222"),
+        ("monitorPort", "8222"),
+    ]);
+    let collector_plan = fleet_plan_with(&[
+        ("nodes", "node1"),
+        ("collectorHost", "127.0.0.1"),
+        ("natsPort", "4223"),
+        ("monitorPort", "8223"),
+    ]);
+    let base = tempfile::tempdir().expect("temp root");
+    let netns = std::rc::Rc::new(Netns::create(&format!(
+        "plk-{}",
+        std::process::id() % 100_000
+    )));
+    let mut node = Host::new(
+        "node1",
+        netns.clone(),
+        base.path(),
+        node_plan["honeynodes"]["node1"].clone(),
+    );
+    let mut collector = Host::new(
+        "collector",
+        netns,
+        base.path(),
+        collector_plan["collector"].clone(),
+    );
+    collector.start("peerlab-nats");
+    collector.wait_for_port(4223);
+    node.start("peerlab-nats");
+    node.wait_for_port(4222);
+    node.run_oneshot("peerlab-node-stream");
+    collector.start("peerlab-collector");
+
+    // The events: a recording replayed in a loop, unpaced.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/observer-sample.mcap");
+    let log = std::fs::File::create(node.logs().join("replay.log")).expect("log");
+    let replay = ChildGuard(
+        node.netns
+            .command(env!("CARGO_BIN_EXE_peerlab"))
+            .args([
+                "replay",
+                "--speed",
+                "0",
+                "--loop",
+                "-a",
+                "nats://127.0.0.1:4222",
+            ])
+            .arg(&sample)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("replay starts"),
+    );
+    node.units.insert("replay".to_string(), replay);
+
+    // Kill the collector while it is busy, twice, and start it again each time.
+    let recordings = collector.root.join("var/lib/peerlab-collector/recordings");
+    let mut kills = 0;
+    for threshold in [20_000, 60_000] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while collector_total(&recordings) < threshold {
+            assert!(Instant::now() < deadline, "the collector stopped recording");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        collector.kill("peerlab-collector");
+        kills += 1;
+        collector.start("peerlab-collector");
+    }
+    node.stop("replay");
+
+    // The node's stream holds what was published; the collector catches up to it.
+    let stored = stream_messages(&node, "PEERLAB_node1");
+    let deadline = Instant::now() + CATCH_UP;
+    while collector_total(&recordings) < stored {
+        assert!(
+            Instant::now() < deadline,
+            "the collector has {} of {stored} events; logs in {}",
+            collector_total(&recordings),
+            collector.logs().display()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    collector.stop("peerlab-collector");
+    let files = mcap_files(&recordings);
+    let (counts, repeated) =
+        peerlab::record::collect::count_by_node(&files, "peerlab").expect("recordings read");
+    let recorded: u64 = counts.values().sum();
+    let collector_log =
+        std::fs::read_to_string(collector.logs().join("peerlab-collector.log")).unwrap_or_default();
+    let resumed: Vec<&str> = collector_log
+        .lines()
+        .filter(|l| l.contains("collecting PEERLAB_FLEET"))
+        .collect();
+    println!(
+        "collector killed {kills} times mid-stream: node stream {stored} messages, recorded \
+         {recorded}, duplicated {repeated}, lost {}, in {} files",
+        stored.saturating_sub(recorded),
+        files.len()
+    );
+    for line in resumed {
+        println!("  {line}");
+    }
+    assert_eq!(repeated, 0, "an event recorded twice");
+    assert_eq!(recorded, stored, "every event of the node's stream, once");
+}
+
+/// Messages recorded by the collector so far (complete chunks).
+fn collector_total(dir: &Path) -> u64 {
+    peerlab::record::collect::count_by_node(&mcap_files(dir), "peerlab")
+        .map(|(counts, _)| counts.values().sum())
+        .unwrap_or(0)
+}
+
+/// Messages stored in `stream` on `host`'s nats-server (its monitoring endpoint).
+fn stream_messages(host: &Host, stream: &str) -> u64 {
+    let port = host.plan["natsConfig"]
+        .as_str()
+        .and_then(|c| serde_json::from_str::<Value>(c).ok())
+        .and_then(|c| c["http"].as_str().map(str::to_string))
+        .expect("the plan's nats config has a monitoring address");
+    let output = run_bounded(
+        host.netns
+            .command("curl")
+            .args(["-s", &format!("http://{port}/jsz?streams=1&accounts=1")]),
+        Duration::from_secs(10),
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("jsz JSON");
+    json["account_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+        .find(|s| s["name"] == stream)
+        .and_then(|s| s["state"]["messages"].as_u64())
+        .unwrap_or_else(|| panic!("{stream} not found on {}", host.name))
 }

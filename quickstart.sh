@@ -15,7 +15,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # with capnp); `peerlab setup` installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
 # Debian's chromium (rehearsal reports are rendered headless and screenshotted).
 BUILD_DEPS=(clang libbpf-dev pkg-config capnproto)
-TEST_DEPS=(nix-bin chromium time)
+TEST_DEPS=(nix-bin chromium time iproute2 curl)
 
 install_missing() {
     local missing=()

@@ -10,6 +10,9 @@
 //! - a batch is sent again only when the connection was lost while it was unconfirmed (the
 //!   client's connection count changed); a slow confirmation on a live connection is waited
 //!   for, never re-sent, so a busy server causes no duplicates;
+//! - with message ids on (a publisher with a spool), every event carries a `Nats-Msg-Id`
+//!   header, `<instance>-<n>`, the same on each re-send of a batch, so a JetStream stream
+//!   capturing the subject (a honeynode's fleet stream) stores a re-sent copy once;
 //! - nothing is sent while the connection is down: the batch waits, so an outage shows up in
 //!   the publisher's buffer (and spool), not as events piling up unseen inside the client.
 
@@ -37,6 +40,45 @@ pub(super) struct Confirmer {
     replies: Option<NatsSubscription>,
     connected: watch::Receiver<bool>,
     next_marker: u64,
+    ids: Option<MessageIds>,
+}
+
+/// `Nats-Msg-Id`s for one publisher's events: a random instance token and the count of
+/// events sent before, so a batch sent again carries the ids it had the first time.
+struct MessageIds {
+    instance: String,
+    next: u64,
+}
+
+impl MessageIds {
+    fn new() -> MessageIds {
+        use std::io::Read as _;
+        let mut bytes = [0u8; 8];
+        let random = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .is_ok();
+        if !random {
+            // Unique enough to tell this publisher from another within a dedup window.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            bytes = (now ^ u64::from(std::process::id()) << 32).to_be_bytes();
+        }
+        MessageIds {
+            instance: hex::encode(bytes),
+            next: 0,
+        }
+    }
+
+    fn header(&self, index: usize) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{}-{}", self.instance, self.next + index as u64).as_str(),
+        );
+        headers
+    }
 }
 
 /// How long a confirmation may take on a live connection before a warning says why it may
@@ -52,7 +94,13 @@ enum Confirmation {
 }
 
 impl Confirmer {
-    pub(super) async fn new(client: &Client, monitor: Arc<ConnectionMonitor>) -> Confirmer {
+    /// A confirmer for `client`; `message_ids` turns on the `Nats-Msg-Id` headers (see the
+    /// module docs).
+    pub(super) async fn new(
+        client: &Client,
+        monitor: Arc<ConnectionMonitor>,
+        message_ids: bool,
+    ) -> Confirmer {
         let subject = Subject::from(format!(
             "_peerlab.confirm.{}",
             client.new_inbox().trim_start_matches("_INBOX.")
@@ -64,6 +112,7 @@ impl Confirmer {
             replies,
             connected: monitor.connected(),
             next_marker: 0,
+            ids: message_ids.then(MessageIds::new),
         }
     }
 
@@ -167,11 +216,24 @@ pub(super) async fn deliver(
         let epoch = confirmer.epoch();
         let mut too_large = 0u64;
         let mut failed = false;
-        for item in batch {
-            match client
-                .publish(item.subject.clone(), item.payload.clone())
-                .await
-            {
+        for (index, item) in batch.iter().enumerate() {
+            let sent = match &confirmer.ids {
+                Some(ids) => {
+                    client
+                        .publish_with_headers(
+                            item.subject.clone(),
+                            ids.header(index),
+                            item.payload.clone(),
+                        )
+                        .await
+                }
+                None => {
+                    client
+                        .publish(item.subject.clone(), item.payload.clone())
+                        .await
+                }
+            };
+            match sent {
                 Ok(()) => {}
                 Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
                     too_large += 1;
@@ -192,7 +254,11 @@ pub(super) async fn deliver(
             .confirm(client, epoch, config.confirm_timeout)
             .await
         {
-            Confirmation::Confirmed => {}
+            Confirmation::Confirmed => {
+                if let Some(ids) = confirmer.ids.as_mut() {
+                    ids.next += batch.len() as u64;
+                }
+            }
             Confirmation::ConnectionLost => {
                 tracing::debug!("connection lost before the batch was confirmed; re-sending");
                 continue;

@@ -11,8 +11,9 @@
 //!   counted in [`PublisherStats`] and reported in the log;
 //! - events leave a publisher in the order they were handed to it, spooled or not; a batch
 //!   whose arrival at the server was not confirmed (the connection died) is sent again after
-//!   the reconnect, so an event is delivered at least once or counted as dropped, never lost
-//!   silently;
+//!   the reconnect (part of that one batch may then arrive behind its own tail), so an event
+//!   is delivered at least once or counted as dropped, never lost silently; with a spool,
+//!   message ids let a JetStream stream keep one copy;
 //! - connections reconnect forever.
 
 mod confirm;

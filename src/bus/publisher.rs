@@ -20,7 +20,11 @@
 //!   to the spool, skipped once that batch is confirmed, so a shutdown can keep it in order.)
 //! - A batch is sent again only when the connection was lost while it was unconfirmed, never
 //!   because a live server is slow. Spooled records are consumed only once their batch is
-//!   confirmed (at least once, across crashes too).
+//!   confirmed (at least once, across crashes too). The one exception to the order above is
+//!   that batch: the NATS client sends what it had buffered when the connection died once it
+//!   reconnects, before the re-send, so part of that one batch may arrive behind its own
+//!   tail. With a spool, events carry `Nats-Msg-Id`s that stay the same on a re-send, so a
+//!   JetStream stream (a honeynode's fleet stream) stores each event once.
 //! - While NATS is away the buffer fills, then the spool (when there is one); what fits in
 //!   neither is counted as dropped and reported, never lost silently. At close, what NATS
 //!   did not take in time stays in the spool for the next start.
@@ -379,7 +383,9 @@ enum Source {
 /// The forwarding task: batches out of the spool, else the queue, each confirmed or re-sent;
 /// meanwhile a filling queue goes to the spool.
 async fn forward(mut f: Forwarder) {
-    let mut confirmer = Confirmer::new(&f.client, f.monitor.clone()).await;
+    // A publisher with a spool feeds a honeynode's fleet stream: ids let it drop re-sends.
+    let mut confirmer =
+        Confirmer::new(&f.client, f.monitor.clone(), f.config.spool.is_some()).await;
     let mut batch = Vec::with_capacity(f.config.max_batch);
     loop {
         if f.closing.is_cancelled() && !f.rx.is_closed() {

@@ -153,7 +153,8 @@ fn messages(items: Vec<(&str, Vec<u8>)>) -> Vec<RecordedMessage> {
                 log_time,
                 publish_time,
                 data,
-                sequence: 0,
+                // The writer numbers messages from 1, in the order written.
+                sequence: i as u32 + 1,
             }
         })
         .collect()

@@ -94,10 +94,12 @@ pkgs.testers.runNixOSTest {
         )
 
     with subtest("blocks mined while the link is cut reach the collector's recording"):
-        honeynode.succeed("ip link set wg-peerlab down")
+        # Stopping the interface's unit (not `ip link set down`) also takes its routes, and
+        # starting it again restores both, as a real outage and recovery would.
+        honeynode.succeed("systemctl stop wireguard-wg-peerlab.service")
         honeynode.fail("ping -c1 -W1 ${collectorIp}")
         mine(3)
-        honeynode.succeed("ip link set wg-peerlab up")
+        honeynode.succeed("systemctl start wireguard-wg-peerlab.service")
         honeynode.wait_until_succeeds("ping -c1 -W1 ${collectorIp}")
         mine(2)
         # One validation event per block (the rehearsal mined its own blocks too): the

@@ -54,7 +54,16 @@ case "${1:-}" in
         mount_tracefs
         cargo build --locked
         ./target/debug/peerlab setup
+        rm -rf target/test-figures
         cargo test --locked "$@"
+        # The measured figures of the tests that report them (cargo hides passing output).
+        for figures in target/test-figures/*.txt; do
+            if [ -e "$figures" ]; then
+                echo "== $(basename "$figures" .txt)"
+                cat "$figures"
+                echo
+            fi
+        done
         ;;
     *)
         echo "usage: $0 run [peerlab run options] | test [cargo test options]" >&2

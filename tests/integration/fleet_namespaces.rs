@@ -689,13 +689,16 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         "nothing arrives after the catch-up"
     );
 
-    println!("node  kind            published  recorded at the collector");
+    let mut text = String::from(
+        "fleet in network namespaces (nats-server 2.9.10 on every host)\n\
+         node  kind            published  recorded at the collector\n",
+    );
     for ((node, kind), n) in &expected {
         let got = recorded_final
             .get(&(node.clone(), kind.clone()))
             .copied()
             .unwrap_or(0);
-        println!("{node:5} {kind:15} {n:10} {got:10}");
+        text.push_str(&format!("{node:5} {kind:15} {n:10} {got:10}\n"));
     }
     let published: u64 = expected.values().sum();
     let at_collector: u64 = recorded_final.values().sum();
@@ -703,11 +706,14 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         .iter()
         .map(|(key, n)| n.saturating_sub(recorded_final.get(key).copied().unwrap_or(0)))
         .sum();
-    println!(
+    text.push_str(&format!(
         "published {published}, recorded at the collector {at_collector}, lost {lost}, \
-         duplicated {repeated_final}, outage {:.1} s with {mined_during_outage} blocks mined on node1",
+         duplicated {repeated_final}, outage {:.1} s with {mined_during_outage} blocks mined on \
+         node1, collector SIGKILLed once mid-catch-up; peerlab status: both healthy (exit 0), \
+         node1 unhealthy while cut (exit 1)",
         outage.as_secs_f64()
-    );
+    ));
+    common::figures("fleet-namespaces", &text);
     assert_eq!(repeated, 0);
     assert_eq!(repeated_final, 0, "an event recorded twice");
     assert_eq!(
@@ -862,15 +868,16 @@ fn a_killed_collector_resumes_from_the_stream_and_records_every_event_once() {
         .lines()
         .filter(|l| l.contains("collecting PEERLAB_FLEET"))
         .collect();
-    println!(
+    let mut text = format!(
         "collector killed {kills} times mid-stream: node stream {stored} messages, recorded \
-         {recorded}, duplicated {repeated}, lost {}, in {} files",
+         {recorded}, duplicated {repeated}, lost {}, in {} files\n",
         stored.saturating_sub(recorded),
         files.len()
     );
     for line in resumed {
-        println!("  {line}");
+        text.push_str(&format!("  {line}\n"));
     }
+    common::figures("fleet-collector-killed", &text);
     assert_eq!(repeated, 0, "an event recorded twice");
     assert_eq!(recorded, stored, "every event of the node's stream, once");
 }

@@ -281,7 +281,7 @@ async fn a_60_second_nats_restart_at_40k_events_per_second_loses_nothing() {
     let seqs = read_stream(&js, produced.published).await;
     let t = tally(&seqs, produced.published);
 
-    println!(
+    let text = format!(
         "publisher spool, {} s NATS outage at {RATE} events/s:\n  published {}\n  \
          published during the outage {}\n  spooled {} (peak {} bytes on disk)\n  \
          delivered {}\n  lost {}\n  duplicated {}\n  out of order {} (farthest {} places)\n  \
@@ -303,6 +303,7 @@ async fn a_60_second_nats_restart_at_40k_events_per_second_loses_nothing() {
         drain.as_secs_f64(),
         mid_outage_spool.spool_events,
     );
+    common::figures("publisher-spool", &text);
     assert!(outage >= OUTAGE, "the outage lasted {outage:?}");
     assert!(
         final_stats.spooled > 0 && produced.peak_spool_bytes > 0,

@@ -199,3 +199,13 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Prints a test's measured figures and keeps them in `target/test-figures/<name>.txt`, which
+/// the quickstart's test command prints after the suite (cargo hides a passing test's output).
+pub fn figures(name: &str, text: &str) {
+    println!("{text}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-figures");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join(format!("{name}.txt")), text);
+    }
+}

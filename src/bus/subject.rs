@@ -88,6 +88,19 @@ impl SubjectScheme {
         }
     }
 
+    /// The subject a component that reads this scheme publishes its own counters on: its
+    /// [`stats_subject`](Self::stats_subject), except when the node is a wildcard (a reader of
+    /// a whole fleet, e.g. `--node '*'`), where no message can be published; such a component
+    /// belongs to no node and uses the flat `peerlab.stats.<component>`.
+    pub fn own_stats_subject(&self, component: &str) -> String {
+        match self {
+            SubjectScheme::Prefixed { node, .. } if node == "*" || node == ">" => {
+                SubjectScheme::Flat.stats_subject(component)
+            }
+            _ => self.stats_subject(component),
+        }
+    }
+
     /// The pattern matching every counter subject of this scheme (every node's with `*`).
     pub fn stats_wildcard(&self) -> String {
         self.stats_subject(">")
@@ -192,5 +205,14 @@ mod tests {
             node: "*".into(),
         };
         assert_eq!(everyone.stats_wildcard(), "fleet.*.peerlab.stats.>");
+        // A reader of every node publishes its own counters where a message can go.
+        assert_eq!(
+            everyone.own_stats_subject("recorder"),
+            "peerlab.stats.recorder"
+        );
+        assert_eq!(
+            fleet.own_stats_subject("recorder"),
+            "fleet.n1.peerlab.stats.recorder"
+        );
     }
 }

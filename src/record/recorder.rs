@@ -294,7 +294,8 @@ async fn connect_recorder(
     };
     let metadata = metadata(options, nats, &scheme);
     let mut options = options.clone();
-    options.scheme_stats_subject = Some(scheme.stats_subject("recorder"));
+    // Not `stats_subject`: a recorder of a whole fleet (`--node '*'`) cannot publish there.
+    options.scheme_stats_subject = Some(scheme.own_stats_subject("recorder"));
     Ok(Recorder {
         subscriber,
         anonymizer,

@@ -599,7 +599,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
     phase("cutting node1's link");
     // Cut node1's link for OUTAGE while blocks are mined on it.
     let outage_started = Instant::now();
-    collector.netns_set_link("to1", false);
+    collector.netns.set_link("to1", false);
     let (code, report) = fleet_status(&collector);
     println!("status, node1's link down (exit {code}):\n{report}");
     assert_eq!(
@@ -618,7 +618,7 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
         mined_during_outage += 1;
         std::thread::sleep(Duration::from_millis(500));
     }
-    collector.netns_set_link("to1", true);
+    collector.netns.set_link("to1", true);
     let outage = outage_started.elapsed();
     nodes[1].cli(&["generatetoaddress", "2", MINE_TO]);
     phase("node1's link is back");
@@ -725,43 +725,53 @@ fn a_fleet_in_namespaces_loses_nothing_across_a_cut_link_and_a_killed_collector(
 }
 
 impl Host {
-    /// The JetStream streams of this host's nats-server (its monitoring endpoint): name,
-    /// messages, and for the collector its sources' lag.
-    fn jetstream_summary(&self) -> String {
+    /// The JetStream streams of this host's nats-server, as its monitoring endpoint (the
+    /// plan's `http` address) describes them; empty when it cannot be read.
+    fn streams(&self) -> Vec<Value> {
+        let address = self.plan["natsConfig"]
+            .as_str()
+            .and_then(|c| serde_json::from_str::<Value>(c).ok())
+            .and_then(|c| c["http"].as_str().map(str::to_string))
+            .expect("the plan's nats config has a monitoring address");
         let output = run_bounded(
             self.netns
                 .command("curl")
-                .args(["-s", "http://127.0.0.1:8222/jsz?streams=1&accounts=1"]),
+                .args(["-s", &format!("http://{address}/jsz?streams=1&accounts=1")]),
             Duration::from_secs(10),
         );
-        let Ok(json) = serde_json::from_slice::<Value>(&output.stdout) else {
-            return "monitoring endpoint unreadable".to_string();
-        };
-        let mut parts = Vec::new();
-        for account in json["account_details"].as_array().into_iter().flatten() {
-            for stream in account["stream_detail"].as_array().into_iter().flatten() {
-                let mut text = format!(
-                    "{} holds {} messages",
-                    stream["name"].as_str().unwrap_or("?"),
-                    stream["state"]["messages"]
-                );
-                for source in stream["sources"].as_array().into_iter().flatten() {
-                    text.push_str(&format!(
-                        "; source {} lag {} active {}",
-                        source["name"].as_str().unwrap_or("?"),
-                        source["lag"],
-                        source["active"]
-                    ));
-                }
-                parts.push(text);
-            }
-        }
-        parts.join(" | ")
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        json["account_details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["stream_detail"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
-    /// Sets an interface of this host's namespace up or down.
-    fn netns_set_link(&self, interface: &str, up: bool) {
-        self.netns.set_link(interface, up);
+    /// Each stream's name and messages, and for the collector its sources' lag (for a
+    /// failure's explanation).
+    fn jetstream_summary(&self) -> String {
+        let mut parts = Vec::new();
+        for stream in self.streams() {
+            let mut text = format!(
+                "{} holds {} messages",
+                stream["name"].as_str().unwrap_or("?"),
+                stream["state"]["messages"]
+            );
+            for source in stream["sources"].as_array().into_iter().flatten() {
+                text.push_str(&format!(
+                    "; source {} lag {} active {}",
+                    source["name"].as_str().unwrap_or("?"),
+                    source["lag"],
+                    source["active"]
+                ));
+            }
+            parts.push(text);
+        }
+        if parts.is_empty() {
+            return "no streams (monitoring endpoint unreadable?)".to_string();
+        }
+        parts.join(" | ")
     }
 }
 
@@ -889,25 +899,10 @@ fn collector_total(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Messages stored in `stream` on `host`'s nats-server (its monitoring endpoint).
+/// Messages stored in `stream` on `host`'s nats-server.
 fn stream_messages(host: &Host, stream: &str) -> u64 {
-    let port = host.plan["natsConfig"]
-        .as_str()
-        .and_then(|c| serde_json::from_str::<Value>(c).ok())
-        .and_then(|c| c["http"].as_str().map(str::to_string))
-        .expect("the plan's nats config has a monitoring address");
-    let output = run_bounded(
-        host.netns
-            .command("curl")
-            .args(["-s", &format!("http://{port}/jsz?streams=1&accounts=1")]),
-        Duration::from_secs(10),
-    );
-    let json: Value = serde_json::from_slice(&output.stdout).expect("jsz JSON");
-    json["account_details"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .flat_map(|a| a["stream_detail"].as_array().into_iter().flatten())
+    host.streams()
+        .iter()
         .find(|s| s["name"] == stream)
         .and_then(|s| s["state"]["messages"].as_u64())
         .unwrap_or_else(|| panic!("{stream} not found on {}", host.name))

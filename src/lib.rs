@@ -34,6 +34,12 @@
 //!    lets the kernel manage the probe's semaphore, without which Bitcoin Core's tracepoints
 //!    never fire.
 //!
+//! 4b. **[`container`]: nodes in containers.** The Docker-compatible API (podman's service
+//!    here) reached the way testcontainers reaches it, images built `FROM scratch` from the
+//!    binaries setup provisioned, private networks with a chosen subnet, and bitcoind
+//!    containers started through testcontainers (wait on a log line, removed on drop) whose
+//!    datadir is a host directory, so every extractor reaches them as it reaches a local node.
+//!
 //! 5. **[`bus`]: NATS.** [`bus::Publisher`] never blocks its producer: a bounded buffer, batches
 //!    confirmed by a server round trip no other client can intercept, re-sent only after a
 //!    lost connection, every overflow counted. Behind the buffer an optional bounded spool on
@@ -105,8 +111,8 @@
 //! A module uses only modules listed before it here, never one after it:
 //!
 //! ```text
-//! secret, shutdown, logging  <  event  <  p2p  <  usdt  <  node  <  bus  <  extractors
-//!   <  tools  <  record  <  stack  <  peer  <  attack  <  scenario  <  rehearse
+//! secret, shutdown, logging  <  event  <  p2p  <  usdt  <  node  <  container  <  bus
+//!   <  extractors  <  tools  <  record  <  stack  <  peer  <  attack  <  scenario  <  rehearse
 //!   (<  the binary's cli/ and main.rs)
 //! ```
 //!
@@ -122,6 +128,7 @@
 
 pub mod attack;
 pub mod bus;
+pub mod container;
 pub mod event;
 pub mod extractors;
 pub mod logging;

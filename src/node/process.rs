@@ -13,9 +13,11 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Live processes whose executable is `binary` (compared after resolving symlinks).
+/// Live processes whose executable is `binary`: the same file (device and inode), so a
+/// process in a container, whose `/proc/<pid>/exe` names its path inside the container, is
+/// found through `/proc/<pid>/root/...` too.
 pub fn processes_of(binary: &Path) -> Vec<u32> {
-    let Ok(wanted) = std::fs::canonicalize(binary) else {
+    let Ok(wanted) = std::fs::metadata(binary) else {
         return Vec::new();
     };
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -23,7 +25,7 @@ pub fn processes_of(binary: &Path) -> Vec<u32> {
     };
     let mut pids: Vec<u32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == wanted))
+        .filter(|pid| runs_file(*pid, &wanted))
         .filter(|pid| process_alive(*pid))
         .collect();
     pids.sort_unstable();
@@ -40,11 +42,23 @@ pub fn process_executable(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
+/// Whether `pid` runs the file `wanted` describes. Stat-ing `/proc/<pid>/exe` follows the
+/// kernel's link to the file itself, whatever mount namespace the process lives in.
+fn runs_file(pid: u32, wanted: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .is_ok_and(|exe| exe.dev() == wanted.dev() && exe.ino() == wanted.ino())
+}
+
 /// Why `pid` cannot be traced as `binary`, or `None` when it can: it must be alive and run
-/// exactly that executable.
+/// exactly that executable (the same file, so `/proc/<pid>/root/usr/bin/bitcoind` names the
+/// binary of a process in a container).
 pub fn pid_mismatch(pid: u32, binary: &Path) -> Option<String> {
     if !process_alive(pid) {
         return Some(format!("no running process has pid {pid}"));
+    }
+    if std::fs::metadata(binary).is_ok_and(|wanted| runs_file(pid, &wanted)) {
+        return None;
     }
     let wanted = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
     match process_executable(pid) {

@@ -1,0 +1,4 @@
+//! Private container networks (stub).
+
+/// A private network.
+pub struct ContainerNetwork;

@@ -60,6 +60,23 @@ pub struct PeerOutcome {
     /// What went wrong, if anything other than the node hanging up did (connect failure,
     /// timeout, not implemented behaviour, ...).
     pub error: Option<String>,
+    /// What the node announced to this peer (`inv` entries) while it idled, with when, in
+    /// arrival order; at most [`MAX_ANNOUNCEMENTS`] (a spy peer's record).
+    pub announcements: Vec<Announcement>,
+}
+
+/// Most announcements one peer keeps.
+pub const MAX_ANNOUNCEMENTS: usize = 10_000;
+
+/// One `inv` entry the node sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// `tx`, `wtx`, `block` or `other`.
+    pub kind: &'static str,
+    /// The hash, hex as Bitcoin Core displays it.
+    pub hash: String,
+    /// When it arrived.
+    pub at: std::time::SystemTime,
 }
 
 /// What a behaviour needs besides the node's address.
@@ -69,6 +86,8 @@ pub struct PeerContext {
     pub coins: Vec<KeylessCoin>,
     /// What to send (`replay_recorded`); loaded once per group.
     pub script: Option<Arc<ReplayScript>>,
+    /// The local address to connect from (`None`: the system's choice).
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Why a phase ended.
@@ -113,7 +132,8 @@ pub async fn run_peer_with(
         outcome.error = Some(missing);
         return outcome;
     }
-    let config = config_for(behaviour, seed);
+    let mut config = config_for(behaviour, seed);
+    config.bind = context.source;
     let mut peer = match Peer::connect(node, config).await {
         Ok(peer) => peer,
         Err(e) => {
@@ -627,7 +647,7 @@ async fn pump(
         };
         match received {
             Err(_) | Ok(Err(PeerError::Timeout(_))) => {}
-            Ok(Ok(_)) => {}
+            Ok(Ok(message)) => note_announcements(&message, outcome),
             Ok(Err(PeerError::Closed)) => return Flow::Closed,
             Ok(Err(e @ PeerError::Protocol(_))) => {
                 // Out of sync (or a bad frame from the node): keep the socket open without
@@ -641,6 +661,31 @@ async fn pump(
                 return drain_silently(peer, stop).await;
             }
         }
+    }
+}
+
+/// Keeps what an `inv` announces (bounded), so a peer connected to several nodes tells which
+/// relayed an item first.
+fn note_announcements(message: &crate::peer::Received, outcome: &mut PeerOutcome) {
+    use bitcoin::p2p::message::NetworkMessage;
+    use bitcoin::p2p::message_blockdata::Inventory;
+    let Some(NetworkMessage::Inv(items)) = &message.message else {
+        return;
+    };
+    let at = std::time::SystemTime::now();
+    for item in items {
+        if outcome.announcements.len() >= MAX_ANNOUNCEMENTS {
+            return;
+        }
+        let (kind, hash) = match item {
+            Inventory::Transaction(txid) | Inventory::WitnessTransaction(txid) => {
+                ("tx", txid.to_string())
+            }
+            Inventory::WTx(wtxid) => ("wtx", wtxid.to_string()),
+            Inventory::Block(hash) | Inventory::WitnessBlock(hash) => ("block", hash.to_string()),
+            _ => ("other", String::new()),
+        };
+        outcome.announcements.push(Announcement { kind, hash, at });
     }
 }
 

@@ -19,6 +19,8 @@ pub mod chain;
 pub mod params;
 pub mod replay;
 
-pub use behaviour::{run_peer, run_peer_with, PeerContext, PeerOutcome};
+pub use behaviour::{
+    run_peer, run_peer_with, Announcement, PeerContext, PeerOutcome, MAX_ANNOUNCEMENTS,
+};
 pub use params::Behaviour;
 pub use replay::{ReplayScript, ScriptedMessage};

@@ -20,11 +20,13 @@
 
 pub mod engine;
 pub mod image;
+pub mod nats;
 pub mod network;
 pub mod node;
 
 pub use engine::Engine;
 pub use image::{ensure_images, Images};
+pub use nats::NatsContainer;
 pub use network::ContainerNetwork;
 pub use node::{NodeContainer, NodeContainerSpec};
 

@@ -23,7 +23,7 @@ pub use core_build::fetch_core_source;
 pub use locate::{locate, Chain, LocatedNode};
 pub use packages::{can_install, ensure_packages, missing_packages};
 pub use process::{pid_from_file, pid_mismatch, process_alive, process_executable, processes_of};
-pub use regtest::{RegtestConfig, RegtestNode};
+pub use regtest::{RegtestConfig, RegtestNode, HARNESS_ARGS};
 pub use rpc::{NodeRpc, RemoteNode, RpcAuth};
 pub use setup::{
     cached_installation, find_on_path, setup, BitcoindOrigin, Installation, SetupOptions,

@@ -16,7 +16,7 @@ use super::rpc::NodeRpc;
 use super::NodeError;
 
 /// Flags every harness node gets (see the module docs).
-const BASE_ARGS: [&str; 12] = [
+pub const HARNESS_ARGS: [&str; 12] = [
     "-regtest",
     "-listen=1",
     "-connect=0",
@@ -68,7 +68,7 @@ pub struct RegtestNode {
 impl RegtestNode {
     /// Starts a node and waits until its RPC answers.
     pub fn start(config: &RegtestConfig) -> Result<RegtestNode, NodeError> {
-        let mut args: Vec<&str> = BASE_ARGS.to_vec();
+        let mut args: Vec<&str> = HARNESS_ARGS.to_vec();
         args.extend(config.extra_args.iter().map(String::as_str));
         let mut conf = bitcoind::Conf::default();
         conf.args = args;

@@ -38,6 +38,9 @@ pub struct PeerConfig {
     pub io_timeout: Duration,
     /// Answer each `ping` with a `pong` carrying the same nonce (the ping is still returned).
     pub answer_pings: bool,
+    /// The local address to connect from (`None`: the system picks). A host address on a
+    /// container network lets each of many peers appear as a host of its own.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 impl Default for PeerConfig {
@@ -52,6 +55,7 @@ impl Default for PeerConfig {
             nonce: None,
             io_timeout: Duration::from_secs(10),
             answer_pings: true,
+            bind: None,
         }
     }
 }

@@ -60,7 +60,7 @@ impl Peer {
     /// Opens a TCP connection to `addr` (bounded by `io_timeout`). Nothing is sent yet.
     pub async fn connect(addr: SocketAddr, config: PeerConfig) -> Result<Peer, PeerError> {
         let context = || format!("connecting to {addr}");
-        let stream = timeout(config.io_timeout, TcpStream::connect(addr))
+        let stream = timeout(config.io_timeout, open_stream(addr, config.bind))
             .await
             .map_err(|_| PeerError::Timeout(context()))?
             .map_err(|e| PeerError::io(context(), e))?;
@@ -390,4 +390,21 @@ async fn bounded<T>(
     timeout(limit, fut)
         .await
         .map_err(|_| PeerError::Timeout(format!("{what} (after {limit:?})")))?
+}
+
+/// A TCP connection to `addr`, from `bind` when given.
+async fn open_stream(
+    addr: SocketAddr,
+    bind: Option<std::net::IpAddr>,
+) -> std::io::Result<TcpStream> {
+    let Some(local) = bind else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(local, 0))?;
+    socket.connect(addr).await
 }

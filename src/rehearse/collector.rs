@@ -56,6 +56,7 @@ impl Collector {
                 .map_err(|e| RehearseError::Stack(format!("metrics: {e}")))?,
         ));
         let task = {
+            let scheme = stack.scheme.clone();
             let (observed, remote_drops, seen, metrics) = (
                 observed.clone(),
                 remote_drops.clone(),
@@ -65,6 +66,12 @@ impl Collector {
             tokio::spawn(async move {
                 let mut alerter = Alerter::new(AlertConfig::default());
                 while let Some(message) = subscriber.next().await {
+                    // A topology's per-node counters: the stack's own counters judge drops.
+                    if message.subject != stats_subject
+                        && crate::bus::is_stats_subject(&message.subject)
+                    {
+                        continue;
+                    }
                     if message.subject == stats_subject {
                         if let (Some(counts), Ok(mut drops)) =
                             (drop_counts(&message.payload), remote_drops.lock())
@@ -77,6 +84,12 @@ impl Collector {
                     seen.fetch_add(1, Ordering::Relaxed);
                     let t = t0.elapsed().as_secs_f64();
                     let mut events = Observed::from_payload(t, &message.payload);
+                    let node = scheme.parse(&message.subject).and_then(|(node, _)| node);
+                    if node.is_some() {
+                        for event in &mut events {
+                            event.node = node.clone();
+                        }
+                    }
                     // The alerts tool's heuristics run on what the observer saw, in order,
                     // and the metrics tool's engine counts both.
                     let alerts = alerts_of(&mut alerter, &message.payload);

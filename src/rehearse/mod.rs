@@ -21,6 +21,7 @@ mod report;
 mod rpc_check;
 mod stack;
 mod timeline;
+mod topology;
 mod verdict;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use serde_json::Value;
 
 pub use observe::Observed;
 pub use stack::{ExistingStack, StackSpec};
+pub use topology::{propagation, Propagation, RelayOrder};
 pub use verdict::{ExpectationResult, GroupResult, Verdict};
 
 use crate::attack::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
@@ -109,7 +111,7 @@ pub async fn rehearse(
     let registry: Arc<Mutex<HashMap<String, String>>> = Arc::default();
     let coins = Arc::new(CoinPool::new(stack.first_own_block + 1));
     let stop_peers = shutdown.child_token();
-    let peer_tasks = spawn_peers(
+    let peer_tasks = match spawn_peers(
         &scenario,
         &stack,
         &scripts,
@@ -117,11 +119,21 @@ pub async fn rehearse(
         &registry,
         t0,
         &stop_peers,
-    );
+    ) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            stop_peers.cancel();
+            if let Some(containers) = stack.topology.take() {
+                containers.remove().await;
+            }
+            return Err(e);
+        }
+    };
 
     // Steps and RPC checks on the timeline.
     let timeline = Timeline {
         node: stack.node.clone(),
+        nodes: stack.nodes.clone(),
         scenario: scenario.clone(),
         coins: coins.clone(),
         registry: registry.clone(),
@@ -131,9 +143,14 @@ pub async fn rehearse(
     let steps = tokio::task::spawn_blocking(move || timeline.run(t0));
     let rpc_tasks = spawn_rpc_checks(&scenario, &stack, &registry, t0);
 
+    let mut died = None;
     tokio::select! {
         _ = tokio::time::sleep_until((t0 + run_length(&scenario)).into()) => {}
         _ = shutdown.cancelled() => tracing::warn!("rehearsal stopped early; judging what was seen so far"),
+        error = watch_containers(&stack) => {
+            tracing::error!("{error}");
+            died = Some(error);
+        }
     }
     let duration_secs = t0.elapsed().as_secs_f64();
     stop_peers.cancel();
@@ -144,11 +161,18 @@ pub async fn rehearse(
             restarts_secs: Vec::new(),
         },
     };
-    let step_errors = timeline.errors;
+    let mut step_errors = timeline.errors;
+    if let Some(died) = died {
+        step_errors.insert(0, format!("the run stopped: {died}"));
+    }
     let mut outcomes: Vec<(String, PeerOutcome)> = Vec::new();
+    let mut announced: Vec<(String, String, Vec<crate::attack::Announcement>)> = Vec::new();
     for task in peer_tasks {
-        if let Ok(Ok(result)) = tokio::time::timeout(WIND_DOWN, task).await {
-            outcomes.push(result);
+        if let Ok(Ok((group, node, outcome))) = tokio::time::timeout(WIND_DOWN, task).await {
+            if !outcome.announcements.is_empty() {
+                announced.push((group.clone(), node, outcome.announcements.clone()));
+            }
+            outcomes.push((group, outcome));
         }
     }
     let mut rpc_results = HashMap::new();
@@ -178,7 +202,8 @@ pub async fn rehearse(
             match &expectation.check {
                 Check::Event(check) => {
                     let deadline = scenario.deadline_secs(check);
-                    let count = observe::count_matching(check, deadline, &observed);
+                    let node = expectation.node.as_deref();
+                    let count = observe::count_matching(check, node, deadline, &observed);
                     judge_count(name, check, deadline, count)
                 }
                 Check::Rpc(check) => {
@@ -229,12 +254,39 @@ pub async fn rehearse(
         dropped_in_kernel: drops.kernel.unwrap_or(0),
         dropped_by_publisher: drops.bus.unwrap_or(0),
         peers_left_connected,
-        stack: if existing { "existing" } else { "embedded" }.into(),
+        stack: if stack.topology.is_some() {
+            "topology"
+        } else if existing {
+            "existing"
+        } else {
+            "embedded"
+        }
+        .into(),
+        nodes: stack
+            .topology
+            .as_ref()
+            .map(|t| {
+                t.nodes()
+                    .iter()
+                    .map(|n| format!("{} {}", n.name(), n.address()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        propagation: if stack.topology.is_some() {
+            topology::propagation(&observed)
+        } else {
+            Vec::new()
+        },
+        relay: topology::relay_order(&scenario, &announced, t0),
         notes,
     };
-    report::write(report_dir, &verdict, &observed)
-        .map_err(|e| RehearseError::Stack(format!("writing the report: {e}")))?;
+    let written = report::write(report_dir, &verdict, &observed)
+        .map_err(|e| RehearseError::Stack(format!("writing the report: {e}")));
+    if let Some(containers) = stack.topology.take() {
+        containers.remove().await;
+    }
     drop(stack);
+    written?;
     Ok((verdict, observed))
 }
 
@@ -276,7 +328,8 @@ fn start_recorder(
     })
 }
 
-/// Starts every peer of every group at its time; each task returns (group, outcome).
+/// Starts every peer of every group at its time, one connection per target node (the home
+/// node when the group names none); each task returns (group, node, outcome).
 fn spawn_peers(
     scenario: &Scenario,
     stack: &Stack,
@@ -285,7 +338,7 @@ fn spawn_peers(
     registry: &Arc<Mutex<HashMap<String, String>>>,
     t0: Instant,
     stop_all: &Shutdown,
-) -> Vec<tokio::task::JoinHandle<(String, PeerOutcome)>> {
+) -> Result<Vec<tokio::task::JoinHandle<(String, String, PeerOutcome)>>, RehearseError> {
     let mut tasks = Vec::new();
     for (g, group) in scenario.peers.iter().enumerate() {
         let group_stop = group_stop(group.stop_at_secs, t0, stop_all);
@@ -295,69 +348,110 @@ fn spawn_peers(
             }
             _ => 0,
         };
-        for i in 0..group.count {
-            let behaviour = group.behaviour.clone();
-            let name = group.name.clone();
-            let (registry, stop, node, coins) = (
-                registry.clone(),
-                group_stop.clone(),
-                stack.node.clone(),
-                coins.clone(),
-            );
-            let script = scripts.get(&group.name).cloned();
-            let seed = scenario
-                .scenario
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((g as u64) << 20)
-                .wrapping_add(u64::from(i));
-            let start = t0 + crate::scenario::secs(group.start_at_secs);
-            tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until(start.into()).await;
-                let mut outcome = PeerOutcome::default();
-                let mut context = PeerContext {
-                    coins: Vec::new(),
-                    script,
-                };
-                if coins_each > 0 {
-                    let node = node.clone();
-                    match tokio::task::spawn_blocking(move || coins.take(&*node, coins_each)).await
-                    {
-                        Ok(Ok(taken)) => context.coins = taken,
-                        Ok(Err(e)) => outcome.error = Some(format!("allotting coins: {e}")),
-                        Err(e) => outcome.error = Some(format!("allotting coins: {e}")),
-                    }
-                }
-                // Asked at start time: a restart_node step moves the node to new ports.
-                let node_addr = match node.p2p_addr() {
-                    Ok(addr) => addr,
-                    Err(e) => {
-                        outcome.error = Some(e.to_string());
-                        return (name, outcome);
-                    }
-                };
-                let group_name = name.clone();
-                let played =
-                    run_peer_with(node_addr, &behaviour, seed, &context, stop, move |addr| {
-                        if let Ok(mut map) = registry.lock() {
-                            map.insert(addr.to_string(), group_name);
+        let targets: Vec<Option<&str>> = if group.nodes.is_empty() {
+            vec![None]
+        } else {
+            group.nodes.iter().map(|n| Some(n.as_str())).collect()
+        };
+        // One address per peer, shared by its connections to every target node.
+        let sources: Vec<Option<std::net::IpAddr>> =
+            match (&stack.topology, group.distinct_addresses) {
+                (Some(topology), true) => topology
+                    .network()
+                    .ok_or_else(|| RehearseError::Stack("the container network is gone".into()))?
+                    .source_addresses(group.count as usize)
+                    .map_err(|e| RehearseError::Stack(format!("peer group `{}`: {e}", group.name)))?
+                    .into_iter()
+                    .map(|a| Some(std::net::IpAddr::V4(a)))
+                    .collect(),
+                _ => vec![None; group.count as usize],
+            };
+        for (i, source) in sources.into_iter().enumerate() {
+            let i = i as u32;
+            for target in &targets {
+                let behaviour = group.behaviour.clone();
+                let name = group.name.clone();
+                let node_name = target
+                    .unwrap_or(stack.nodes.first().map_or("node", |(n, _)| n.as_str()))
+                    .to_string();
+                let (registry, stop, node, coins) = (
+                    registry.clone(),
+                    group_stop.clone(),
+                    stack.node_named(*target),
+                    coins.clone(),
+                );
+                let script = scripts.get(&group.name).cloned();
+                let seed = scenario
+                    .scenario
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add((g as u64) << 20)
+                    .wrapping_add(u64::from(i));
+                let start = t0 + crate::scenario::secs(group.start_at_secs);
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep_until(start.into()).await;
+                    let mut outcome = PeerOutcome::default();
+                    let mut context = PeerContext {
+                        coins: Vec::new(),
+                        script,
+                        source,
+                    };
+                    if coins_each > 0 {
+                        let node = node.clone();
+                        match tokio::task::spawn_blocking(move || coins.take(&*node, coins_each))
+                            .await
+                        {
+                            Ok(Ok(taken)) => context.coins = taken,
+                            Ok(Err(e)) => outcome.error = Some(format!("allotting coins: {e}")),
+                            Err(e) => outcome.error = Some(format!("allotting coins: {e}")),
                         }
-                    })
-                    .await;
-                if outcome.error.is_some() && played.error.is_none() {
-                    return (
-                        name,
-                        PeerOutcome {
-                            error: outcome.error,
-                            ..played
-                        },
-                    );
-                }
-                (name, played)
-            }));
+                    }
+                    // Asked at start time: a restart_node step moves the node to new ports.
+                    let node_addr = match node.p2p_addr() {
+                        Ok(addr) => addr,
+                        Err(e) => {
+                            outcome.error = Some(e.to_string());
+                            return (name, node_name, outcome);
+                        }
+                    };
+                    let group_name = name.clone();
+                    let played =
+                        run_peer_with(node_addr, &behaviour, seed, &context, stop, move |addr| {
+                            if let Ok(mut map) = registry.lock() {
+                                map.insert(addr.to_string(), group_name);
+                            }
+                        })
+                        .await;
+                    if outcome.error.is_some() && played.error.is_none() {
+                        return (
+                            name,
+                            node_name,
+                            PeerOutcome {
+                                error: outcome.error,
+                                ..played
+                            },
+                        );
+                    }
+                    (name, node_name, played)
+                }));
+            }
         }
     }
-    tasks
+    Ok(tasks)
+}
+
+/// Resolves with the first container of the topology that dies (never without one).
+async fn watch_containers(stack: &Stack) -> crate::container::ContainerError {
+    let Some(topology) = &stack.topology else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(died) = topology.check_alive().await {
+            return died;
+        }
+    }
 }
 
 /// A stop signal for one group: its own stop time, or the end of the run.
@@ -385,7 +479,11 @@ fn spawn_rpc_checks(
     let mut tasks = Vec::new();
     for (index, expectation) in scenario.expect.iter().enumerate() {
         if let Check::Rpc(check) = &expectation.check {
-            let (node, check, registry) = (stack.node.clone(), check.clone(), registry.clone());
+            let (node, check, registry) = (
+                stack.node_named(expectation.node.as_deref()),
+                check.clone(),
+                registry.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 tokio::time::sleep_until((t0 + crate::scenario::secs(check.at_secs)).into()).await;
                 let result = tokio::task::spawn_blocking(move || {
@@ -423,28 +521,30 @@ fn run_length(scenario: &Scenario) -> Duration {
     crate::scenario::secs(end.min(scenario.scenario.timeout_secs as f64))
 }
 
-/// Our peers' connections the node still has (bounded wait: closing takes a moment).
+/// Our peers' connections the nodes still have (bounded wait: closing takes a moment).
 async fn open_peer_connections(
     stack: &Stack,
     registry: &Arc<Mutex<HashMap<String, String>>>,
 ) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (node, registry) = (stack.node.clone(), registry.clone());
+        let (nodes, registry) = (stack.nodes.clone(), registry.clone());
         let count = tokio::task::spawn_blocking(move || {
             let ours = registry.lock().map(|m| m.clone()).unwrap_or_default();
-            node.rpc::<Value>("getpeerinfo", &[]).ok().map(|peers| {
-                peers
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["addr"].as_str().is_some_and(|a| ours.contains_key(a)))
-                    .count() as u64
-            })
+            nodes
+                .iter()
+                .filter_map(|(_, node)| node.rpc::<Value>("getpeerinfo", &[]).ok())
+                .map(|peers| {
+                    peers
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["addr"].as_str().is_some_and(|a| ours.contains_key(a)))
+                        .count() as u64
+                })
+                .sum::<u64>()
         })
         .await
-        .ok()
-        .flatten()
         .unwrap_or(0);
         if count == 0 || Instant::now() >= deadline {
             return count;

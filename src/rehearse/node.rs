@@ -18,6 +18,12 @@ enum Inner {
     Embedded(RegtestNode),
     /// The user's node: RPC plus where its P2P port listens.
     Existing { rpc: RemoteNode, p2p: SocketAddr },
+    /// A node of a topology, in a container: RPC and P2P on its network address.
+    Container {
+        name: String,
+        rpc: RemoteNode,
+        p2p: SocketAddr,
+    },
 }
 
 /// The node of one rehearsal.
@@ -38,6 +44,15 @@ impl RehearsalNode {
         RehearsalNode::new(Inner::Existing { rpc, p2p })
     }
 
+    /// A node of a topology, running in a container.
+    pub fn container(name: &str, rpc: RemoteNode, p2p: SocketAddr) -> RehearsalNode {
+        RehearsalNode::new(Inner::Container {
+            name: name.to_string(),
+            rpc,
+            p2p,
+        })
+    }
+
     fn new(inner: Inner) -> RehearsalNode {
         RehearsalNode {
             inner: RwLock::new(inner),
@@ -49,7 +64,7 @@ impl RehearsalNode {
     pub fn p2p_addr(&self) -> Result<SocketAddr, NodeError> {
         match &*self.read()? {
             Inner::Embedded(node) => Ok(node.p2p_addr().into()),
-            Inner::Existing { p2p, .. } => Ok(*p2p),
+            Inner::Existing { p2p, .. } | Inner::Container { p2p, .. } => Ok(*p2p),
         }
     }
 
@@ -57,7 +72,7 @@ impl RehearsalNode {
     pub fn pid_file(&self) -> Result<Option<PathBuf>, NodeError> {
         match &*self.read()? {
             Inner::Embedded(node) => Ok(Some(node.datadir().join("regtest").join("bitcoind.pid"))),
-            Inner::Existing { .. } => Ok(None),
+            Inner::Existing { .. } | Inner::Container { .. } => Ok(None),
         }
     }
 
@@ -98,6 +113,11 @@ impl RehearsalNode {
                         crate::secret::redact_url(rpc.url())
                     )))
                 }
+                Inner::Container { name, .. } => {
+                    return Err(NodeError::Regtest(format!(
+                        "restart_node needs the single embedded node; {name} runs in a container"
+                    )))
+                }
             }
         }
         if let Some(time) = self.mocktime() {
@@ -128,7 +148,7 @@ impl NodeRpc for RehearsalNode {
     fn rpc<T: DeserializeOwned>(&self, method: &str, params: &[Value]) -> Result<T, NodeError> {
         match &*self.read()? {
             Inner::Embedded(node) => node.rpc(method, params),
-            Inner::Existing { rpc, .. } => rpc.rpc(method, params),
+            Inner::Existing { rpc, .. } | Inner::Container { rpc, .. } => rpc.rpc(method, params),
         }
     }
 }

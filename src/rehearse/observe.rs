@@ -27,6 +27,9 @@ pub struct Observed {
     pub peer_addr: Option<String>,
     /// The scenario group of that peer (set by `assign_groups`).
     pub group: Option<String>,
+    /// The node that published it (a topology's `peerlab.<node>.*` subjects; `None` on a
+    /// single node's flat subjects).
+    pub node: Option<String>,
 }
 
 impl Observed {
@@ -81,6 +84,7 @@ impl Observed {
             peer_id,
             peer_addr,
             group: None,
+            node: None,
         })
     }
 
@@ -151,6 +155,7 @@ impl Observed {
             peer_id: None,
             peer_addr: None,
             group: None,
+            node: None,
         }
     }
 }
@@ -178,26 +183,34 @@ fn category_arms(category: EventCategory) -> &'static [String] {
 ///
 /// Events that name only the node's peer id (misbehaving) take the address the latest
 /// earlier event gave that id, in stream order: ids start again from 0 when the node
-/// restarts, so one id may belong to two peers of a run.
+/// restarts, so one id may belong to two peers of a run. Ids are per node: in a topology
+/// the same id on two nodes is two peers.
 pub fn assign_groups(observed: &mut [Observed], addr_groups: &HashMap<String, String>) {
-    let mut addr_of: HashMap<u64, String> = HashMap::new();
+    let mut addr_of: HashMap<(Option<String>, u64), String> = HashMap::new();
     for event in observed.iter_mut() {
         if let (Some(id), Some(addr)) = (event.peer_id, &event.peer_addr) {
-            addr_of.insert(id, addr.clone());
+            addr_of.insert((event.node.clone(), id), addr.clone());
         }
-        let addr = event
-            .peer_addr
-            .as_ref()
-            .or_else(|| event.peer_id.and_then(|id| addr_of.get(&id)));
+        let addr = event.peer_addr.as_ref().or_else(|| {
+            event
+                .peer_id
+                .and_then(|id| addr_of.get(&(event.node.clone(), id)))
+        });
         event.group = addr.and_then(|a| addr_groups.get(a)).cloned();
     }
 }
 
-/// How many events satisfy `check` before `deadline_secs`.
-pub fn count_matching(check: &EventCheck, deadline_secs: f64, observed: &[Observed]) -> u64 {
+/// How many events satisfy `check` before `deadline_secs` (only `node`'s when given).
+pub fn count_matching(
+    check: &EventCheck,
+    node: Option<&str>,
+    deadline_secs: f64,
+    observed: &[Observed],
+) -> u64 {
     observed
         .iter()
         .filter(|o| o.t_secs <= deadline_secs)
+        .filter(|o| node.is_none() || o.node.as_deref() == node)
         .filter(|o| o.category.as_deref() == Some(category_name(check.event.category)))
         .filter(|o| check.event.arm.is_none() || o.arm == check.event.arm)
         .filter(|o| match &check.group {
@@ -233,6 +246,7 @@ impl Observed {
             peer_id: Some(alert.peer_id),
             peer_addr: Some(alert.addr.clone()),
             group: None,
+            node: None,
         }
     }
 }
@@ -311,10 +325,10 @@ mod tests {
             deadline_secs: None,
         };
         assert_eq!(
-            count_matching(&check(Some("chatty"), 1900), 2.0, &observed),
+            count_matching(&check(Some("chatty"), 1900), None, 2.0, &observed),
             1
         );
-        assert_eq!(count_matching(&check(None, 0), 2.0, &observed), 2);
-        assert_eq!(count_matching(&check(None, 2000), 2.0, &observed), 0);
+        assert_eq!(count_matching(&check(None, 0), None, 2.0, &observed), 2);
+        assert_eq!(count_matching(&check(None, 2000), None, 2.0, &observed), 0);
     }
 }

@@ -44,6 +44,19 @@ struct Page<'a> {
     duration: String,
     charts: Vec<ChartView>,
     alerts: Vec<AlertRow>,
+    /// A topology's node names (the propagation table's columns).
+    node_names: Vec<String>,
+    /// The propagation table, one row per block or transaction.
+    propagation: Vec<PropagationRow>,
+}
+
+/// One row of the propagation table: an item and, per node, when it arrived there.
+#[derive(Serialize)]
+struct PropagationRow {
+    item: String,
+    first: String,
+    /// Per node (in `node_names` order): `+0.123 s`, or `-` when not seen.
+    cells: Vec<String>,
 }
 
 /// One chart section.
@@ -98,11 +111,36 @@ fn html(verdict: &Verdict, observed: &[Observed]) -> Result<String, minijinja::E
                 .to_string(),
         })
         .collect();
+    let node_names: Vec<String> = verdict
+        .nodes
+        .iter()
+        .filter_map(|n| n.split_whitespace().next().map(str::to_string))
+        .collect();
+    let propagation = verdict
+        .propagation
+        .iter()
+        .map(|row| PropagationRow {
+            item: match row.height {
+                Some(height) => format!("{} {height} ({:.12}…)", row.kind, row.id),
+                None => format!("{} {:.12}…", row.kind, row.id),
+            },
+            first: format!("{:.3} s", row.first_secs),
+            cells: node_names
+                .iter()
+                .map(|n| match row.after_first_secs.get(n) {
+                    Some(after) => format!("+{after:.3} s"),
+                    None => "-".into(),
+                })
+                .collect(),
+        })
+        .collect();
     let page = Page {
         verdict,
         duration: format!("{:.1} s", verdict.duration_secs),
         charts,
         alerts,
+        node_names,
+        propagation,
     };
     env.get_template("report.html")?
         .render(Value::from(Serde(&page)))
@@ -501,6 +539,9 @@ mod tests {
             dropped_by_publisher: 0,
             peers_left_connected: 0,
             stack: "embedded".into(),
+            nodes: vec![],
+            propagation: vec![],
+            relay: vec![],
             notes: vec![],
         }
     }
@@ -530,6 +571,7 @@ mod tests {
             peer_id: Some(1),
             peer_addr: Some("127.0.0.1:18444".into()),
             group: group.map(str::to_string),
+            node: None,
         }
     }
 

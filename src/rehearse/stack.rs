@@ -20,7 +20,9 @@ use crate::extractors::ebpf::ExtractorStats;
 use crate::node::{Installation, NodeRpc, RemoteNode, RpcAuth};
 use crate::scenario::Scenario;
 use crate::shutdown::Shutdown;
-use crate::stack::{EmbeddedConfig, EmbeddedStack, StackCounters};
+use crate::stack::{
+    ContainerNodeSpec, ContainerStack, EmbeddedConfig, EmbeddedStack, ObserverConfig, StackCounters,
+};
 
 /// Where to rehearse.
 #[derive(Debug, Clone)]
@@ -50,13 +52,18 @@ pub struct ExistingStack {
 pub(super) struct Stack {
     pub nats: NatsOptions,
     pub scheme: SubjectScheme,
+    /// The node under attack; in a topology, the home node (the first `[[node]]`).
     pub node: Arc<RehearsalNode>,
+    /// Every node by name, the home node first (one entry, `node`, outside topologies).
+    pub nodes: Vec<(String, Arc<RehearsalNode>)>,
     /// Height before the start-up blocks: coins of the blocks above it are ours to spend.
     pub first_own_block: u64,
     /// Things the report should mention (settings that could not be applied, ...).
     pub notes: Vec<String>,
     /// The embedded stack (its node is in `node`); `None` against the user's stack.
     embedded: Option<EmbeddedStack>,
+    /// The topology's containers and observers, when the scenario declares `[[node]]`s.
+    pub topology: Option<ContainerStack>,
 }
 
 fn stack<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> RehearseError + '_ {
@@ -72,6 +79,14 @@ impl Stack {
         shutdown: &Shutdown,
     ) -> Result<Stack, RehearseError> {
         match spec {
+            StackSpec::Embedded(installation) if scenario.is_topology() => {
+                Stack::topology(installation, scenario, shutdown).await
+            }
+            StackSpec::Existing(_) if scenario.is_topology() => Err(RehearseError::Invalid(
+                "a topology ([[node]]s) runs its own nodes in containers; run it without \
+                 -a/--rpc-url"
+                    .into(),
+            )),
             StackSpec::Embedded(installation) => {
                 Stack::embedded(installation, scenario, shutdown).await
             }
@@ -86,10 +101,7 @@ impl Stack {
     ) -> Result<Stack, RehearseError> {
         let mut config = EmbeddedConfig::new(installation.clone());
         config.node_args = scenario.node.extra_args.clone();
-        // RPC expectations on `rpc.*` events need replies within seconds of a change.
-        config.observer.rpc_intervals = (Duration::from_secs(1), Duration::from_secs(2));
-        config.observer.p2p_ping_interval = Duration::from_secs(1);
-        config.observer.ipc_interval = Duration::from_secs(1);
+        config.observer = rehearsal_observer();
         let mut embedded = EmbeddedStack::start(config)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;
@@ -106,11 +118,107 @@ impl Stack {
         Ok(Stack {
             nats: embedded.nats().clone(),
             scheme: embedded.scheme().clone(),
+            nodes: vec![("node".into(), node.clone())],
             node,
             first_own_block,
             notes: Vec::new(),
             embedded: Some(embedded),
+            topology: None,
         })
+    }
+
+    /// A topology: every `[[node]]` in a container, the edges dialled, the start-up blocks
+    /// mined and spread, then the observer on the observed nodes.
+    async fn topology(
+        installation: &Installation,
+        scenario: &Scenario,
+        shutdown: &Shutdown,
+    ) -> Result<Stack, RehearseError> {
+        let specs = scenario
+            .topology
+            .iter()
+            .map(|n| ContainerNodeSpec {
+                name: n.name.clone(),
+                binary: n.binary.file_name().to_string(),
+                image: n.image.clone(),
+                extra_args: n.extra_args.clone(),
+                observe: n.observe,
+            })
+            .collect();
+        let mut containers = ContainerStack::start(installation, specs)
+            .await
+            .map_err(|e| RehearseError::Stack(e.to_string()))?;
+        let result = Stack::prepare_topology(&mut containers, scenario, shutdown).await;
+        match result {
+            Ok((nodes, first_own_block, notes)) => Ok(Stack {
+                nats: containers.nats(),
+                scheme: containers.scheme(),
+                node: nodes[0].1.clone(),
+                nodes,
+                first_own_block,
+                notes,
+                embedded: None,
+                topology: Some(containers),
+            }),
+            Err(e) => {
+                // Say which container died, if one did: that is the cause to report.
+                let error = match containers.check_alive().await {
+                    Err(died) => RehearseError::Stack(format!("{e}\n{died}")),
+                    Ok(()) => e,
+                };
+                containers.remove().await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn prepare_topology(
+        containers: &mut ContainerStack,
+        scenario: &Scenario,
+        shutdown: &Shutdown,
+    ) -> Result<(Vec<(String, Arc<RehearsalNode>)>, u64, Vec<String>), RehearseError> {
+        let mut nodes = Vec::new();
+        for container in containers.nodes() {
+            let (url, auth) = (
+                container.rpc_url(),
+                RpcAuth::Cookie(container.cookie_file()),
+            );
+            let rpc = tokio::task::spawn_blocking(move || RemoteNode::connect(&url, &auth))
+                .await
+                .map_err(stack("connecting to a node"))?
+                .map_err(stack(&format!("connecting to {}", container.name())))?;
+            let node = RehearsalNode::container(container.name(), rpc, container.p2p_addr());
+            nodes.push((container.name().to_string(), Arc::new(node)));
+        }
+        let addresses: Vec<(String, String)> = containers
+            .nodes()
+            .iter()
+            .map(|n| (n.name().to_string(), n.p2p_addr().to_string()))
+            .collect();
+        super::topology::connect_edges(scenario, &nodes, &addresses).await?;
+        let notes = Vec::new();
+        let home = nodes[0].1.clone();
+        let first_own_block = tokio::task::spawn_blocking(move || home.height())
+            .await
+            .map_err(stack("reading the height"))?
+            .map_err(stack("reading the height"))?;
+        super::topology::mine_and_sync(scenario, &nodes).await?;
+        containers
+            .observe(&rehearsal_observer(), shutdown)
+            .await
+            .map_err(|e| RehearseError::Stack(e.to_string()))?;
+        Ok((nodes, first_own_block, notes))
+    }
+
+    /// The node called `name`, or the home node for `None`.
+    pub fn node_named(&self, name: Option<&str>) -> Arc<RehearsalNode> {
+        name.and_then(|name| {
+            self.nodes
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, node)| node.clone())
+        })
+        .unwrap_or_else(|| self.node.clone())
     }
 
     async fn existing(
@@ -144,10 +252,12 @@ impl Stack {
         Ok(Stack {
             nats: existing.nats.clone(),
             scheme: existing.scheme.clone(),
+            nodes: vec![("node".into(), node.clone())],
             node,
             first_own_block,
             notes,
             embedded: None,
+            topology: None,
         })
     }
 
@@ -162,6 +272,13 @@ impl Stack {
     /// and reads the counters: `None` against the user's stack.
     pub async fn finish(&mut self) -> Result<Option<StackCounters>, RehearseError> {
         self.node.release();
+        if let Some(topology) = self.topology.as_mut() {
+            let per_node = topology
+                .finish()
+                .await
+                .map_err(stack("stopping the observers"))?;
+            return Ok(Some(super::topology::sum_counters(&per_node)));
+        }
         match self.embedded.as_mut() {
             None => Ok(None),
             Some(embedded) => embedded
@@ -170,6 +287,17 @@ impl Stack {
                 .map(Some)
                 .map_err(stack("stopping the stack")),
         }
+    }
+}
+
+/// The observer of a rehearsal: every extractor, with timers short enough that RPC
+/// expectations on `rpc.*` events see replies within seconds of a change.
+fn rehearsal_observer() -> ObserverConfig {
+    ObserverConfig {
+        rpc_intervals: (Duration::from_secs(1), Duration::from_secs(2)),
+        p2p_ping_interval: Duration::from_secs(1),
+        ipc_interval: Duration::from_secs(1),
+        ..ObserverConfig::default()
     }
 }
 

@@ -59,7 +59,10 @@ pub(super) struct TimelineOutcome {
 
 /// Everything the steps touch.
 pub(super) struct Timeline {
+    /// The home node: steps that name no node act on it.
     pub node: Arc<RehearsalNode>,
+    /// Every node by name (a topology's; the one node otherwise).
+    pub nodes: Vec<(String, Arc<RehearsalNode>)>,
     pub scenario: Scenario,
     pub coins: Arc<CoinPool>,
     /// Our peers' local addresses -> group (who to disconnect).
@@ -78,7 +81,7 @@ impl Timeline {
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            match self.act(&step.action) {
+            match self.act(step.node.as_deref(), &step.action) {
                 Ok(()) if matches!(step.action, Action::RestartNode) => {
                     outcome.restarts_secs.push(t0.elapsed().as_secs_f64());
                 }
@@ -93,8 +96,10 @@ impl Timeline {
         outcome
     }
 
-    fn act(&self, action: &Action) -> Result<(), String> {
-        let node = &*self.node;
+    fn act(&self, on: Option<&str>, action: &Action) -> Result<(), String> {
+        let node = on
+            .and_then(|name| self.nodes.iter().find(|(n, _)| n == name))
+            .map_or(&*self.node, |(_, node)| &**node);
         match action {
             Action::Mine(m) => node
                 .mine(u64::from(m.blocks))
@@ -129,21 +134,20 @@ impl Timeline {
         }
     }
 
+    /// Disconnects the group's peers from every node they are connected to.
     fn disconnect_group(&self, group: &str) -> Result<(), String> {
         let addrs = self.registry.lock().map(|m| m.clone()).unwrap_or_default();
-        let peers: Value = self
-            .node
-            .rpc("getpeerinfo", &[])
-            .map_err(|e| e.to_string())?;
-        for peer in peers.as_array().into_iter().flatten() {
-            let in_group = peer["addr"]
-                .as_str()
-                .and_then(|a| addrs.get(a))
-                .is_some_and(|g| g == group);
-            if let (true, Some(id)) = (in_group, peer["id"].as_u64()) {
-                self.node
-                    .rpc::<Value>("disconnectnode", &[json!(""), json!(id)])
-                    .map_err(|e| e.to_string())?;
+        for (_, node) in &self.nodes {
+            let peers: Value = node.rpc("getpeerinfo", &[]).map_err(|e| e.to_string())?;
+            for peer in peers.as_array().into_iter().flatten() {
+                let in_group = peer["addr"]
+                    .as_str()
+                    .and_then(|a| addrs.get(a))
+                    .is_some_and(|g| g == group);
+                if let (true, Some(id)) = (in_group, peer["id"].as_u64()) {
+                    node.rpc::<Value>("disconnectnode", &[json!(""), json!(id)])
+                        .map_err(|e| e.to_string())?;
+                }
             }
         }
         Ok(())

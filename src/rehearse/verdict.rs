@@ -67,8 +67,14 @@ pub struct Verdict {
     pub dropped_by_publisher: u64,
     /// Peer connections still open when the run ended (should be 0: no leaked sockets).
     pub peers_left_connected: u64,
-    /// `embedded` or `existing`.
+    /// `embedded`, `existing` or `topology`.
     pub stack: String,
+    /// A topology's nodes (`name address`), home node first; empty otherwise.
+    pub nodes: Vec<String>,
+    /// A topology's blocks and transactions with when each observed node saw them.
+    pub propagation: Vec<super::Propagation>,
+    /// For peer groups connected to several nodes: which node announced each item first.
+    pub relay: Vec<super::RelayOrder>,
     /// What the reader should know (settings not applied, counters not available, ...).
     pub notes: Vec<String>,
 }

@@ -22,7 +22,7 @@ use toml::Spanned;
 use super::error::{Diagnostic, Reporter, Stage};
 use super::types::{
     Behaviour, Check, Expectation, ExpectationHeader, NodeSettings, PeerGroup, PeerGroupHeader,
-    ScenarioMeta, Step, StepHeader,
+    ScenarioMeta, Step, StepHeader, TopologyNode,
 };
 
 /// An enum whose variant is named by a tag key and whose parameters share its table.
@@ -189,6 +189,7 @@ fn parent(path: &str) -> Option<&str> {
 pub(crate) struct Decoded {
     pub(crate) meta: ScenarioMeta,
     pub(crate) node: NodeSettings,
+    pub(crate) topology: Vec<TopologyNode>,
     pub(crate) peers: Vec<PeerGroup>,
     pub(crate) steps: Vec<Step>,
     pub(crate) expect: Vec<Expectation>,
@@ -209,10 +210,20 @@ pub(crate) fn decode(rep: &Reporter<'_>) -> Result<Decoded, Vec<Diagnostic>> {
 
     let mut meta = None;
     let mut node = None;
+    let mut topology = Vec::new();
     let (mut peers, mut steps, mut expect) = (Vec::new(), Vec::new(), Vec::new());
     for (key, value) in root.get_ref().iter() {
         match &**key.get_ref() {
             "scenario" => meta = d.table::<ScenarioMeta>(value, "scenario", "[scenario]"),
+            // `[node]`: the one node; `[[node]]`: a topology of containers.
+            "node" if matches!(value.get_ref(), DeValue::Array(_)) => {
+                for (i, item) in d.array(value, "node").into_iter().enumerate() {
+                    let path = format!("node[{i}]");
+                    if let Some(n) = d.table::<TopologyNode>(item, &path, "[[node]]") {
+                        topology.push(n);
+                    }
+                }
+            }
             "node" => node = d.table::<NodeSettings>(value, "node", "[node]"),
             "peers" => {
                 for (i, item) in d.array(value, "peers").into_iter().enumerate() {
@@ -226,6 +237,8 @@ pub(crate) fn decode(rep: &Reporter<'_>) -> Result<Decoded, Vec<Diagnostic>> {
                             behaviour,
                             start_at_secs: h.start_at_secs,
                             stop_at_secs: h.stop_at_secs,
+                            nodes: h.node.into_iter().chain(h.nodes).collect(),
+                            distinct_addresses: h.distinct_addresses,
                         });
                     }
                 }
@@ -236,6 +249,7 @@ pub(crate) fn decode(rep: &Reporter<'_>) -> Result<Decoded, Vec<Diagnostic>> {
                     if let Some((h, action)) = d.tagged::<StepHeader, _>(item, &path, "[[steps]]") {
                         steps.push(Step {
                             at_secs: h.at_secs,
+                            node: h.node,
                             action,
                         });
                     }
@@ -249,6 +263,7 @@ pub(crate) fn decode(rep: &Reporter<'_>) -> Result<Decoded, Vec<Diagnostic>> {
                     {
                         expect.push(Expectation {
                             name: h.name,
+                            node: h.node,
                             check,
                         });
                     }
@@ -274,6 +289,7 @@ pub(crate) fn decode(rep: &Reporter<'_>) -> Result<Decoded, Vec<Diagnostic>> {
     Ok(Decoded {
         meta,
         node: node.unwrap_or_default(),
+        topology,
         peers,
         steps,
         expect,

@@ -26,6 +26,7 @@
 mod decode;
 mod error;
 mod schema;
+mod topology;
 mod types;
 mod validate;
 
@@ -37,13 +38,14 @@ use std::time::Duration;
 
 pub use error::{Diagnostic, ScenarioError, Stage};
 pub use schema::arm_names;
+pub use topology::MAX_NODES;
 pub use types::{
     Action, AddrFlood, AddrVersion, Aggregate, AlertCheck, Behaviour, BumpMocktime, Check,
     Disconnect, DropSource, DropsCheck, EventCategory, EventCheck, EventPath, Expectation, Filter,
     GetdataFlood, HeadersKind, HeadersSpam, InvFlood, InvalidBlock, InvalidBlockKind, Malformed,
-    MalformedKind, MetricCheck, Mine, NodeSettings, Op, PeerGroup, PingFlood, RecordedPeer,
-    ReplayRecorded, RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed, Step, TxKind,
-    TxSpam, VersionAbuse,
+    MalformedKind, MetricCheck, Mine, NodeBinary, NodeSettings, Op, PeerGroup, PingFlood,
+    RecordedPeer, ReplayRecorded, RpcCheck, Scalar, ScenarioMeta, SendTx, SlowHandshake, Speed,
+    Step, TopologyNode, TxKind, TxSpam, VersionAbuse,
 };
 
 /// Largest number of peers in one group.
@@ -64,8 +66,11 @@ pub const MAX_ENTRIES: usize = 1000;
 pub struct Scenario {
     /// `[scenario]`.
     pub scenario: ScenarioMeta,
-    /// `[node]` (defaults when the table is absent).
+    /// `[node]` (defaults when the table is absent, and in a topology).
     pub node: NodeSettings,
+    /// `[[node]]`: the nodes of a topology, in file order; empty for the single embedded
+    /// node. The first is the home node.
+    pub topology: Vec<TopologyNode>,
     /// `[[peers]]`, in file order.
     pub peers: Vec<PeerGroup>,
     /// `[[steps]]`, in file order (see [`Scenario::ordered_steps`]).
@@ -131,6 +136,7 @@ impl Scenario {
         Ok(Scenario {
             scenario: decoded.meta,
             node: decoded.node,
+            topology: decoded.topology,
             peers: decoded.peers,
             steps: decoded.steps,
             expect: decoded.expect,
@@ -164,6 +170,23 @@ impl Scenario {
     /// A path from the file, resolved against [`Scenario::base_dir`] when relative.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir().join(path)
+    }
+
+    /// Whether the scenario declares `[[node]]`s (a topology of containers).
+    pub fn is_topology(&self) -> bool {
+        !self.topology.is_empty()
+    }
+
+    /// The home node of a topology (the first `[[node]]`).
+    pub fn home_node(&self) -> Option<&TopologyNode> {
+        self.topology.first()
+    }
+
+    /// Blocks `node` mines before time zero (101 on the home node unless set).
+    pub fn mine_at_start_of(&self, node: &TopologyNode) -> u32 {
+        let home = self.home_node().is_some_and(|h| h.name == node.name);
+        node.mine_at_start
+            .unwrap_or(if home { self.node.mine_at_start } else { 0 })
     }
 
     /// The group called `name`.

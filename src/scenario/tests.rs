@@ -216,6 +216,8 @@ fn the_readme_documents_every_name_and_parameter() {
     for field in struct_fields::<ScenarioMeta>()
         .iter()
         .chain(struct_fields::<NodeSettings>())
+        .chain(struct_fields::<TopologyNode>())
+        .chain(["node", "nodes", "distinct_addresses"].iter())
     {
         assert!(
             readme.contains(&format!("`{field}`")),
@@ -324,7 +326,8 @@ fn unknown_key() {
         &text,
         "entries",
         "unknown key \"entries\" in [[peers]] with behaviour = \"addr_flood\" (expected one of: \
-         behaviour, name, count, start_at_secs, stop_at_secs, entries_per_message, messages, \
+         behaviour, name, count, start_at_secs, stop_at_secs, node, nodes, distinct_addresses, \
+         entries_per_message, messages, \
          interval_ms, version)",
     );
 
@@ -982,4 +985,98 @@ fn metric_expectations_name_a_family_and_compare_numbers() {
     assert!(only_problem(&text)
         .to_string()
         .contains("compares with a number"));
+}
+
+// ---- topologies ------------------------------------------------------------------------------
+
+/// A minimal valid topology the error tests extend.
+const TOPOLOGY: &str = r#"[scenario]
+name = "t"
+
+[[node]]
+name = "a"
+observe = true
+addnode = ["b"]
+
+[[node]]
+name = "b"
+"#;
+
+#[test]
+fn the_shipped_topologies_parse_and_validate() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/topology");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(s.is_topology(), "{}", path.display());
+            count += 1;
+        }
+    }
+    assert!(
+        count >= 3,
+        "three topology scenarios at least, found {count}"
+    );
+}
+
+#[test]
+fn a_topology_decodes_nodes_edges_and_node_keys() {
+    let text = format!(
+        "{TOPOLOGY}\n[[peers]]\nname = \"spy\"\ncount = 1\nbehaviour = \"honest\"\nnodes = [\"a\", \"b\"]\n\
+         distinct_addresses = true\n\n[[steps]]\nat_secs = 1\nnode = \"b\"\naction = \"mine\"\n\n\
+         [[expect]]\nnode = \"a\"\nkind = \"event\"\nevent = \"message.inv\"\n"
+    );
+    let s = Scenario::from_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.topology.len(), 2);
+    assert_eq!(s.topology[0].addnode, vec!["b".to_string()]);
+    assert_eq!(s.home_node().map(|n| n.name.as_str()), Some("a"));
+    assert_eq!(s.mine_at_start_of(&s.topology[0]), 101);
+    assert_eq!(s.mine_at_start_of(&s.topology[1]), 0);
+    assert_eq!(s.peers[0].nodes, vec!["a".to_string(), "b".to_string()]);
+    assert!(s.peers[0].distinct_addresses);
+    assert_eq!(s.steps[0].node.as_deref(), Some("b"));
+    assert_eq!(s.expect[0].node.as_deref(), Some("a"));
+}
+
+#[test]
+fn topology_mistakes_are_located() {
+    let unknown_edge = TOPOLOGY.replace("addnode = [\"b\"]", "addnode = [\"c\"]");
+    let p = only_problem(&unknown_edge);
+    assert!(p.message.contains("unknown node \"c\""), "{p}");
+    assert_eq!(p.line, 7);
+
+    let unobserved = TOPOLOGY.replace("observe = true\n", "");
+    assert!(only_problem(&unobserved)
+        .message
+        .contains("no node is observed"));
+
+    let duplicate = TOPOLOGY.replace("name = \"b\"", "name = \"a\"");
+    assert!(problems(&duplicate)
+        .iter()
+        .any(|p| p.message.contains("duplicate node name")));
+
+    let restart = format!("{TOPOLOGY}\n[[steps]]\nat_secs = 1\naction = \"restart_node\"\n");
+    assert!(only_problem(&restart)
+        .message
+        .contains("single embedded node"));
+
+    let unobserved_events = format!(
+        "{TOPOLOGY}\n[[expect]]\nnode = \"b\"\nkind = \"event\"\nevent = \"message.inv\"\n"
+    );
+    assert!(only_problem(&unobserved_events)
+        .message
+        .contains("not observed"));
+}
+
+#[test]
+fn node_keys_need_a_topology() {
+    let text = format!("{BASE}\n[[steps]]\nat_secs = 1\nnode = \"a\"\naction = \"mine\"\n");
+    let p = only_problem(&text);
+    assert!(p.message.contains("declare [[node]]s"), "{p}");
+    let text = BASE.replace(
+        "behaviour = \"honest\"",
+        "behaviour = \"honest\"\ndistinct_addresses = true",
+    );
+    assert!(only_problem(&text).message.contains("container network"));
 }

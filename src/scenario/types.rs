@@ -72,6 +72,57 @@ impl Default for NodeSettings {
     }
 }
 
+/// One `[[node]]` of a topology: a regtest node in a container of its own, on the run's
+/// private container network. The first `[[node]]` is the *home* node: peer groups, steps and
+/// expectations that name no node act on it, and it mines the start-up blocks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyNode {
+    /// Unique node name (letters, digits, `_`, `-`); also its subject token on the bus.
+    pub name: String,
+    /// Extra bitcoind arguments (e.g. `-maxconnections=16`).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+    /// The container image. Default: the traceable bitcoind image `peerlab setup
+    /// --containers` built.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Which Core binary of the image runs. Default `bitcoind`.
+    #[serde(default)]
+    pub binary: NodeBinary,
+    /// Nodes this one dials and keeps dialling (`addnode ... add`): the topology's edges.
+    #[serde(default)]
+    pub addnode: Vec<String>,
+    /// Whether the observer stack watches this node (every extractor, events on subjects
+    /// `peerlab.<name>.*`). At least one node is observed.
+    #[serde(default)]
+    pub observe: bool,
+    /// Blocks this node mines before time zero. Default: 101 on the home node, 0 elsewhere.
+    #[serde(default)]
+    pub mine_at_start: Option<u32>,
+}
+
+/// The Core binary a topology node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeBinary {
+    /// `bitcoind`.
+    #[default]
+    Bitcoind,
+    /// `bitcoin-node` (the same node with Cap'n Proto IPC; the IPC extractor needs it).
+    BitcoinNode,
+}
+
+impl NodeBinary {
+    /// The file name.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            NodeBinary::Bitcoind => "bitcoind",
+            NodeBinary::BitcoinNode => "bitcoin-node",
+        }
+    }
+}
+
 /// One `[[peers]]` table: `count` identical peers scripted by one behaviour.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PeerGroup {
@@ -85,6 +136,12 @@ pub struct PeerGroup {
     pub start_at_secs: f64,
     /// When the peers hang up, if they are still connected. Default: at the end.
     pub stop_at_secs: Option<f64>,
+    /// Topologies: the nodes each peer connects to (one connection per node; empty: the
+    /// home node). `node = "a"` and `nodes = ["a", "b"]` both fill it.
+    pub nodes: Vec<String>,
+    /// Topologies: each peer connects from an address of its own on the container network
+    /// (many distinct attackers rather than one host).
+    pub distinct_addresses: bool,
 }
 
 /// The keys of a `[[peers]]` table other than the behaviour and its parameters.
@@ -97,6 +154,12 @@ pub(crate) struct PeerGroupHeader {
     pub(crate) start_at_secs: f64,
     #[serde(default)]
     pub(crate) stop_at_secs: Option<f64>,
+    #[serde(default)]
+    pub(crate) node: Option<String>,
+    #[serde(default)]
+    pub(crate) nodes: Vec<String>,
+    #[serde(default)]
+    pub(crate) distinct_addresses: bool,
 }
 
 /// An enum chosen by a tag key (`behaviour = "..."`, `action = "..."`, `kind = "..."`) whose
@@ -197,6 +260,8 @@ tagged_enum! {
 pub struct Step {
     /// When, in seconds since the start. Steps run in time order (file order for ties).
     pub at_secs: f64,
+    /// Topologies: the node it acts on (default: the home node).
+    pub node: Option<String>,
     /// What.
     pub action: Action,
 }
@@ -205,6 +270,8 @@ pub struct Step {
 #[serde(deny_unknown_fields)]
 pub(crate) struct StepHeader {
     pub(crate) at_secs: f64,
+    #[serde(default)]
+    pub(crate) node: Option<String>,
 }
 
 tagged_enum! {
@@ -264,6 +331,9 @@ pub struct Disconnect {
 pub struct Expectation {
     /// A label for the report. Default: see [`Expectation::label`].
     pub name: Option<String>,
+    /// Topologies, `event` and `rpc` checks: the node whose events count / whose RPC is
+    /// called (default: events of every observed node; RPC of the home node).
+    pub node: Option<String>,
     /// The check.
     pub check: Check,
 }
@@ -290,6 +360,8 @@ impl Expectation {
 pub(crate) struct ExpectationHeader {
     #[serde(default)]
     pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) node: Option<String>,
 }
 
 tagged_enum! {

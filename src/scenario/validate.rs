@@ -75,6 +75,7 @@ pub(crate) fn validate(s: &Scenario) -> Vec<Diagnostic> {
     };
     v.meta();
     v.node();
+    v.topology();
     v.limits();
     v.peers();
     v.steps();
@@ -268,25 +269,8 @@ impl Validator<'_> {
     fn node(&mut self) {
         let node = &self.s.node;
         for (i, arg) in node.extra_args.iter().enumerate() {
-            let path = format!("node.extra_args[{i}]");
-            let Some(bare) = arg.strip_prefix('-') else {
-                self.bad(
-                    &path,
-                    format!("{arg:?} is not a bitcoind option (they start with -)"),
-                );
-                continue;
-            };
-            let name = bare.trim_start_matches('-');
-            let name = name.split('=').next().unwrap_or(name);
-            let managed = |n: &str| MANAGED_ARGS.contains(&n);
-            if managed(name) || name.strip_prefix("no").is_some_and(managed) {
-                self.bad(
-                    &path,
-                    format!(
-                        "{arg:?} is set by the harness and cannot be overridden (managed: -{})",
-                        MANAGED_ARGS.join(", -")
-                    ),
-                );
+            if let Some(problem) = managed_arg_problem(arg) {
+                self.bad(&format!("node.extra_args[{i}]"), problem);
             }
         }
         if let Some(t) = node.mocktime {
@@ -299,6 +283,14 @@ impl Validator<'_> {
                     ),
                 );
             }
+        }
+    }
+
+    /// `[[node]]`s and every reference to a node; see `topology.rs`.
+    fn topology(&mut self) {
+        let problems = super::topology::problems(self.s);
+        for (path, message) in problems {
+            self.bad(&path, message);
         }
     }
 
@@ -488,7 +480,11 @@ impl Validator<'_> {
                     _ => 0,
                 })
                 .sum();
-            u64::from(self.s.node.mine_at_start) + by_steps
+            let at_start = match self.s.home_node() {
+                Some(home) => self.s.mine_at_start_of(home),
+                None => self.s.node.mine_at_start,
+            };
+            u64::from(at_start) + by_steps
         };
         let mut needs = Vec::new();
         for (j, step) in self.s.steps.iter().enumerate() {
@@ -822,6 +818,26 @@ fn result_shape(method: &str) -> Shape {
 }
 
 /// Bytes of a CompactSize encoding of `n`.
+/// Why a bitcoind argument cannot be passed through, if it cannot: not an option, or one the
+/// harness sets itself.
+pub(super) fn managed_arg_problem(arg: &str) -> Option<String> {
+    let Some(bare) = arg.strip_prefix('-') else {
+        return Some(format!(
+            "{arg:?} is not a bitcoind option (they start with -)"
+        ));
+    };
+    let name = bare.trim_start_matches('-');
+    let name = name.split('=').next().unwrap_or(name);
+    let managed = |n: &str| MANAGED_ARGS.contains(&n);
+    if managed(name) || name.strip_prefix("no").is_some_and(managed) {
+        return Some(format!(
+            "{arg:?} is set by the harness and cannot be overridden (managed: -{})",
+            MANAGED_ARGS.join(", -")
+        ));
+    }
+    None
+}
+
 fn compact_size_len(n: u64) -> u64 {
     match n {
         0..=0xfc => 1,

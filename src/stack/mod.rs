@@ -11,12 +11,14 @@
 //! module only composes them.
 
 mod activity;
+mod containers;
 mod embedded;
 mod nats_server;
 mod observer;
 mod ports;
 
 pub use activity::{drive_activity, Activity};
+pub use containers::{node_scheme, ContainerNodeSpec, ContainerStack, TOPOLOGY_PREFIX};
 pub use embedded::{wait_traced, EmbeddedConfig, EmbeddedStack, StackCounters};
 pub use nats_server::{NatsServer, NATS_MAX_PAYLOAD};
 pub use observer::{Attachment, NodeFiles, NodeObserver, ObserverConfig};
@@ -33,6 +35,9 @@ pub enum StackError {
         /// Why.
         reason: String,
     },
+    /// A container of a topology.
+    #[error("containers: {0}")]
+    Container(#[from] crate::container::ContainerError),
     /// The regtest node.
     #[error("regtest bitcoind: {0}")]
     Node(#[from] crate::node::NodeError),

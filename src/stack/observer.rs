@@ -69,6 +69,10 @@ pub struct ObserverConfig {
     pub rpc_intervals: (Duration, Duration),
     /// The P2P extractor's ping interval.
     pub p2p_ping_interval: Duration,
+    /// Where the P2P extractor listens for the node to dial it (port chosen by the system):
+    /// loopback for a local node, the host's address on a container network for a node in
+    /// a container.
+    pub p2p_listen: std::net::IpAddr,
     /// The IPC extractor's `getTip` interval.
     pub ipc_interval: Duration,
 }
@@ -84,6 +88,7 @@ impl Default for ObserverConfig {
             ipc: true,
             rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
             p2p_ping_interval: Duration::from_secs(10),
+            p2p_listen: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             ipc_interval: Duration::from_secs(10),
         }
     }
@@ -304,7 +309,7 @@ async fn start_p2p(
     shutdown: &Shutdown,
 ) -> Result<(P2pExtractor, String), String> {
     let p2p_config = P2pConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen: std::net::SocketAddr::new(config.p2p_listen, 0),
         ping_interval: config.p2p_ping_interval,
         ..P2pConfig::new(files.network)
     };

@@ -53,7 +53,9 @@ case "${1:-}" in
         install_missing "${BUILD_DEPS[@]}" "${TEST_DEPS[@]}"
         mount_tracefs
         cargo build --locked
-        ./target/debug/peerlab setup
+        # --containers: the tests that run nodes in containers need podman's Docker API and
+        # the images built from the binaries setup provides.
+        ./target/debug/peerlab setup --containers
         rm -rf target/test-figures
         cargo test --locked "$@"
         # The measured figures of the tests that report them (cargo hides passing output).

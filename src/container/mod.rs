@@ -1,9 +1,11 @@
 //! Containers: regtest nodes (and their NATS) as containers on a private network, driven
 //! through a Docker-compatible API (podman's service here, Docker's engine elsewhere).
 //!
-//! This module owns the connection to that API ([`engine`]), the images built from the
-//! binaries `peerlab setup` provisioned ([`image`], no registry involved), the private
-//! networks ([`network`]) and the node containers ([`node`], started through testcontainers).
+//! This module owns the provisioning of that API on a bare Debian machine ([`setup`]:
+//! podman, configured and serving the Docker API), the connection to it ([`engine`]), the
+//! images built from the binaries `peerlab setup` provisioned ([`image`], no registry
+//! involved), the private networks ([`network`]) and the node containers ([`node`], started
+//! through testcontainers).
 //!
 //! Invariants:
 //! - everything created here carries the label [`LABEL`] (value: the run's id), so what a
@@ -23,12 +25,14 @@ pub mod image;
 pub mod nats;
 pub mod network;
 pub mod node;
+pub mod setup;
 
 pub use engine::Engine;
-pub use image::{ensure_images, Images};
+pub use image::{ensure_images, image_refs, Images};
 pub use nats::NatsContainer;
 pub use network::ContainerNetwork;
 pub use node::{NodeContainer, NodeContainerSpec};
+pub use setup::{provision_engine, EngineReport};
 
 /// The label on every container and network peerlab creates; its value is the run's id.
 pub const LABEL: &str = "io.peerlab.run";
@@ -71,6 +75,28 @@ pub enum ContainerError {
         /// Its last log lines.
         log: String,
     },
+    /// Provisioning the engine (`peerlab setup --containers`) needs root and we are not.
+    #[error(
+        "setting up the container engine needs root: it installs podman and runc, writes \
+         {config} and serves podman's Docker API on {socket}. Run `sudo peerlab setup \
+         --containers`, or serve a Docker-compatible API yourself and point DOCKER_HOST at it \
+         (rootless podman: `podman system service --time=0 &`, then \
+         DOCKER_HOST=unix://$XDG_RUNTIME_DIR/podman/podman.sock)"
+    )]
+    NeedsRoot {
+        /// The configuration file setup would write.
+        config: String,
+        /// The socket setup would serve.
+        socket: String,
+    },
+    /// A provisioning step of `peerlab setup --containers` failed.
+    #[error("setting up the container engine: {step}: {reason}")]
+    Provision {
+        /// The step (`installing podman`, `starting podman's service`, ...).
+        step: String,
+        /// What went wrong, with what to do about it when we know.
+        reason: String,
+    },
     /// A local file operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -88,5 +114,10 @@ impl ContainerError {
             what,
             reason: e.to_string(),
         }
+    }
+
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| ContainerError::Io { what, source }
     }
 }

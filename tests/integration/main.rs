@@ -10,6 +10,7 @@ mod anonymize;
 mod archives;
 mod bus;
 mod cli_errors;
+mod container_images;
 mod ebpf_extractor;
 mod embedded_stack;
 mod fleet_namespaces;

@@ -1,10 +1,13 @@
 //! `peerlab rehearse` against the real stack: every scenario in scenarios/ passes, a
 //! deliberately wrong expectation fails the run and is named in the verdict and report, a
 //! replayed recorded peer reproduces its message counts at the node, and a rehearsal runs
-//! against a stack it did not start (`-a`, `--rpc-*`).
+//! against a stack it did not start (`-a`, `--rpc-*`). Topologies of nodes in containers are
+//! in `rehearse/topology.rs`.
 
 #[path = "integration/common/mod.rs"]
 mod common;
+#[path = "rehearse/topology.rs"]
+mod topology;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -162,11 +162,41 @@ fn print_verdict(verdict: &Verdict, report_dir: &Path) -> anyhow::Result<()> {
     }
     let failed =
         verdict.expectations.iter().filter(|e| !e.passed).count() + verdict.step_errors.len();
+    for row in &verdict.propagation {
+        let times: Vec<String> = row
+            .after_first_secs
+            .iter()
+            .map(|(node, after)| format!("{node} +{after:.2}s"))
+            .collect();
+        println!(
+            "propagation  {} {:.16}: first at {:.2}s; {}",
+            row.kind,
+            row.id,
+            row.first_secs,
+            times.join(", ")
+        );
+    }
+    for row in &verdict.relay {
+        let times: Vec<String> = row
+            .nodes
+            .iter()
+            .map(|(node, at)| format!("{node} {at:.2}s"))
+            .collect();
+        println!(
+            "relay  {} {} {:.16}: first by {} ({})",
+            row.group,
+            row.kind,
+            row.hash,
+            row.first_node,
+            times.join(", ")
+        );
+    }
     println!(
-        "{}: {} in {:.1}s, {} events seen, report in {}",
+        "{}: {} in {:.1}s (stack up in {:.1}s), {} events seen, report in {}",
         verdict.scenario,
         if verdict.passed { "PASSED" } else { "FAILED" },
         verdict.duration_secs,
+        verdict.startup_secs,
         verdict.events_seen,
         report_dir.join("report.html").display()
     );

@@ -77,6 +77,7 @@ pub async fn rehearse(
     report_dir: &Path,
     shutdown: &Shutdown,
 ) -> Result<(Verdict, Vec<Observed>), RehearseError> {
+    let began = Instant::now();
     let scenario = Scenario::from_file(scenario_path)?;
     let problems = scenario.validate();
     if !problems.is_empty() {
@@ -246,6 +247,7 @@ pub async fn rehearse(
         file: scenario_path.display().to_string(),
         passed: expectations.iter().all(|e| e.passed) && step_errors.is_empty(),
         duration_secs,
+        startup_secs: t0.duration_since(began).as_secs_f64(),
         expectations,
         groups: group_results(&scenario, &outcomes),
         step_errors,
@@ -328,6 +330,9 @@ fn start_recorder(
     })
 }
 
+/// One peer connection's task: it returns (group, node, outcome).
+type PeerTask = tokio::task::JoinHandle<(String, String, PeerOutcome)>;
+
 /// Starts every peer of every group at its time, one connection per target node (the home
 /// node when the group names none); each task returns (group, node, outcome).
 fn spawn_peers(
@@ -338,7 +343,7 @@ fn spawn_peers(
     registry: &Arc<Mutex<HashMap<String, String>>>,
     t0: Instant,
     stop_all: &Shutdown,
-) -> Result<Vec<tokio::task::JoinHandle<(String, String, PeerOutcome)>>, RehearseError> {
+) -> Result<Vec<PeerTask>, RehearseError> {
     let mut tasks = Vec::new();
     for (g, group) in scenario.peers.iter().enumerate() {
         let group_stop = group_stop(group.stop_at_secs, t0, stop_all);

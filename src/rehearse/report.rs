@@ -522,6 +522,7 @@ mod tests {
             file: "scenarios/ping-flood.toml".into(),
             passed: expectations.iter().all(|e| e.passed),
             duration_secs: 12.4,
+            startup_secs: 3.2,
             expectations,
             groups: vec![GroupResult {
                 name: "flooders".into(),

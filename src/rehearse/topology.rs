@@ -206,8 +206,9 @@ pub struct Propagation {
 /// Per block (`validation.block_connected`) and transaction (`mempool.added`) seen during
 /// the run, the time each observed node's event arrived, earliest first.
 pub fn propagation(observed: &[Observed]) -> Vec<Propagation> {
-    let mut seen: BTreeMap<(String, String), (Option<i64>, BTreeMap<String, f64>)> =
-        BTreeMap::new();
+    // (kind, id) -> (height, node -> first arrival).
+    type Sightings = BTreeMap<(String, String), (Option<i64>, BTreeMap<String, f64>)>;
+    let mut seen = Sightings::new();
     for event in observed.iter().filter(|o| o.t_secs >= 0.0) {
         let Some(node) = &event.node else { continue };
         let (kind, field) = match (event.category.as_deref(), event.arm.as_deref()) {

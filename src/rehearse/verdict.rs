@@ -50,6 +50,9 @@ pub struct Verdict {
     pub passed: bool,
     /// Wall time from time zero to the end of the run.
     pub duration_secs: f64,
+    /// Wall time from the call to time zero: the stack up (containers started, edges
+    /// connected, blocks mined and spread, every observer tracing).
+    pub startup_secs: f64,
     /// Expectations, in file order.
     pub expectations: Vec<ExpectationResult>,
     /// Peer groups, in file order.

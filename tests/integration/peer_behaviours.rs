@@ -109,6 +109,8 @@ async fn honest_peer_is_connected_with_our_user_agent() {
             messages_sent: 0,
             disconnected_by_node: false,
             error: None,
+            // Nothing was mined or sent: the node had nothing to announce.
+            announcements: Vec::new(),
         }
     );
 }

@@ -91,7 +91,9 @@
 //!    node from where it keeps its files and ports (`peerlab observe` uses it on the user's
 //!    node); [`stack::EmbeddedStack`] starts a private nats-server, a regtest node, the
 //!    publisher and that observer in order and stops them in reverse; `peerlab run`,
-//!    `peerlab rehearse` and the tests all use it.
+//!    `peerlab rehearse` and the tests all use it. [`stack::ContainerStack`] is the same for
+//!    a topology: nodes in containers on a private network, NATS in one too, and an observer
+//!    per watched node publishing on that node's subjects.
 //!
 //! 10. **[`peer`], [`attack`], [`scenario`], [`rehearse`]: the testbed.** [`peer::Peer`] is a
 //!     scriptable P2P client (it enters where real traffic does, the node's P2P port);
@@ -99,8 +101,8 @@
 //!     header spam, invalid blocks, transaction spam, replay of a recorded peer), with
 //!     parameter types of its own; [`scenario`] is the TOML file format, which deserializes
 //!     into those types (errors with file:line:col); [`rehearse`] runs a scenario against the
-//!     embedded stack or a user's running one and judges its expectations from what the
-//!     observer saw.
+//!     embedded stack, a user's running one, or a topology of container nodes (`[[node]]`s),
+//!     and judges its expectations from what the observer saw.
 //!
 //! [`shutdown`] is the one way a long-running piece is told to stop; [`secret`] is the one
 //! place that knows what a credential looks like in a URL or on a command line. Neither

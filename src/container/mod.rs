@@ -18,7 +18,7 @@
 //!   silent absence of events.
 //!
 //! Layer: above [`crate::node`] (it starts what `node` provisioned), below everything that
-//! moves events; the topology rehearsal in [`crate::rehearse`] composes it.
+//! moves events; the stack layer composes it into a topology (`stack::ContainerStack`).
 
 pub mod engine;
 pub mod image;

@@ -244,9 +244,17 @@ pub fn propagation(observed: &[Observed]) -> Vec<Propagation> {
     rows
 }
 
+/// A hash as Bitcoin Core displays it: the events carry the 32 bytes in internal order
+/// (base64 in their JSON form), Core shows them reversed, in hex.
 fn id_text(value: &Value) -> String {
+    use base64::Engine as _;
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => match base64::engine::general_purpose::STANDARD.decode(s) {
+            Ok(bytes) if bytes.len() == 32 => {
+                bytes.iter().rev().map(|b| format!("{b:02x}")).collect()
+            }
+            _ => s.clone(),
+        },
         other => other.to_string(),
     }
 }
@@ -312,4 +320,64 @@ pub(super) fn relay_order(
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(node: &str, t: f64, category: &str, arm: &str, body: Value) -> Observed {
+        Observed {
+            t_secs: t,
+            category: Some(category.into()),
+            arm: Some(arm.into()),
+            body,
+            peer_id: None,
+            peer_addr: None,
+            group: None,
+            node: Some(node.into()),
+        }
+    }
+
+    #[test]
+    fn propagation_gives_each_node_its_first_sighting_after_the_first_node() {
+        use base64::Engine as _;
+        let mut hash = [0u8; 32];
+        hash[0] = 0xab; // internal order: displayed last
+        let b64 = base64::engine::general_purpose::STANDARD.encode(hash);
+        let block = |node, t| {
+            event(
+                node,
+                t,
+                "validation",
+                "block_connected",
+                json!({"block_connected": {"hash": b64, "height": 102}}),
+            )
+        };
+        let observed = vec![
+            block("n2", 5.5),
+            block("n1", 5.0),
+            block("n2", 6.0), // a second sighting does not move the first
+            event(
+                "n1",
+                1.0,
+                "mempool",
+                "added",
+                json!({"added": {"txid": "x"}}),
+            ),
+        ];
+        let rows = propagation(&observed);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].kind, "tx");
+        let block = &rows[1];
+        assert_eq!(block.height, Some(102));
+        assert!(
+            block.id.ends_with("ab") && block.id.len() == 64,
+            "{}",
+            block.id
+        );
+        assert_eq!(block.first_secs, 5.0);
+        assert_eq!(block.after_first_secs["n1"], 0.0);
+        assert_eq!(block.after_first_secs["n2"], 0.5);
+    }
 }

@@ -127,7 +127,7 @@ fn main() {
     }
     let med = |i: usize, f: fn(&Run) -> f64| median(results[i].iter().map(f).collect());
     let mut table = format!(
-        "Machine: {}\nMedians of {reps} repetitions, modes interleaved.\n\n\
+        "{}\nMedians of {reps} repetitions, modes interleaved.\n\n\
          | topology | start-up s | vs baseline | wall s | machine peak +MiB | vs baseline | peerlab peak RSS MiB | vs baseline | events seen |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine()

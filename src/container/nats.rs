@@ -11,7 +11,7 @@ use testcontainers::core::WaitFor;
 use testcontainers::runners::AsyncRunner as _;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
 
-use super::node::split_reference;
+use super::node::{address_on, split_reference};
 use super::{ContainerError, Engine, LABEL};
 
 /// The client port inside the container.
@@ -52,16 +52,7 @@ impl NatsContainer {
             .inspect_container(container.id(), None)
             .await
             .map_err(ContainerError::api(format!("inspecting {name}")))?;
-        let address = inspect
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|n| n.get(network).cloned())
-            .and_then(|n| n.ip_address)
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| ContainerError::Api {
-                what: format!("inspecting {name}"),
-                reason: format!("no address on network {network}"),
-            })?;
+        let address = address_on(&inspect, network, &name)?;
         Ok(NatsContainer { container, address })
     }
 

@@ -122,17 +122,7 @@ impl NodeContainer {
                 what: format!("inspecting {container_name}"),
                 reason: "the engine reports no host pid".into(),
             })?;
-        let address = inspect
-            .network_settings
-            .as_ref()
-            .and_then(|n| n.networks.as_ref())
-            .and_then(|n| n.get(&spec.network))
-            .and_then(|n| n.ip_address.as_deref())
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| ContainerError::Api {
-                what: format!("inspecting {container_name}"),
-                reason: format!("no address on network {}", spec.network),
-            })?;
+        let address = address_on(&inspect, &spec.network, &container_name)?;
         // Beside the datadir, not in it: bitcoind writes its own (container-namespace) pid
         // file there.
         let host_pid_file = spec
@@ -286,6 +276,25 @@ impl NodeContainer {
             reason: e.to_string(),
         })
     }
+}
+
+/// The container's address on `network`, from its inspection.
+pub(super) fn address_on(
+    inspect: &bollard::models::ContainerInspectResponse,
+    network: &str,
+    container_name: &str,
+) -> Result<Ipv4Addr, ContainerError> {
+    inspect
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(network))
+        .and_then(|n| n.ip_address.as_deref())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| ContainerError::Api {
+            what: format!("inspecting {container_name}"),
+            reason: format!("no address on network {network}"),
+        })
 }
 
 /// `repo:tag` -> (`repo`, `tag`); `latest` when there is no tag.

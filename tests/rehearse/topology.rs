@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::{common, ONE_AT_A_TIME};
 
-/// Bound on one topology run end to end (the scenarios time out at 45 s).
+/// Bound on one topology run end to end (the scenarios time out at 60 s at most).
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 fn topology(name: &str) -> String {

@@ -727,6 +727,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn inv_entries_are_kept_as_announcements_up_to_the_bound() {
+        use bitcoin::hashes::Hash as _;
+        use bitcoin::p2p::message::NetworkMessage;
+        use bitcoin::p2p::message_blockdata::Inventory;
+        let txid = bitcoin::Txid::from_byte_array([7; 32]);
+        let block = bitcoin::BlockHash::from_byte_array([9; 32]);
+        let inv = crate::peer::Received {
+            command: "inv".into(),
+            payload: Vec::new(),
+            message: Some(NetworkMessage::Inv(vec![
+                Inventory::Transaction(txid),
+                Inventory::Block(block),
+            ])),
+        };
+        let mut outcome = PeerOutcome::default();
+        note_announcements(&inv, &mut outcome);
+        let kinds: Vec<(&str, String)> = outcome
+            .announcements
+            .iter()
+            .map(|a| (a.kind, a.hash.clone()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![("tx", txid.to_string()), ("block", block.to_string())]
+        );
+        // A ping is not an announcement.
+        let ping = crate::peer::Received {
+            command: "ping".into(),
+            payload: Vec::new(),
+            message: Some(NetworkMessage::Ping(1)),
+        };
+        note_announcements(&ping, &mut outcome);
+        assert_eq!(outcome.announcements.len(), 2);
+        // Bounded: a flood of invs cannot grow a peer's memory without limit.
+        for _ in 0..MAX_ANNOUNCEMENTS {
+            note_announcements(&inv, &mut outcome);
+        }
+        assert_eq!(outcome.announcements.len(), MAX_ANNOUNCEMENTS);
+    }
+
+    #[test]
     fn user_agent_has_the_requested_length() {
         for len in [0, 1, 5, 16, 256, 300] {
             assert_eq!(user_agent_of_len(len).len(), len);

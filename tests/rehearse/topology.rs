@@ -127,15 +127,33 @@ fn the_topology_scenarios_pass_through_peerlab_rehearse_and_leave_nothing_behind
     assert!(before.is_empty(), "left over before the test: {before:?}");
     let mut figures = Vec::new();
 
+    // The three run at once: each has its own network and containers, and they spend most of
+    // their time waiting on Bitcoin Core's relay delays, not on the CPU.
+    let reports: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("report dir"))
+        .collect();
+    let runs: Vec<std::thread::JoinHandle<(Value, String)>> =
+        ["propagation-line.toml", "eclipse.toml", "spy.toml"]
+            .iter()
+            .zip(&reports)
+            .map(|(file, report)| {
+                let (file, report) = (topology(file), report.path().to_path_buf());
+                std::thread::spawn(move || run_through_the_binary(&file, &report))
+            })
+            .collect();
+    let mut results: Vec<(Value, String)> = runs
+        .into_iter()
+        .map(|run| run.join().expect("a scenario run panicked"))
+        .collect();
+    assert_eq!(rt.block_on(leftovers(&engine)), Vec::<String>::new());
+    let (spy, spy_stdout) = results.pop().expect("spy");
+    let (eclipse, _) = results.pop().expect("eclipse");
+    let (line, line_stdout) = results.pop().expect("propagation");
+
     // Propagation along the line: every node's events, each under its own subject.
-    let report = tempfile::tempdir().expect("report dir");
-    let (verdict, stdout) =
-        run_through_the_binary(&topology("propagation-line.toml"), report.path());
-    assert_eq!(verdict["stack"], "topology");
-    assert_eq!(verdict["nodes"].as_array().map(Vec::len), Some(5));
-    let rows = verdict["propagation"]
-        .as_array()
-        .expect("propagation table");
+    assert_eq!(line["stack"], "topology");
+    assert_eq!(line["nodes"].as_array().map(Vec::len), Some(5));
+    let rows = line["propagation"].as_array().expect("propagation table");
     let nodes_of = |kind: &str| -> Vec<String> {
         rows.iter()
             .find(|r| r["kind"] == kind)
@@ -159,41 +177,51 @@ fn the_topology_scenarios_pass_through_peerlab_rehearse_and_leave_nothing_behind
         tx["after_first_secs"]["n1"], 0.0,
         "n1 sees its own transaction first"
     );
-    assert!(stdout.contains("propagation  tx"), "{stdout}");
-    let page = std::fs::read_to_string(report.path().join("report.html")).expect("report");
+    assert!(line_stdout.contains("propagation  tx"), "{line_stdout}");
+    // The recording keeps each node's events under its own subjects.
+    let recording = reports[0]
+        .path()
+        .join("recording.mcap")
+        .display()
+        .to_string();
+    let inspected = common::stdout_of(&common::run_peerlab(&["inspect", &recording]));
+    for node in &all {
+        for subject in ["netmsg", "mempool", "validation", "rpc"] {
+            let wanted = format!("peerlab.{node}.{subject}");
+            assert!(
+                inspected.contains(&wanted),
+                "{wanted} missing:\n{inspected}"
+            );
+        }
+    }
+    let page = std::fs::read_to_string(reports[0].path().join("report.html")).expect("report");
     assert!(page.contains("<h2>Propagation</h2>") && page.contains("<th>n5</th>"));
     figures.push(format!(
         "propagation-line: up in {:.1}s; tx after n1: {}; block after n1: {}",
-        verdict["startup_secs"].as_f64().unwrap_or(0.0),
+        line["startup_secs"].as_f64().unwrap_or(0.0),
         tx["after_first_secs"],
         rows.iter()
             .find(|r| r["kind"] == "block")
             .map(|r| r["after_first_secs"].to_string())
             .unwrap_or_default()
     ));
-    assert_eq!(rt.block_on(leftovers(&engine)), Vec::<String>::new());
 
     // The eclipse attempt from fifty addresses.
-    let report = tempfile::tempdir().expect("report dir");
-    let (verdict, _) = run_through_the_binary(&topology("eclipse.toml"), report.path());
-    let attackers = verdict["groups"]
+    let attackers = eclipse["groups"]
         .as_array()
         .and_then(|g| g.iter().find(|g| g["name"] == "attackers"))
         .expect("attackers group");
     assert_eq!(attackers["peers"], 50);
-    assert_eq!(verdict["peers_left_connected"], 0);
+    assert_eq!(eclipse["peers_left_connected"], 0);
     figures.push(format!(
         "eclipse: up in {:.1}s; attackers: {} handshakes, {} disconnected by the node",
-        verdict["startup_secs"].as_f64().unwrap_or(0.0),
+        eclipse["startup_secs"].as_f64().unwrap_or(0.0),
         attackers["handshakes"],
         attackers["disconnected_by_node"]
     ));
-    assert_eq!(rt.block_on(leftovers(&engine)), Vec::<String>::new());
 
     // The spy on three nodes: which node announced the transaction first.
-    let report = tempfile::tempdir().expect("report dir");
-    let (verdict, stdout) = run_through_the_binary(&topology("spy.toml"), report.path());
-    let relay = verdict["relay"].as_array().expect("relay table");
+    let relay = spy["relay"].as_array().expect("relay table");
     let tx = relay
         .iter()
         .find(|r| r["group"] == "spy" && (r["kind"] == "tx" || r["kind"] == "wtx"))
@@ -204,12 +232,11 @@ fn the_topology_scenarios_pass_through_peerlab_rehearse_and_leave_nothing_behind
         "at least two nodes relayed to the spy: {tx}"
     );
     assert!(["a", "b", "c"].contains(&tx["first_node"].as_str().unwrap_or("")));
-    assert!(stdout.contains("relay  spy"), "{stdout}");
+    assert!(spy_stdout.contains("relay  spy"), "{spy_stdout}");
     figures.push(format!(
         "spy: first relayed by {}; {}",
         tx["first_node"], tx["nodes"]
     ));
-    assert_eq!(rt.block_on(leftovers(&engine)), Vec::<String>::new());
     common::figures("topologies", &figures.join("\n"));
 }
 

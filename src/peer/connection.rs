@@ -264,6 +264,15 @@ impl Peer {
         &self.config
     }
 
+    /// Hands over the connection after writing what is queued: for traffic at wire speed,
+    /// which the message-at-a-time API would slow down (the flood benchmark writes bursts of
+    /// pings and discards the answers). What was read but not yet returned is dropped.
+    pub async fn into_stream(mut self) -> Result<TcpStream, PeerError> {
+        let limit = self.config.io_timeout;
+        bounded(limit, "flushing", self.flush()).await?;
+        Ok(self.stream)
+    }
+
     /// Writes what is still queued and shuts the connection down (bounded by `io_timeout`;
     /// errors are only logged, the socket is closed either way).
     pub async fn close(mut self) {

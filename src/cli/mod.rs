@@ -64,10 +64,30 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether the command runs on a single-threaded runtime: the observer's processes on a
+    /// honeynode (extractors, tools, the recorder). Their tasks hand every event from one to
+    /// the next (drain, publisher queue, NATS connection); on one thread those hand-offs are
+    /// plain function calls instead of cross-thread wake-ups, which costs less CPU per event
+    /// and leaves the other cores to the node being watched. Blocking work (RPC calls, file
+    /// I/O) still goes to tokio's blocking pool.
+    fn single_threaded(&self) -> bool {
+        matches!(
+            self,
+            Command::Observe(_) | Command::Extract(_) | Command::Record(_) | Command::Tools(_)
+        )
+    }
+
     /// Runs the command on the process's one runtime.
     pub fn run(self) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+        let runtime = if self.single_threaded() {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        } else {
+            tokio::runtime::Runtime::new()
+        }
+        .context("starting the async runtime")?;
         let result = runtime.block_on(async {
             match self {
                 Command::Setup(args) => args.run().await,

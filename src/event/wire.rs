@@ -34,10 +34,7 @@ const MAP_VALUE: u32 = 2;
 
 /// The wire bytes of `event` (see the module docs).
 pub fn encode(event: &Event) -> Vec<u8> {
-    let Some(PeerObserverEvent::RpcExtractor(rpc)) = &event.peer_observer_event else {
-        return event.encode_to_vec();
-    };
-    let Some(RpcEvent::AddrmanInfo(info)) = &rpc.rpc_event else {
+    let Some(info) = addrman_info_event(event) else {
         return event.encode_to_vec();
     };
     let mut rpc_bytes = Vec::new();
@@ -46,6 +43,27 @@ pub fn encode(event: &Event) -> Vec<u8> {
     bytes::encode(EVENT_RPC_EXTRACTOR, &rpc_bytes, &mut out);
     uint64::encode(EVENT_TIMESTAMP, &event.timestamp, &mut out);
     out
+}
+
+/// [`encode`], appended to `buf` (the eBPF extractor writes every event into one arena).
+pub fn encode_into(event: &Event, buf: &mut impl ::bytes::BufMut) {
+    match addrman_info_event(event) {
+        Some(_) => buf.put_slice(&encode(event)),
+        // prost's own encoding cannot fail for lack of room: a BufMut grows as needed.
+        None => {
+            let _ = event.encode(buf);
+        }
+    }
+}
+
+fn addrman_info_event(event: &Event) -> Option<&AddrManInfo> {
+    let Some(PeerObserverEvent::RpcExtractor(rpc)) = &event.peer_observer_event else {
+        return None;
+    };
+    match &rpc.rpc_event {
+        Some(RpcEvent::AddrmanInfo(info)) => Some(info),
+        _ => None,
+    }
 }
 
 /// `AddrManInfo` with every map entry's value written, zeros included.

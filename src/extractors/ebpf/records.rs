@@ -344,10 +344,8 @@ impl Record {
         let probe = ProbeId::from_u32(kind).ok_or(RecordError::UnknownKind(kind))?;
         let record = match probe {
             ProbeId::InboundMessage | ProbeId::OutboundMessage => {
-                let m: MessageRecord = read(bytes, kind)?;
-                let start = std::mem::size_of::<MessageRecord>();
-                let end = start.saturating_add(m.copied as usize).min(bytes.len());
-                Record::Message(m, bytes[start..end].to_vec())
+                let (m, payload) = message_parts(bytes, kind)?;
+                Record::Message(m, payload.to_vec())
             }
             ProbeId::InboundConnection
             | ProbeId::OutboundConnection
@@ -365,6 +363,43 @@ impl Record {
             }
         };
         Ok((header.ktime_ns, probe, record))
+    }
+}
+
+/// A P2P message record and its payload, borrowed from the ring (`None` for a record of
+/// another kind): the encoder's way in, with no copy of the payload.
+pub fn read_message(bytes: &[u8]) -> Result<Option<(MessageRecord, &[u8])>, RecordError> {
+    let header: RecordHeader = read(bytes, u32::MAX)?;
+    let kind = header.kind;
+    if kind != ProbeId::InboundMessage as u32 && kind != ProbeId::OutboundMessage as u32 {
+        return Ok(None);
+    }
+    message_parts(bytes, kind).map(Some)
+}
+
+/// The message header and the payload bytes it says were copied, bounded by the record.
+fn message_parts(bytes: &[u8], kind: u32) -> Result<(MessageRecord, &[u8]), RecordError> {
+    let m: MessageRecord = read(bytes, kind)?;
+    let start = std::mem::size_of::<MessageRecord>();
+    let end = start.saturating_add(m.copied as usize).min(bytes.len());
+    Ok((m, &bytes[start..end]))
+}
+
+#[cfg(test)]
+impl MessageRecord {
+    /// An all-zero record (tests fill in what they need).
+    pub fn zeroed() -> MessageRecord {
+        // SAFETY: plain integers and byte arrays: all zeros is a valid value.
+        unsafe { std::mem::zeroed() }
+    }
+
+    /// The record's bytes as the BPF program lays them out.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let size = std::mem::size_of::<MessageRecord>();
+        // SAFETY: `self` is a #[repr(C)] struct of `size` initialised bytes (padding fields
+        // are explicit members).
+        unsafe { std::slice::from_raw_parts((self as *const MessageRecord).cast::<u8>(), size) }
+            .to_vec()
     }
 }
 

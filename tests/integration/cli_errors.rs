@@ -247,3 +247,66 @@ fn rehearsing_against_a_node_needs_rpc_credentials() {
     let line = error_line(&output);
     assert!(line.contains("--rpc-cookie"), "{line}");
 }
+
+#[test]
+fn rehearsing_an_expectation_of_an_extractor_turned_off_is_refused_with_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("needs-rpc.toml");
+    std::fs::write(
+        &scenario,
+        "[scenario]\nname = \"needs-rpc\"\ntimeout_secs = 5\n\n\
+         [[expect]]\nkind = \"event\"\nevent = \"validation.block_connected\"\n\n\
+         [[expect]]\nkind = \"event\"\nevent = \"rpc.blockchain_info\"\n",
+    )
+    .expect("write scenario");
+    let report = dir.path().join("report");
+    let output = peerlab()
+        .arg("rehearse")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&report)
+        .arg("--no-rpc-extractor")
+        .output()
+        .expect("run rehearse");
+    let line = error_line(&output);
+    assert!(line.contains("--no-rpc-extractor"), "{line}");
+    assert!(
+        line.contains("expect[1] event rpc.blockchain_info"),
+        "{line}"
+    );
+    assert!(line.contains("needs-rpc.toml"), "{line}");
+    // Refused before anything ran: no report directory.
+    assert!(!report.exists(), "the rehearsal ran");
+
+    // Metrics fed only by an extractor count as needing it too.
+    std::fs::write(
+        &scenario,
+        "[scenario]\nname = \"needs-log\"\ntimeout_secs = 5\n\n\
+         [[expect]]\nkind = \"metric\"\nmetric = \"peerobserver_log_events\"\nop = \">\"\nvalue = 0\n",
+    )
+    .expect("write scenario");
+    let output = peerlab()
+        .arg("rehearse")
+        .arg(&scenario)
+        .arg("--report")
+        .arg(&report)
+        .arg("--no-log-extractor")
+        .output()
+        .expect("run rehearse");
+    let line = error_line(&output);
+    assert!(
+        line.contains("--no-log-extractor") && line.contains("peerobserver_log_events"),
+        "{line}"
+    );
+}
+
+#[test]
+fn extractor_switches_do_not_apply_to_someone_elses_stack() {
+    let output = rehearse_against_nothing(
+        "inv-flood.toml",
+        &["--rpc-cookie", "/nonexistent/.cookie", "--no-ipc-extractor"],
+    );
+    let line = error_line(&output);
+    assert!(line.contains("--no-<x>-extractor"), "{line}");
+    assert!(line.contains("-a/--rpc-url"), "{line}");
+}

@@ -358,11 +358,13 @@ fn help_options(text: &str) -> std::collections::BTreeMap<String, HelpOption> {
     options
 }
 
+/// A flag as its help line starts (`-m, --metrics-address`) and its default, if it has one.
+type Documented<'a> = (&'a str, Option<&'a str>);
+
 /// Every subcommand's `--help` documents its key options: each listed flag (with its short
 /// form where it has one) is there with a description, and defaults are the documented ones.
 #[test]
 fn subcommand_help_documents_the_key_flags() {
-    // (subcommand, [(flag as the line starts, default)])
     let nats = ("-a, --nats-address", Some("nats://127.0.0.1:4222"));
     let rpc_disables = [
         "getpeerinfo",
@@ -379,7 +381,7 @@ fn subcommand_help_documents_the_key_flags() {
         "estimatesmartfee",
     ]
     .map(|rpc| format!("--disable-{rpc}"));
-    let mut extract_rpc: Vec<(&str, Option<&str>)> = vec![
+    let mut extract_rpc: Vec<Documented> = vec![
         ("--rpc-host", Some("127.0.0.1:8332")),
         ("--rpc-cookie-file", None),
         ("--rpc-user", None),
@@ -390,7 +392,7 @@ fn subcommand_help_documents_the_key_flags() {
         nats,
     ];
     extract_rpc.extend(rpc_disables.iter().map(|flag| (flag.as_str(), None)));
-    let cases: Vec<(&[&str], Vec<(&str, Option<&str>)>)> = vec![
+    let cases: Vec<(&[&str], Vec<Documented>)> = vec![
         (&["extract", "rpc"], extract_rpc),
         (
             &["extract", "p2p"],

@@ -21,7 +21,7 @@ use peerlab::event::Event;
 use peerlab::extractors::ebpf::{EbpfConfig, EbpfExtractor, Target};
 use peerlab::extractors::Extractor as _;
 use peerlab::node::{RegtestConfig, RegtestNode};
-use peerlab::rehearse::{rehearse, StackSpec};
+use peerlab::rehearse::{rehearse, Extractors, StackSpec};
 use peerlab::scenario::{Behaviour, RecordedPeer, Scenario};
 use peerlab::shutdown::Shutdown;
 use peerlab::stack::NatsServer;
@@ -45,7 +45,7 @@ fn scenarios() -> Vec<PathBuf> {
 fn every_scenario_passes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let stack = StackSpec::Embedded(common::installation());
+    let stack = StackSpec::Embedded(common::installation(), Extractors::default());
     let files = scenarios();
     assert!(files.len() >= 10, "at least 10 scenarios: {files:?}");
     let mut failures = Vec::new();
@@ -165,6 +165,60 @@ deadline_secs = 4
     render_in_chromium(&report.join("report.html"));
 }
 
+#[test]
+fn extractors_turned_off_in_a_rehearsal_publish_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scenario = dir.path().join("no-rpc.toml");
+    std::fs::write(
+        &scenario,
+        r#"
+[scenario]
+name = "without-rpc-and-p2p-extractors"
+timeout_secs = 6
+
+[[steps]]
+at_secs = 1
+action = "mine"
+blocks = 2
+
+[[expect]]
+kind = "event"
+event = "validation.block_connected"
+min = 2
+max = 2
+
+[[expect]]
+name = "the log extractor still runs"
+kind = "event"
+event = "log.block_connected_log"
+min = 2
+"#,
+    )
+    .expect("write scenario");
+    let report = dir.path().join("report");
+    let output = rehearse_command(&scenario, &report)
+        .args(["--no-rpc-extractor", "--no-p2p-extractor"])
+        .output()
+        .expect("rehearse runs");
+    assert!(
+        output.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let recording = peerlab::record::read_recording(&report.join("recording.mcap"))
+        .expect("the rehearsal's recording reads");
+    let subjects: std::collections::BTreeSet<&str> =
+        recording.messages.iter().map(|m| &*m.subject).collect();
+    for off in ["rpc", "p2p-extractor"] {
+        assert!(!subjects.contains(off), "{off} recorded: {subjects:?}");
+    }
+    for on in ["validation", "log-extractor"] {
+        assert!(subjects.contains(on), "no {on} recorded: {subjects:?}");
+    }
+}
+
 /// `peerlab rehearse SCENARIO --report REPORT`, ready for more arguments.
 fn rehearse_command(scenario: &Path, report: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_peerlab"));
@@ -208,7 +262,7 @@ fn replayed_peers_reproduce_their_message_counts_at_the_node() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/replay-recorded-peer.toml");
     let scenario = Scenario::from_file(&file).expect("scenario parses");
     let report = tempfile::tempdir().expect("report dir");
-    let stack = StackSpec::Embedded(common::installation());
+    let stack = StackSpec::Embedded(common::installation(), Extractors::default());
     let (verdict, observed) = runtime
         .block_on(rehearse(&stack, &file, report.path(), &Shutdown::new()))
         .expect("scenario runs");

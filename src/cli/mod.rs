@@ -3,11 +3,13 @@
 //! Each file turns its arguments into the library's option structs, composes the library's
 //! pieces and prints the outcome; the library below knows nothing of clap or the terminal.
 //! Numeric options are range-checked here ([`values`]), NATS and subject options are shared
-//! by every command that talks to NATS ([`nats`]), the spool options by every command that
+//! by every command that talks to NATS ([`nats`]), the extractor switches by `run` and
+//! `rehearse` ([`extractors`]), the spool options by every command that
 //! publishes extractors' events ([`spool`]). There is one tokio runtime (built here)
 //! and one shutdown per command ([`signals`]).
 
 mod extract;
+mod extractors;
 mod fleet;
 mod live_tools;
 mod nats;

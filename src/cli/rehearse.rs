@@ -5,8 +5,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use peerlab::node::{setup, RpcAuth, SetupOptions};
-use peerlab::rehearse::{rehearse, ExistingStack, StackSpec, Verdict};
+use peerlab::rehearse::{
+    check_extractors, rehearse, ExistingStack, RehearseError, StackSpec, Verdict,
+};
+use peerlab::scenario::Scenario;
+use peerlab::stack::Extractors;
 
+use super::extractors::{flag, ExtractorSwitches};
 use super::nats::{NatsConnectArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
 
@@ -19,9 +24,10 @@ const REGTEST_P2P_PORT: u16 = 18444;
 /// Writes DIR/recording.mcap, DIR/verdict.json and DIR/report.html; exits non-zero when
 /// an expectation fails. Scenario format: scenarios/README.md.
 ///
-/// By default everything runs privately (nats-server, regtest bitcoind, eBPF extractor).
-/// With -a and --rpc-url it runs against your own running stack instead: your
-/// extractor's events on your NATS, your regtest node attacked on --p2p.
+/// By default everything runs privately (nats-server, a regtest node, the eBPF, log, RPC,
+/// P2P and IPC extractors; --no-<x>-extractor turns one off). With -a and --rpc-url it runs
+/// against your own running stack instead: your extractors' events on your NATS, your
+/// regtest node attacked on --p2p.
 #[derive(Debug, clap::Args)]
 pub struct RehearseArgs {
     /// The scenario file (TOML).
@@ -29,6 +35,8 @@ pub struct RehearseArgs {
     /// Directory for the recording, verdict and report.
     #[arg(long, value_name = "DIR")]
     pub report: PathBuf,
+    #[command(flatten)]
+    pub extractors: ExtractorSwitches,
     #[command(flatten)]
     pub existing: ExistingStackArgs,
 }
@@ -39,19 +47,50 @@ impl RehearseArgs {
     /// still judges and reports what was seen.
     pub async fn run(self) -> anyhow::Result<()> {
         // A bad scenario is reported before anything is provisioned or connected.
-        peerlab::scenario::Scenario::from_file(&self.scenario)?;
+        let scenario = peerlab::scenario::Scenario::from_file(&self.scenario)?;
+        let extractors = self.extractors.extractors();
         let spec = match self.existing.to_stack()? {
-            Some(existing) => StackSpec::Existing(Box::new(existing)),
-            None => StackSpec::Embedded(
-                tokio::task::spawn_blocking(|| setup(&SetupOptions::default()))
-                    .await
-                    .context("setup task")?
-                    .context("provisioning the embedded stack")?,
+            Some(_) if self.extractors.any() => bail!(
+                "the --no-<x>-extractor flags turn off extractors of the embedded stack; with \
+                 -a/--rpc-url the extractors are yours: stop them on your side instead"
             ),
+            Some(existing) => StackSpec::Existing(Box::new(existing)),
+            None => {
+                refuse_expectations_of_extractors_off(&scenario, extractors, &self.scenario)?;
+                StackSpec::Embedded(
+                    tokio::task::spawn_blocking(|| setup(&SetupOptions::default()))
+                        .await
+                        .context("setup task")?
+                        .context("provisioning the embedded stack")?,
+                    extractors,
+                )
+            }
         };
         let shutdown = shutdown_on_signals(None);
         let (verdict, _) = rehearse(&spec, &self.scenario, &self.report, &shutdown).await?;
         print_verdict(&verdict, &self.report)
+    }
+}
+
+/// Names the flag when an expectation needs an extractor turned off.
+fn refuse_expectations_of_extractors_off(
+    scenario: &Scenario,
+    extractors: Extractors,
+    path: &Path,
+) -> anyhow::Result<()> {
+    match check_extractors(scenario, extractors) {
+        Err(RehearseError::ExtractorOff {
+            expectation,
+            extractor,
+        }) => bail!(
+            "{}: {expectation} needs the {} extractor, which {} turns off; drop the flag or \
+             that expectation",
+            path.display(),
+            extractor.name(),
+            flag(extractor)
+        ),
+        Err(other) => Err(other.into()),
+        Ok(()) => Ok(()),
     }
 }
 

@@ -14,6 +14,7 @@ use peerlab::stack::{drive_activity, EmbeddedConfig, EmbeddedStack, ObserverConf
 use peerlab::tools::logger::{LogFormat, Logger};
 use peerlab::tools::Tool as _;
 
+use super::extractors::ExtractorSwitches;
 use super::live_tools::LiveToolArgs;
 use super::nats::SubjectSchemeArgs;
 use super::signals::shutdown_on_signals;
@@ -35,19 +36,8 @@ pub struct RunArgs {
     /// inbound peers by default).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(0..=100))]
     pub peers: u16,
-    /// Do not run the log extractor on the node's debug.log (the eBPF extractor always
-    /// runs).
-    #[arg(long)]
-    pub no_log_extractor: bool,
-    /// Do not run the RPC extractor on the node's RPC port.
-    #[arg(long)]
-    pub no_rpc_extractor: bool,
-    /// Do not run the P2P extractor (a peer the node dials).
-    #[arg(long)]
-    pub no_p2p_extractor: bool,
-    /// Do not run the IPC extractor (the node is then bitcoind instead of bitcoin-node).
-    #[arg(long)]
-    pub no_ipc_extractor: bool,
+    #[command(flatten)]
+    pub extractors: ExtractorSwitches,
     /// Also record everything the bus carries into this MCAP file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -74,13 +64,10 @@ impl RunArgs {
             .context("provisioning the embedded stack")?;
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
-            observer: ObserverConfig {
-                log: !self.no_log_extractor,
-                rpc: !self.no_rpc_extractor,
-                p2p: !self.no_p2p_extractor,
-                ipc: !self.no_ipc_extractor,
-                ..ObserverConfig::default()
-            },
+            observer: self
+                .extractors
+                .extractors()
+                .apply(ObserverConfig::default()),
             ..EmbeddedConfig::new(installation)
         })
         .await

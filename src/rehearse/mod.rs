@@ -2,9 +2,10 @@
 //! watches, then judge its expectations.
 //!
 //! This module owns the run of one scenario: the stack ([`StackSpec`]: the embedded default
-//! of a private nats-server, regtest bitcoind, eBPF extractor and recorder, or the user's
-//! running stack), the scripted peer groups, the timeline steps, and the verdict: every
-//! expectation with what was observed. The report directory receives `recording.mcap`,
+//! of a private nats-server, regtest node, the eBPF extractor and the optional extractors
+//! left on ([`Extractors`]; an expectation needing one turned off is refused before the run,
+//! [`check_extractors`]), or the user's running stack), the recorder, the scripted peer
+//! groups, the timeline steps, and the verdict: every expectation with what was observed. The report directory receives `recording.mcap`,
 //! `verdict.json` and `report.html`.
 //!
 //! Time zero is when the node is up, the start-up blocks are mined and the extractor traces
@@ -31,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::stack::{Extractors, OptionalExtractor};
 pub use observe::Observed;
 pub use stack::{ExistingStack, StackSpec};
 pub use topology::{propagation, Propagation, RelayOrder};
@@ -39,7 +41,7 @@ pub use verdict::{ExpectationResult, GroupResult, Verdict};
 use crate::attack::{run_peer_with, PeerContext, PeerOutcome, ReplayScript};
 use crate::node::NodeRpc;
 use crate::record::recorder::{record, RecordOptions};
-use crate::scenario::{Action, Behaviour, Check, Scenario, TxKind};
+use crate::scenario::{Action, Behaviour, Check, EventCategory, Scenario, TxKind};
 use crate::shutdown::Shutdown;
 use collector::{Collector, Drops};
 use stack::Stack;
@@ -63,6 +65,62 @@ pub enum RehearseError {
     /// The stack did not come up.
     #[error("{0}")]
     Stack(String),
+    /// An expectation judges events (or metrics fed by them) of an extractor the run turns
+    /// off, so it could never pass.
+    #[error("{expectation} needs the {} extractor, which this run turns off", extractor.name())]
+    ExtractorOff {
+        /// The expectation's label.
+        expectation: String,
+        /// The extractor it needs.
+        extractor: OptionalExtractor,
+    },
+}
+
+/// The optional extractor whose events `check` judges, if any: an event expectation on its
+/// category (`log.*`, `rpc.*`, `p2p.*`, `ipc.*`), or a metric the metrics tool derives only
+/// from its events.
+pub fn extractor_needed(check: &Check) -> Option<OptionalExtractor> {
+    match check {
+        Check::Event(event) => match event.event.category {
+            EventCategory::Log => Some(OptionalExtractor::Log),
+            EventCategory::Rpc => Some(OptionalExtractor::Rpc),
+            EventCategory::P2p => Some(OptionalExtractor::P2p),
+            EventCategory::Ipc => Some(OptionalExtractor::Ipc),
+            EventCategory::Message
+            | EventCategory::Connection
+            | EventCategory::Mempool
+            | EventCategory::Validation
+            | EventCategory::Utxocache => None,
+        },
+        // `peerobserver_p2p_*` are the eBPF extractor's P2P messages; the P2P extractor's
+        // families are `peerobserver_p2pextractor_*`.
+        Check::Metric(metric) => [
+            ("peerobserver_log_", OptionalExtractor::Log),
+            ("peerobserver_rpc_", OptionalExtractor::Rpc),
+            ("peerobserver_p2pextractor_", OptionalExtractor::P2p),
+            ("peerobserver_ipc_", OptionalExtractor::Ipc),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| metric.metric.starts_with(prefix))
+        .map(|(_, extractor)| extractor),
+        Check::Rpc(_) | Check::Drops(_) | Check::Alert(_) => None,
+    }
+}
+
+/// Refuses a scenario with an expectation that needs an extractor `extractors` turns off:
+/// it would fail after a whole run for a reason known before it.
+pub fn check_extractors(scenario: &Scenario, extractors: Extractors) -> Result<(), RehearseError> {
+    for (index, expectation) in scenario.expect.iter().enumerate() {
+        if let Some(extractor) = extractor_needed(&expectation.check) {
+            if !extractors.runs(extractor) {
+                return Err(RehearseError::ExtractorOff {
+                    expectation: expectation.label(index),
+                    extractor,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Plays the scenario at `scenario_path` on the stack `stack_spec` describes, judges its
@@ -85,6 +143,9 @@ pub async fn rehearse(
         return Err(RehearseError::Invalid(lines.join("\n")));
     }
     let existing = matches!(stack_spec, StackSpec::Existing(_));
+    if let StackSpec::Embedded(_, extractors) = stack_spec {
+        check_extractors(&scenario, *extractors)?;
+    }
     if existing
         && scenario
             .steps

@@ -2,7 +2,8 @@
 //! default) or the user's own (NATS address, RPC credentials, P2P address).
 //!
 //! Embedded: a private nats-server, a regtest bitcoind on a datadir that survives
-//! `restart_node`, and the eBPF extractor following that datadir's pid file. Existing: only
+//! `restart_node`, the eBPF extractor following that datadir's pid file, and the log, RPC,
+//! P2P and IPC extractors the spec's [`Extractors`] leave on. Existing: only
 //! connections; nothing of the user's is started, stopped or restarted, and the mock clock is
 //! reset when the run ends. Either way the scenario's node settings are applied (mock time,
 //! start-up blocks) before time zero.
@@ -21,14 +22,16 @@ use crate::node::{Installation, NodeRpc, RemoteNode, RpcAuth};
 use crate::scenario::Scenario;
 use crate::shutdown::Shutdown;
 use crate::stack::{
-    ContainerNodeSpec, ContainerStack, EmbeddedConfig, EmbeddedStack, ObserverConfig, StackCounters,
+    ContainerNodeSpec, ContainerStack, EmbeddedConfig, EmbeddedStack, Extractors, ObserverConfig,
+    StackCounters,
 };
 
 /// Where to rehearse.
 #[derive(Debug, Clone)]
 pub enum StackSpec {
-    /// Start everything (nats-server, regtest bitcoind, eBPF extractor) privately.
-    Embedded(Installation),
+    /// Start everything (nats-server, regtest node, the eBPF extractor and the optional
+    /// extractors that are on) privately; a topology's observers run the same extractors.
+    Embedded(Installation, Extractors),
     /// Use a running stack: its NATS carries the extractor's events, its node is attacked.
     Existing(Box<ExistingStack>),
 }
@@ -79,16 +82,16 @@ impl Stack {
         shutdown: &Shutdown,
     ) -> Result<Stack, RehearseError> {
         match spec {
-            StackSpec::Embedded(installation) if scenario.is_topology() => {
-                Stack::topology(installation, scenario, shutdown).await
+            StackSpec::Embedded(installation, extractors) if scenario.is_topology() => {
+                Stack::topology(installation, *extractors, scenario, shutdown).await
             }
             StackSpec::Existing(_) if scenario.is_topology() => Err(RehearseError::Invalid(
                 "a topology ([[node]]s) runs its own nodes in containers; run it without \
                  -a/--rpc-url"
                     .into(),
             )),
-            StackSpec::Embedded(installation) => {
-                Stack::embedded(installation, scenario, shutdown).await
+            StackSpec::Embedded(installation, extractors) => {
+                Stack::embedded(installation, *extractors, scenario, shutdown).await
             }
             StackSpec::Existing(existing) => Stack::existing(existing, scenario).await,
         }
@@ -96,12 +99,13 @@ impl Stack {
 
     async fn embedded(
         installation: &Installation,
+        extractors: Extractors,
         scenario: &Scenario,
         shutdown: &Shutdown,
     ) -> Result<Stack, RehearseError> {
         let mut config = EmbeddedConfig::new(installation.clone());
         config.node_args = scenario.node.extra_args.clone();
-        config.observer = rehearsal_observer();
+        config.observer = rehearsal_observer(extractors);
         let mut embedded = EmbeddedStack::start(config)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;
@@ -131,6 +135,7 @@ impl Stack {
     /// mined and spread, then the observer on the observed nodes.
     async fn topology(
         installation: &Installation,
+        extractors: Extractors,
         scenario: &Scenario,
         shutdown: &Shutdown,
     ) -> Result<Stack, RehearseError> {
@@ -148,7 +153,7 @@ impl Stack {
         let mut containers = ContainerStack::start(installation, specs)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;
-        let result = Stack::prepare_topology(&mut containers, scenario, shutdown).await;
+        let result = Stack::prepare_topology(&mut containers, extractors, scenario, shutdown).await;
         match result {
             Ok((nodes, first_own_block, notes)) => Ok(Stack {
                 nats: containers.nats(),
@@ -174,6 +179,7 @@ impl Stack {
 
     async fn prepare_topology(
         containers: &mut ContainerStack,
+        extractors: Extractors,
         scenario: &Scenario,
         shutdown: &Shutdown,
     ) -> Result<(Vec<(String, Arc<RehearsalNode>)>, u64, Vec<String>), RehearseError> {
@@ -204,7 +210,7 @@ impl Stack {
             .map_err(stack("reading the height"))?;
         super::topology::mine_and_sync(scenario, &nodes).await?;
         containers
-            .observe(&rehearsal_observer(), shutdown)
+            .observe(&rehearsal_observer(extractors), shutdown)
             .await
             .map_err(|e| RehearseError::Stack(e.to_string()))?;
         Ok((nodes, first_own_block, notes))
@@ -290,15 +296,16 @@ impl Stack {
     }
 }
 
-/// The observer of a rehearsal: every extractor, with timers short enough that RPC
-/// expectations on `rpc.*` events see replies within seconds of a change.
-fn rehearsal_observer() -> ObserverConfig {
-    ObserverConfig {
+/// The observer of a rehearsal: the eBPF extractor and the optional ones that are on, with
+/// timers short enough that RPC expectations on `rpc.*` events see replies within seconds
+/// of a change.
+fn rehearsal_observer(extractors: Extractors) -> ObserverConfig {
+    extractors.apply(ObserverConfig {
         rpc_intervals: (Duration::from_secs(1), Duration::from_secs(2)),
         p2p_ping_interval: Duration::from_secs(1),
         ipc_interval: Duration::from_secs(1),
         ..ObserverConfig::default()
-    }
+    })
 }
 
 /// Waits until `stats` show the node's current pid (pid file re-read after restarts); the

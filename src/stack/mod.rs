@@ -21,7 +21,9 @@ pub use activity::{drive_activity, Activity};
 pub use containers::{node_scheme, ContainerNodeSpec, ContainerStack, TOPOLOGY_PREFIX};
 pub use embedded::{wait_traced, EmbeddedConfig, EmbeddedStack, StackCounters};
 pub use nats_server::{NatsServer, NATS_MAX_PAYLOAD};
-pub use observer::{Attachment, NodeFiles, NodeObserver, ObserverConfig};
+pub use observer::{
+    Attachment, Extractors, NodeFiles, NodeObserver, ObserverConfig, OptionalExtractor,
+};
 pub use ports::free_port;
 
 /// What can go wrong composing or running a stack. Messages say which piece failed.

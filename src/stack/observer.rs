@@ -94,6 +94,87 @@ impl Default for ObserverConfig {
     }
 }
 
+/// An extractor a run may turn off; the eBPF extractor is not one (it is what every
+/// stack is built around).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptionalExtractor {
+    /// The log extractor on `debug.log`.
+    Log,
+    /// The RPC extractor.
+    Rpc,
+    /// The P2P extractor.
+    P2p,
+    /// The IPC extractor.
+    Ipc,
+}
+
+impl OptionalExtractor {
+    /// Every optional extractor.
+    pub const ALL: [OptionalExtractor; 4] = [
+        OptionalExtractor::Log,
+        OptionalExtractor::Rpc,
+        OptionalExtractor::P2p,
+        OptionalExtractor::Ipc,
+    ];
+
+    /// Its short name (`log`, `rpc`, `p2p`, `ipc`): also its subject and event category.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptionalExtractor::Log => "log",
+            OptionalExtractor::Rpc => "rpc",
+            OptionalExtractor::P2p => "p2p",
+            OptionalExtractor::Ipc => "ipc",
+        }
+    }
+}
+
+/// Which of the optional extractors run (default: all of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extractors {
+    /// The log extractor.
+    pub log: bool,
+    /// The RPC extractor.
+    pub rpc: bool,
+    /// The P2P extractor.
+    pub p2p: bool,
+    /// The IPC extractor.
+    pub ipc: bool,
+}
+
+impl Default for Extractors {
+    fn default() -> Extractors {
+        Extractors {
+            log: true,
+            rpc: true,
+            p2p: true,
+            ipc: true,
+        }
+    }
+}
+
+impl Extractors {
+    /// Whether `extractor` runs.
+    pub fn runs(self, extractor: OptionalExtractor) -> bool {
+        match extractor {
+            OptionalExtractor::Log => self.log,
+            OptionalExtractor::Rpc => self.rpc,
+            OptionalExtractor::P2p => self.p2p,
+            OptionalExtractor::Ipc => self.ipc,
+        }
+    }
+
+    /// `config` with these extractors on and the others off (timers and eBPF unchanged).
+    pub fn apply(self, config: ObserverConfig) -> ObserverConfig {
+        ObserverConfig {
+            log: self.log,
+            rpc: self.rpc,
+            p2p: self.p2p,
+            ipc: self.ipc,
+            ..config
+        }
+    }
+}
+
 /// One extractor's outcome.
 #[derive(Debug, Clone)]
 pub struct Attachment {

@@ -1,8 +1,9 @@
 //! The embedded stack (`peerlab::stack::EmbeddedStack`), the composition `run` and
 //! `rehearse` share: the eBPF, log, RPC, P2P and IPC extractors all publish (the node is
-//! `bitcoin-node`, so the IPC extractor has a socket), every event reaches a
-//! subscriber that came before the observer, the stack stops in order (the extractor's last events are sent
-//! before the publisher closes), and its final counters agree with what was received.
+//! `bitcoin-node`, so the IPC extractor has a socket; the node dials the P2P extractor and
+//! announces the mined blocks to it), every event reaches a subscriber that came before the
+//! observer, the stack stops in order (the extractor's last events are sent before the
+//! publisher closes), and its final counters agree with what was received.
 
 use crate::common;
 
@@ -39,6 +40,7 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
         EventKind::LogExtractor,
         EventKind::Validation,
         EventKind::Ipc,
+        EventKind::P2pExtractor,
     ];
     tokio::time::timeout(common::TIMEOUT, async {
         while blocks < BLOCKS || !wanted.iter().all(|k| kinds.contains(k)) {
@@ -57,12 +59,14 @@ async fn the_embedded_stack_delivers_every_event_and_stops_in_order() {
 
     let counters = stack.finish().await.expect("stack stops");
     common::assert_nothing_lost(&counters.ebpf);
-    let (log, rpc, ipc) = (
+    let (log, rpc, p2p, ipc) = (
         counters.log.clone(),
         counters.rpc.clone(),
+        counters.p2p.clone(),
         counters.ipc.clone(),
     );
     assert!(log.is_some_and(|c| c.published > 0), "{counters:?}");
+    assert!(p2p.is_some_and(|c| c.published > 0), "{counters:?}");
     assert!(
         ipc.is_some_and(|c| c.ipc_fetch_errors == 0 && c.published > 0),
         "{counters:?}"

@@ -1,7 +1,9 @@
 //! The log extractor against a real regtest bitcoind's `debug.log` and a real nats-server:
 //! blocks mined appear as `BlockConnectedLog` with RPC's hashes and heights, a block with a
 //! bad merkle root submitted over RPC appears as a `BlockCheckedLog` with its state, and
-//! two rotations (rename, then SIGHUP so bitcoind reopens the file) lose and repeat no line.
+//! two rotations (rename, then SIGHUP so bitcoind reopens the file) lose and repeat no line;
+//! and, from a file the test writes, lines that cannot be parsed (plain text, non-UTF-8, 1 MiB)
+//! are counted while the valid lines around them still come out.
 
 use crate::common;
 
@@ -66,6 +68,19 @@ async fn setup(start: Start) -> Setup {
     }
 }
 
+/// The next log event on `subscriber` (strictly valid), bounded.
+async fn next_log(subscriber: &mut Subscriber) -> Log {
+    let message = tokio::time::timeout(common::TIMEOUT, subscriber.next())
+        .await
+        .expect("a log event in time")
+        .expect("subscription open");
+    strict::check_event(&message.payload).expect("strictly valid");
+    match Event::decode(message.payload.as_ref()).map(|e| e.peer_observer_event) {
+        Ok(Some(PeerObserverEvent::LogExtractor(log))) => log,
+        other => panic!("not a log event: {other:?}"),
+    }
+}
+
 impl Setup {
     fn node(&self) -> &RegtestNode {
         self.node.as_ref().expect("node running")
@@ -73,15 +88,7 @@ impl Setup {
 
     /// The next log event (strictly valid), bounded.
     async fn next_log(&mut self) -> Log {
-        let message = tokio::time::timeout(common::TIMEOUT, self.subscriber.next())
-            .await
-            .expect("a log event in time")
-            .expect("subscription open");
-        strict::check_event(&message.payload).expect("strictly valid");
-        match Event::decode(message.payload.as_ref()).map(|e| e.peer_observer_event) {
-            Ok(Some(PeerObserverEvent::LogExtractor(log))) => log,
-            other => panic!("not a log event: {other:?}"),
-        }
+        next_log(&mut self.subscriber).await
     }
 
     /// Log events until one satisfies `pick`.
@@ -276,4 +283,103 @@ async fn two_rotations_by_rename_and_sighup_lose_and_repeat_no_line() {
             .is_err(),
         "no line twice"
     );
+}
+
+/// Lines without debug.log's shape — plain text, bytes that are not UTF-8, a 1 MiB line —
+/// go through the real follower and extractor from a real file: each still gives one event
+/// (as peer-observer publishes them), is counted in `unparsed_lines` (the 1 MiB one also in
+/// `truncated_lines`), and the valid lines around them come out whole and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unparsable_lines_are_counted_and_the_lines_around_them_still_come_out() {
+    const MIB: usize = 1 << 20;
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let options = NatsOptions::local(nats.url());
+    let mut subscriber =
+        Subscriber::connect(&options, SubjectScheme::Flat, &["log-extractor".into()])
+            .await
+            .expect("subscriber");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("debug.log");
+    let valid = |n: u32| format!("2025-06-01T12:00:0{n}Z [net] valid line {n}\n").into_bytes();
+    // (bytes as written, whether the extractor can parse it)
+    let lines: Vec<(Vec<u8>, bool)> = vec![
+        (valid(1), true),
+        (b"no timestamp, no shape\n".to_vec(), false),
+        // Not UTF-8 at all.
+        (b"\xff\xfe\x80\xc3(garbage\n".to_vec(), false),
+        (valid(2), true),
+        // A timestamped line with one invalid byte still has the shape (repaired lossily).
+        (
+            b"2025-06-01T12:00:03Z [net] caf\xe9 au lait\n".to_vec(),
+            true,
+        ),
+        // 1 MiB without a timestamp: cut to the follower's limit, counted twice.
+        ([vec![b'x'; MIB], b"\n".to_vec()].concat(), false),
+        (valid(4), true),
+    ];
+    // The first two lines are there before the extractor starts, the rest arrive while it
+    // follows the file (the 1 MiB line spans many reads).
+    std::fs::write(&path, [lines[0].0.clone(), lines[1].0.clone()].concat())
+        .expect("write debug.log");
+    let publisher = Arc::new(common::local_publisher(&nats.url()).await);
+    let extractor = LogExtractor::start(
+        LogConfig {
+            start: Start::Beginning,
+            ..LogConfig::new(&path)
+        },
+        publisher,
+        Shutdown::new(),
+    )
+    .expect("extractor starts");
+
+    let mut logs: Vec<Log> = Vec::new();
+    for _ in 0..2 {
+        logs.push(next_log(&mut subscriber).await);
+    }
+    {
+        use std::io::Write as _;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open debug.log");
+        for (bytes, _) in &lines[2..] {
+            file.write_all(bytes).expect("append a line");
+        }
+    }
+    while logs.len() < lines.len() {
+        logs.push(next_log(&mut subscriber).await);
+    }
+
+    for (i, ((bytes, parsable), log)) in lines.iter().zip(&logs).enumerate() {
+        assert_eq!(
+            log.log_line_bytes,
+            bytes.len() as u64 - 1,
+            "line {i}: one event per line, in order, with the line's real length"
+        );
+        assert_eq!(log.log_timestamp != 0, *parsable, "line {i}: {log:?}");
+        let Some(LogEvent::UnknownLogMessage(message)) = &log.log_event else {
+            panic!("line {i}: not an unknown message: {log:?}");
+        };
+        if *parsable {
+            assert_eq!(log.category, LogDebugCategory::Net as i32, "line {i}");
+            assert!(!message.raw_message.is_empty(), "line {i}: {log:?}");
+        } else {
+            assert_eq!(log.category, LogDebugCategory::Unknown as i32, "line {i}");
+            assert_eq!(message.raw_message, "", "line {i}");
+        }
+    }
+    let Some(LogEvent::UnknownLogMessage(cafe)) = &logs[4].log_event else {
+        unreachable!("checked above");
+    };
+    assert_eq!(cafe.raw_message, "caf\u{fffd} au lait");
+
+    // `stop` joins the reading task: a panic in it would be an error here.
+    let counters = extractor.stop().await.expect("the extractor stops cleanly");
+    let unparsable = lines.iter().filter(|(_, parsable)| !parsable).count() as u64;
+    assert_eq!(counters.unparsed_lines, unparsable, "{counters:?}");
+    assert_eq!(counters.truncated_lines, 1, "{counters:?}");
+    assert_eq!(counters.records, lines.len() as u64, "{counters:?}");
+    assert_eq!(counters.published, lines.len() as u64, "{counters:?}");
+    assert_eq!(counters.publish_dropped, 0, "{counters:?}");
+    assert_eq!(counters.read_errors, 0, "{counters:?}");
 }

@@ -481,3 +481,274 @@ fn archive_header() {
     };
     assert_golden(&low_data, &bytes(&[&created, &[0x10, 0x01]])); // low_data: field 2 varint 1
 }
+
+/// An `Event` carrying one `rpc` arm.
+fn rpc_event(event: RpcEvent) -> Event {
+    Event {
+        timestamp: TIMESTAMP_MS,
+        peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+            rpc_event: Some(event),
+        })),
+    }
+}
+
+/// `rpc.chain_tx_stats` (arm 7): required uint32s and a hex string, then the three optionals
+/// Core returns for a non-empty window, written because they are set.
+#[test]
+fn rpc_chain_tx_stats() {
+    use peerlab::event::proto::rpc_extractor::ChainTxStats;
+    let event = rpc_event(RpcEvent::ChainTxStats(ChainTxStats {
+        time: 1_700_000_000,
+        tx_count: 300,
+        window_final_block_hash: "ab".into(),
+        window_final_block_height: 101,
+        window_block_count: 100,
+        window_tx_count: Some(150),
+        window_interval: Some(3_000),
+        tx_rate: Some(0.25),
+    }));
+    let golden = bytes(&[
+        &[0x12, 0x22], // Event.rpc_extractor: field 2 LEN, 34 bytes
+        &[0x3A, 0x20], // rpc.chain_tx_stats: field 7 LEN (7 << 3 | 2 = 0x3A), 32 bytes
+        // time: field 1 varint; 1_700_000_000 = 0x6553F100 -> 0x00 0x62 0x4F 0x2A 0x06
+        &[0x08, 0x80, 0xE2, 0xCF, 0xAA, 0x06],
+        &[0x10, 0xAC, 0x02], // tx_count: field 2 varint; 300 = 0x12C -> 0x2C 0x02
+        &[0x1A, 0x02, b'a', b'b'], // window_final_block_hash: field 3 LEN "ab"
+        &[0x20, 0x65],       // window_final_block_height: field 4 varint, 101
+        &[0x28, 0x64],       // window_block_count: field 5 varint, 100
+        &[0x30, 0x96, 0x01], // window_tx_count: field 6 varint; 150 = 0x96 -> 0x16 0x01
+        &[0x38, 0xB8, 0x17], // window_interval: field 7 varint; 3000 = 0xBB8 -> 0x38 0x17
+        // tx_rate: field 8 fixed64 (8 << 3 | 1 = 0x41); 0.25 = 0x3FD0000000000000, LE
+        &[0x41, 0, 0, 0, 0, 0, 0, 0xD0, 0x3F],
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// `rpc.network_info` (arm 8): a negative int32 (sign-extended to 10 bytes), repeated strings,
+/// repeated messages and doubles.
+#[test]
+fn rpc_network_info() {
+    use peerlab::event::proto::rpc_extractor::{
+        NetworkInfo, NetworkInfoLocalAddress, NetworkInfoNetwork,
+    };
+    let event = rpc_event(RpcEvent::NetworkInfo(NetworkInfo {
+        version: 290_000,
+        subversion: "/S:29/".into(),
+        protocol_version: 70_016,
+        local_services: "0409".into(),
+        local_services_names: vec!["W".into()],
+        local_relay: true,
+        time_offset: -1,
+        connections: 2,
+        connections_in: 1,
+        connections_out: 1,
+        network_active: true,
+        networks: vec![NetworkInfoNetwork {
+            name: "ipv4".into(),
+            limited: false,
+            reachable: true,
+            proxy: String::new(),
+            proxy_randomize_credentials: false,
+        }],
+        relay_fee: 0.5,
+        incremental_fee: 0.25,
+        local_addresses: vec![NetworkInfoLocalAddress {
+            address: "1.2.3.4".into(),
+            port: 8_333,
+            score: 1,
+        }],
+        warnings: Vec::new(),
+    }));
+    let golden = bytes(&[
+        &[0x12, 0x62], // Event.rpc_extractor: field 2 LEN, 98 bytes
+        &[0x42, 0x60], // rpc.network_info: field 8 LEN (8 << 3 | 2 = 0x42), 96 bytes
+        // version: field 1 varint; int32 290000 = 0x46CD0 -> 0x50 0x59 0x11
+        &[0x08, 0xD0, 0xD9, 0x11],
+        &[0x12, 0x06], // subversion: field 2 LEN, 6 bytes ...
+        b"/S:29/",
+        // protocol_version: field 3 varint; 70016 = 0x11180 -> 0x00 0x23 0x04
+        &[0x18, 0x80, 0xA3, 0x04],
+        &[0x22, 0x04], // local_services: field 4 LEN, 4 bytes ...
+        b"0409",
+        &[0x2A, 0x01, b'W'], // local_services_names: field 5 LEN, one element "W"
+        &[0x30, 0x01],       // local_relay: field 6 varint, true
+        // time_offset: field 7 varint; int32 -1 sign-extended to 64 bits: 10 bytes
+        &[
+            0x38, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01,
+        ],
+        &[0x40, 0x02], // connections: field 8 varint, 2
+        &[0x48, 0x01], // connections_in: field 9 varint, 1
+        &[0x50, 0x01], // connections_out: field 10 varint, 1
+        &[0x58, 0x01], // network_active: field 11 varint (11 << 3 = 0x58), true
+        &[0x62, 0x0E], // networks: field 12 LEN (0x62), one element of 14 bytes
+        &[0x0A, 0x04], // NetworkInfoNetwork.name: field 1 LEN, 4 bytes ...
+        b"ipv4",
+        &[0x10, 0x00], // limited: field 2 varint, false (required: written anyway)
+        &[0x18, 0x01], // reachable: field 3 varint, true
+        &[0x22, 0x00], // proxy: field 4 LEN, "" (required: written anyway)
+        &[0x28, 0x00], // proxy_randomize_credentials: field 5 varint, false
+        // relay_fee: field 13 fixed64 (13 << 3 | 1 = 0x69); 0.5 = 0x3FE0000000000000, LE
+        &[0x69, 0, 0, 0, 0, 0, 0, 0xE0, 0x3F],
+        // incremental_fee: field 14 fixed64 (0x71); 0.25 = 0x3FD0000000000000, LE
+        &[0x71, 0, 0, 0, 0, 0, 0, 0xD0, 0x3F],
+        &[0x7A, 0x0E], // local_addresses: field 15 LEN (0x7A), one element of 14 bytes
+        &[0x0A, 0x07], // NetworkInfoLocalAddress.address: field 1 LEN, 7 bytes ...
+        b"1.2.3.4",
+        &[0x10, 0x8D, 0x41], // port: field 2 varint; 8333 = 0x208D -> 0x0D 0x41
+        &[0x18, 0x01],       // score: field 3 varint, 1
+        // warnings: field 16, empty: a repeated field with no element writes nothing
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// `rpc.blockchain_info` (arm 9): every field required, so the pruning fields Core omits
+/// when not pruning are written as zeros.
+#[test]
+fn rpc_blockchain_info() {
+    use peerlab::event::proto::rpc_extractor::BlockchainInfo;
+    let event = rpc_event(RpcEvent::BlockchainInfo(BlockchainInfo {
+        chain: "regtest".into(),
+        blocks: 101,
+        headers: 101,
+        bestblockhash: "ab".into(),
+        difficulty: 1.0,
+        time: 1_700_000_000,
+        mediantime: 1_699_999_000,
+        verificationprogress: 1.0,
+        initialblockdownload: false,
+        chainwork: "ca".into(),
+        size_on_disk: 30_000,
+        pruned: false,
+        prune_height: 0,
+        prune_target_size: 0,
+        warnings: vec!["w".into()],
+    }));
+    let golden = bytes(&[
+        &[0x12, 0x44], // Event.rpc_extractor: field 2 LEN, 68 bytes
+        &[0x4A, 0x42], // rpc.blockchain_info: field 9 LEN (9 << 3 | 2 = 0x4A), 66 bytes
+        &[0x0A, 0x07], // chain: field 1 LEN, 7 bytes ...
+        b"regtest",
+        &[0x10, 0x65],             // blocks: field 2 varint, 101
+        &[0x18, 0x65],             // headers: field 3 varint, 101
+        &[0x22, 0x02, b'a', b'b'], // bestblockhash: field 4 LEN "ab"
+        // difficulty: field 5 fixed64 (5 << 3 | 1 = 0x29); 1.0 = 0x3FF0000000000000, LE
+        &[0x29, 0, 0, 0, 0, 0, 0, 0xF0, 0x3F],
+        // time: field 6 varint; 1_700_000_000 = 0x6553F100 -> 0x00 0x62 0x4F 0x2A 0x06
+        &[0x30, 0x80, 0xE2, 0xCF, 0xAA, 0x06],
+        // mediantime: field 7 varint; 1_699_999_000 = 0x6553ED18 -> 0x18 0x5A 0x4F 0x2A 0x06
+        &[0x38, 0x98, 0xDA, 0xCF, 0xAA, 0x06],
+        // verificationprogress: field 8 fixed64 (0x41); 1.0, LE
+        &[0x41, 0, 0, 0, 0, 0, 0, 0xF0, 0x3F],
+        &[0x48, 0x00],             // initialblockdownload: field 9 varint, false
+        &[0x52, 0x02, b'c', b'a'], // chainwork: field 10 LEN (0x52) "ca"
+        // size_on_disk: field 11 varint (0x58); 30000 = 0x7530 -> 0x30 0x6A 0x01
+        &[0x58, 0xB0, 0xEA, 0x01],
+        &[0x60, 0x00],       // pruned: field 12 varint, false
+        &[0x68, 0x00],       // prune_height: field 13 varint, 0
+        &[0x70, 0x00],       // prune_target_size: field 14 varint, 0
+        &[0x7A, 0x01, b'w'], // warnings: field 15 LEN (0x7A), one element "w"
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// `rpc.orphan_txs` (arm 10): a repeated uint64 of a proto2 file is NOT packed (one tag per
+/// element), and the required `bitcoin_primitives.Transaction` nests its bytes.
+#[test]
+fn rpc_orphan_txs() {
+    use peerlab::event::proto::bitcoin_primitives::Transaction;
+    use peerlab::event::proto::rpc_extractor::{OrphanTx, OrphanTxs};
+    let event = rpc_event(RpcEvent::OrphanTxs(OrphanTxs {
+        orphans: vec![OrphanTx {
+            txid: "aa".into(),
+            wtxid: "bb".into(),
+            bytes: 85,
+            vsize: 85,
+            weight: 340,
+            from: vec![3, 7],
+            transaction: Transaction {
+                txid: vec![0x01],
+                wtxid: vec![0x02],
+                raw: Some(vec![0x03]),
+            },
+        }],
+    }));
+    let golden = bytes(&[
+        &[0x12, 0x22],             // Event.rpc_extractor: field 2 LEN, 34 bytes
+        &[0x52, 0x20],             // rpc.orphan_txs: field 10 LEN (10 << 3 | 2 = 0x52), 32 bytes
+        &[0x0A, 0x1E],             // OrphanTxs.orphans: field 1 LEN, one element of 30 bytes
+        &[0x0A, 0x02, b'a', b'a'], // txid: field 1 LEN "aa"
+        &[0x12, 0x02, b'b', b'b'], // wtxid: field 2 LEN "bb"
+        &[0x18, 0x55],             // bytes: field 3 varint, 85
+        &[0x20, 0x55],             // vsize: field 4 varint, 85
+        &[0x28, 0xD4, 0x02],       // weight: field 5 varint; 340 = 0x154 -> 0x54 0x02
+        // from: field 6 varint, unpacked: a tag per element (packed would be 0x32 0x02 0x03
+        // 0x07)
+        &[0x30, 0x03, 0x30, 0x07],
+        &[0x3A, 0x09],       // transaction: field 7 LEN, 9 bytes
+        &[0x0A, 0x01, 0x01], // Transaction.txid: field 1 LEN, 1 byte
+        &[0x12, 0x01, 0x02], // Transaction.wtxid: field 2 LEN, 1 byte
+        &[0x1A, 0x01, 0x03], // Transaction.raw: field 3 LEN, 1 byte
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}
+
+/// `rpc.addrman` (arm 11): maps are repeated entry messages with the key as field 1 and the
+/// value as field 2. prost leaves a key or value out of its entry when it equals the
+/// default, so the keys here are not 0; an empty map (`tried`) writes nothing; an unset
+/// optional (`mapped_as`) is not written.
+#[test]
+fn rpc_addrman() {
+    use peerlab::event::proto::rpc_extractor::{Addrman, AddrmanBucket, AddrmanEntry};
+    let entry = AddrmanEntry {
+        address: "1.2.3.4".into(),
+        port: 8_333,
+        network: "ipv4".into(),
+        services: 9,
+        time: 1_700_000_000,
+        source: "5.6.7.8".into(),
+        source_network: "ipv4".into(),
+        mapped_as: None,
+        source_mapped_as: Some(64_512),
+    };
+    let event = rpc_event(RpcEvent::Addrman(Addrman {
+        new: [(
+            5,
+            AddrmanBucket {
+                entries: [(3, entry)].into(),
+            },
+        )]
+        .into(),
+        tried: Default::default(),
+    }));
+    let golden = bytes(&[
+        &[0x12, 0x3B], // Event.rpc_extractor: field 2 LEN, 59 bytes
+        &[0x5A, 0x39], // rpc.addrman: field 11 LEN (11 << 3 | 2 = 0x5A), 57 bytes
+        &[0x0A, 0x37], // Addrman.new: field 1 LEN, one map entry of 55 bytes
+        &[0x08, 0x05], // entry key: field 1 varint, bucket 5
+        &[0x12, 0x33], // entry value: field 2 LEN, an AddrmanBucket of 51 bytes
+        &[0x0A, 0x31], // AddrmanBucket.entries: field 1 LEN, one map entry of 49 bytes
+        &[0x08, 0x03], // entry key: field 1 varint, position 3
+        &[0x12, 0x2D], // entry value: field 2 LEN, an AddrmanEntry of 45 bytes
+        &[0x0A, 0x07], // address: field 1 LEN, 7 bytes ...
+        b"1.2.3.4",
+        &[0x10, 0x8D, 0x41], // port: field 2 varint; 8333 = 0x208D -> 0x0D 0x41
+        &[0x1A, 0x04],       // network: field 3 LEN, 4 bytes ...
+        b"ipv4",
+        &[0x20, 0x09], // services: field 4 varint, 9
+        // time: field 5 varint; int64 1_700_000_000 -> 0x00 0x62 0x4F 0x2A 0x06
+        &[0x28, 0x80, 0xE2, 0xCF, 0xAA, 0x06],
+        &[0x32, 0x07], // source: field 6 LEN, 7 bytes ...
+        b"5.6.7.8",
+        &[0x3A, 0x04], // source_network: field 7 LEN, 4 bytes ...
+        b"ipv4",
+        // mapped_as (field 8) unset: absent. source_mapped_as: field 9 varint (0x48);
+        // 64512 = 0xFC00 -> 0x00 0x78 0x03
+        &[0x48, 0x80, 0xF8, 0x03],
+        &TIMESTAMP_FIELD,
+    ]);
+    assert_golden(&event, &golden);
+}

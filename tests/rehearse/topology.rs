@@ -13,7 +13,7 @@ use bollard::query_parameters::{
     ListVolumesOptionsBuilder,
 };
 use peerlab::container::{Engine, LABEL};
-use peerlab::rehearse::{rehearse, StackSpec};
+use peerlab::rehearse::{rehearse, Extractors, StackSpec};
 use peerlab::shutdown::Shutdown;
 use serde_json::Value;
 
@@ -243,7 +243,7 @@ fn the_topology_scenarios_pass_through_peerlab_rehearse_and_leave_nothing_behind
 #[test]
 fn a_container_that_dies_fails_the_run_with_its_name_and_last_log_lines() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let stack = StackSpec::Embedded(common::installation());
+    let stack = StackSpec::Embedded(common::installation(), Extractors::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let scenario = dir.path().join("dies.toml");
     std::fs::write(

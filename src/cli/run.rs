@@ -72,15 +72,26 @@ impl RunArgs {
             .await
             .context("setup task")?
             .context("provisioning the embedded stack")?;
+        let mut observer = ObserverConfig {
+            log: !self.no_log_extractor,
+            rpc: !self.no_rpc_extractor,
+            p2p: !self.no_p2p_extractor,
+            ipc: !self.no_ipc_extractor,
+            ..ObserverConfig::default()
+        };
+        // The alerts start before the P2P extractor, and must know it is ours (its port is
+        // otherwise left to the system, which cannot race anyone).
+        let own_peers: Vec<_> = match self.tools.alerts {
+            true => observer
+                .reserve_p2p_port()
+                .context("choosing the P2P extractor's port")?
+                .into_iter()
+                .collect(),
+            false => Vec::new(),
+        };
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
-            observer: ObserverConfig {
-                log: !self.no_log_extractor,
-                rpc: !self.no_rpc_extractor,
-                p2p: !self.no_p2p_extractor,
-                ipc: !self.no_ipc_extractor,
-                ..ObserverConfig::default()
-            },
+            observer,
             ..EmbeddedConfig::new(installation)
         })
         .await
@@ -108,7 +119,7 @@ impl RunArgs {
         };
         let live_tools = self
             .tools
-            .start(stack.nats(), &scheme, &stop_tools)
+            .start(stack.nats(), &scheme, &stop_tools, own_peers)
             .await
             .context("starting the tools")?;
         stack

@@ -10,6 +10,7 @@ mod anonymize;
 mod archives;
 mod bus;
 mod cli_errors;
+mod dashboard_names;
 mod container_images;
 mod ebpf_extractor;
 mod embedded_stack;

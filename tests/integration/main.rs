@@ -5,6 +5,7 @@
 
 mod common;
 
+mod alerts_golden;
 mod alerts_tool;
 mod anonymize;
 mod archives;

@@ -26,7 +26,11 @@ fn recordings() -> Vec<PathBuf> {
 /// The alerts of one recording, one JSON line each.
 fn alerts_of(path: &Path) -> String {
     let recording = peerlab::record::read_recording(path).expect("a sample recording");
-    assert!(recording.truncated.is_none(), "{} is complete", path.display());
+    assert!(
+        recording.truncated.is_none(),
+        "{} is complete",
+        path.display()
+    );
     let mut alerter = Alerter::new(AlertConfig::default());
     let mut out = String::new();
     for message in &recording.messages {
@@ -52,8 +56,8 @@ fn every_recording_gives_its_golden_alerts() {
             .file_stem()
             .and_then(|s| s.to_str())
             .expect("a file name");
-        let golden_path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join(format!("tests/golden/alerts-{name}.jsonl"));
+        let golden_path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/alerts-{name}.jsonl"));
         let actual = alerts_of(&path);
         total += actual.lines().count();
         if std::env::var_os("PEERLAB_BLESS").is_some() {

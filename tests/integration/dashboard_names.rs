@@ -209,7 +209,9 @@ fn every_dashboard_metric_is_exposed_for_the_events_peerlab_produces() {
         .into_iter()
         .filter(|name| {
             let name = match name.as_str() {
-                "peerobserver_rpc_peer_info_invtosend" => "peerobserver_rpc_peer_info_invtosend_max",
+                "peerobserver_rpc_peer_info_invtosend" => {
+                    "peerobserver_rpc_peer_info_invtosend_max"
+                }
                 other => other,
             };
             !exposed(&text, name)

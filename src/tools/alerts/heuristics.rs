@@ -447,7 +447,10 @@ mod tests {
         }
         let flagged: Vec<u64> = alerts.iter().map(|x| x.peer_id).collect();
         assert_eq!(flagged, [2], "only the flooder is flagged");
-        assert!(!a.peers.contains_key(&1), "no state kept for the ignored peer");
+        assert!(
+            !a.peers.contains_key(&1),
+            "no state kept for the ignored peer"
+        );
     }
 
     #[test]

@@ -37,12 +37,14 @@ pub struct LiveTools {
 
 impl LiveToolArgs {
     /// Binds and subscribes every requested tool (errors here), then runs each in a task
-    /// until `stop` fires.
+    /// until `stop` fires. `own_peers`: the observer's P2P extractor (see
+    /// `ObserverConfig::reserve_p2p_port`), which the alerts do not judge.
     pub async fn start(
         &self,
         nats: &NatsOptions,
         scheme: &SubjectScheme,
         stop: &Shutdown,
+        own_peers: Vec<SocketAddr>,
     ) -> anyhow::Result<LiveTools> {
         let mut tools = LiveTools {
             tasks: Vec::new(),
@@ -80,7 +82,11 @@ impl LiveToolArgs {
             );
             // One subscription keeps message and connection events in order.
             let subscriber = Subscriber::connect(nats, scheme.clone(), &[]).await?;
-            let tool = AlertsTool::new(AlertConfig::default(), Some(publisher.clone()));
+            let config = AlertConfig {
+                ignore_peers: own_peers,
+                ..AlertConfig::default()
+            };
+            let tool = AlertsTool::new(config, Some(publisher.clone()));
             println!(
                 "alerts: logged and published on {}",
                 scheme.alerts_subject()

@@ -105,13 +105,23 @@ impl ObserveArgs {
                 beside_pid.exists().then_some(beside_pid)
             }),
         };
-        let config = ObserverConfig {
+        let mut config = ObserverConfig {
             ebpf: !self.no_ebpf,
             log: !self.no_log,
             rpc: !self.no_rpc,
             p2p: !self.no_p2p,
             ipc: !self.no_ipc,
             ..ObserverConfig::default()
+        };
+        // The alerts start before the P2P extractor, and must know it is ours (its port is
+        // otherwise left to the system, which cannot race anyone).
+        let own_peers: Vec<_> = match self.tools.alerts {
+            true => config
+                .reserve_p2p_port()
+                .context("choosing the P2P extractor's port")?
+                .into_iter()
+                .collect(),
+            false => Vec::new(),
         };
         let shutdown = shutdown_on_signals(self.duration.map(Duration::from_secs));
         // A signal or --duration also ends the wait for NATS (which retries forever by
@@ -134,7 +144,7 @@ impl ObserveArgs {
         let stop_tools = Shutdown::new();
         let live_tools = self
             .tools
-            .start(&nats, &self.subjects.scheme(), &stop_tools)
+            .start(&nats, &self.subjects.scheme(), &stop_tools, own_peers)
             .await
             .context("starting the tools")?;
         let observer = NodeObserver::start(&files, &config, publisher, &shutdown, false)

@@ -62,12 +62,23 @@ impl RunArgs {
             .await
             .context("setup task")?
             .context("provisioning the embedded stack")?;
+        let mut observer = self
+            .extractors
+            .extractors()
+            .apply(ObserverConfig::default());
+        // The alerts start before the P2P extractor, and must know it is ours (its port is
+        // otherwise left to the system, which cannot race anyone).
+        let own_peers: Vec<_> = match self.tools.alerts {
+            true => observer
+                .reserve_p2p_port()
+                .context("choosing the P2P extractor's port")?
+                .into_iter()
+                .collect(),
+            false => Vec::new(),
+        };
         let mut stack = EmbeddedStack::start(EmbeddedConfig {
             scheme: scheme.clone(),
-            observer: self
-                .extractors
-                .extractors()
-                .apply(ObserverConfig::default()),
+            observer,
             ..EmbeddedConfig::new(installation)
         })
         .await
@@ -95,7 +106,7 @@ impl RunArgs {
         };
         let live_tools = self
             .tools
-            .start(stack.nats(), &scheme, &stop_tools)
+            .start(stack.nats(), &scheme, &stop_tools, own_peers)
             .await
             .context("starting the tools")?;
         stack

@@ -67,6 +67,13 @@ pub enum Tool {
         /// A peer not seen for this many seconds is forgotten.
         #[arg(long, default_value_t = 300)]
         peer_stale_secs: u64,
+        /// Never judge the peer at this address (repeatable). Give it the P2P extractor's
+        /// listen address (`peerlab extract p2p --p2p-address`): the node dials it, reports
+        /// that connection under this address, and its regular pings would otherwise flag
+        /// it as a ping spammer. `peerlab run` and `peerlab observe --alerts` set it for
+        /// their own P2P extractor.
+        #[arg(long, value_name = "HOST:PORT")]
+        ignore_peer: Vec<std::net::SocketAddr>,
         /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
         #[arg(long, value_parser = super::values::whole_seconds())]
         duration: Option<u64>,
@@ -181,6 +188,7 @@ impl ToolsArgs {
                 addr_entries_rate_per_sec,
                 addr_entries_threshold,
                 peer_stale_secs,
+                ignore_peer,
                 duration,
                 nats,
                 subjects,
@@ -197,6 +205,7 @@ impl ToolsArgs {
                     addr_entries_rate_per_sec,
                     addr_entries_threshold,
                     peer_stale_secs: peer_stale_secs.max(1),
+                    ignore_peers: ignore_peer,
                 };
                 let shutdown = super::signals::shutdown_on_signals(
                     duration.map(std::time::Duration::from_secs),

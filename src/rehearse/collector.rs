@@ -55,6 +55,11 @@ impl Collector {
             MetricsEngine::new(IpLists::default())
                 .map_err(|e| RehearseError::Stack(format!("metrics: {e}")))?,
         ));
+        // The P2P extractor pings the node every second: its own connection is not a spammer.
+        let alert_config = AlertConfig {
+            ignore_peers: stack.own_peers(),
+            ..AlertConfig::default()
+        };
         let task = {
             let scheme = stack.scheme.clone();
             let (observed, remote_drops, seen, metrics) = (
@@ -64,7 +69,7 @@ impl Collector {
                 metrics.clone(),
             );
             tokio::spawn(async move {
-                let mut alerter = Alerter::new(AlertConfig::default());
+                let mut alerter = Alerter::new(alert_config);
                 while let Some(message) = subscriber.next().await {
                     // A topology's per-node counters: the stack's own counters judge drops.
                     if message.subject != stats_subject

@@ -267,6 +267,16 @@ impl Stack {
         })
     }
 
+    /// The observer's own peers of the nodes (where each P2P extractor we started listens),
+    /// which the alerts heuristics must not judge; none against the user's stack.
+    pub fn own_peers(&self) -> Vec<SocketAddr> {
+        match (&self.embedded, &self.topology) {
+            (Some(embedded), _) => embedded.p2p_addr().into_iter().collect(),
+            (None, Some(topology)) => topology.p2p_addrs(),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// Live counters of the embedded extractor.
     pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
         self.embedded

@@ -210,6 +210,15 @@ impl ContainerStack {
         Ok(())
     }
 
+    /// Where each observed node's P2P extractor listens: the observer's own peers, which
+    /// the alerts heuristics must not judge.
+    pub fn p2p_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.observers
+            .iter()
+            .filter_map(|(_, o)| o.p2p_addr())
+            .collect()
+    }
+
     /// The observed nodes' eBPF counters, live.
     pub fn ebpf_stats(&self) -> Vec<(String, Arc<crate::extractors::ebpf::ExtractorStats>)> {
         self.observers

@@ -251,6 +251,12 @@ impl EmbeddedStack {
         Ok(publisher)
     }
 
+    /// Where the P2P extractor listens (after [`observe`](Self::observe), when it runs): the
+    /// observer's own peer of the node, which the alerts heuristics must not judge.
+    pub fn p2p_addr(&self) -> Option<std::net::SocketAddr> {
+        self.observer.as_ref().and_then(NodeObserver::p2p_addr)
+    }
+
     /// The extractor's live counters (after [`observe`](Self::observe)).
     pub fn extractor_stats(&self) -> Option<Arc<ExtractorStats>> {
         self.observer.as_ref().and_then(NodeObserver::ebpf_stats)

@@ -73,6 +73,9 @@ pub struct ObserverConfig {
     /// loopback for a local node, the host's address on a container network for a node in
     /// a container.
     pub p2p_listen: std::net::IpAddr,
+    /// Its port: 0 lets the system choose when it starts; [`ObserverConfig::reserve_p2p_port`]
+    /// chooses one beforehand, for tools started earlier that must know it.
+    pub p2p_port: u16,
     /// The IPC extractor's `getTip` interval.
     pub ipc_interval: Duration,
 }
@@ -89,6 +92,7 @@ impl Default for ObserverConfig {
             rpc_intervals: (Duration::from_secs(10), Duration::from_secs(120)),
             p2p_ping_interval: Duration::from_secs(10),
             p2p_listen: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            p2p_port: 0,
             ipc_interval: Duration::from_secs(10),
         }
     }
@@ -172,6 +176,26 @@ impl Extractors {
             ipc: self.ipc,
             ..config
         }
+    }
+}
+
+impl ObserverConfig {
+    /// Chooses the P2P extractor's port now (a free one, unless one is set) and returns the
+    /// address the node will dial and report that connection under (`meta.addr`): what the
+    /// alerts tool, started before the observer so it misses nothing, must not judge.
+    /// `None` when the P2P extractor is off.
+    pub fn reserve_p2p_port(&mut self) -> std::io::Result<Option<std::net::SocketAddr>> {
+        if !self.p2p {
+            return Ok(None);
+        }
+        if self.p2p_port == 0 {
+            let listener = std::net::TcpListener::bind((self.p2p_listen, 0))?;
+            self.p2p_port = listener.local_addr()?.port();
+        }
+        Ok(Some(std::net::SocketAddr::new(
+            self.p2p_listen,
+            self.p2p_port,
+        )))
     }
 }
 
@@ -320,6 +344,12 @@ impl NodeObserver {
         &self.publisher
     }
 
+    /// Where the P2P extractor listens, when it runs: the address the node dials and reports
+    /// that connection under (the observer's own peer, which the alerts tool ignores).
+    pub fn p2p_addr(&self) -> Option<std::net::SocketAddr> {
+        self.p2p.as_ref().map(P2pExtractor::local_addr)
+    }
+
     /// The eBPF extractor's live counters, when it runs.
     pub fn ebpf_stats(&self) -> Option<Arc<ExtractorStats>> {
         self.ebpf.as_ref().map(EbpfExtractor::stats)
@@ -382,7 +412,7 @@ impl NodeObserver {
     }
 }
 
-/// The P2P extractor on a free loopback port, and the node told to dial it.
+/// The P2P extractor on its port (a free one unless reserved), and the node told to dial it.
 async fn start_p2p(
     files: &NodeFiles,
     config: &ObserverConfig,
@@ -390,7 +420,7 @@ async fn start_p2p(
     shutdown: &Shutdown,
 ) -> Result<(P2pExtractor, String), String> {
     let p2p_config = P2pConfig {
-        listen: std::net::SocketAddr::new(config.p2p_listen, 0),
+        listen: std::net::SocketAddr::new(config.p2p_listen, config.p2p_port),
         ping_interval: config.p2p_ping_interval,
         ..P2pConfig::new(files.network)
     };

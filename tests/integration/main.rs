@@ -5,12 +5,14 @@
 
 mod common;
 
+mod alerts_golden;
 mod alerts_tool;
 mod anonymize;
 mod archives;
 mod bus;
 mod cli_errors;
 mod container_images;
+mod dashboard_names;
 mod ebpf_extractor;
 mod embedded_stack;
 mod fleet_namespaces;

@@ -3,8 +3,9 @@
 //! kinds it subscribed to, the P2P message frames equal the committed golden
 //! `tests/golden/websocket-regtest-sample-messages.jsonl` (JSON shaped as peer-observer's
 //! websocket tool sends it), and a client that sends an oversized or invalid subscription is
-//! disconnected while the others keep receiving. Run with `PEERLAB_BLESS=1` to rewrite the
-//! golden after an intended change.
+//! disconnected while the others keep receiving; and the RPC, P2P-extractor and IPC frames of
+//! `recordings/observer-sample.mcap` equal `tests/golden/websocket-observer-sample-rpc-p2p-ipc.jsonl`.
+//! Run with `PEERLAB_BLESS=1` to rewrite the goldens after an intended change.
 
 use crate::common;
 
@@ -124,9 +125,8 @@ async fn subscribed(
     client
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clients_receive_exactly_their_kinds_as_upstream_json() {
-    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+/// Starts `peerlab tools websocket` on a free port; the tool and its address.
+fn start_tool(nats: &NatsServer) -> (common::ChildGuard, String) {
     let mut tool = common::ChildGuard(
         Command::new(env!("CARGO_BIN_EXE_peerlab"))
             .args(["tools", "websocket", "-w", "127.0.0.1:0", "-a", &nats.url()])
@@ -149,6 +149,56 @@ async fn clients_receive_exactly_their_kinds_as_upstream_json() {
         .and_then(|rest| rest.split('/').next())
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
+    (tool, address)
+}
+
+/// Stops the tool with SIGTERM; it must exit cleanly.
+fn stop_tool(mut tool: common::ChildGuard) {
+    // SAFETY: kill(2) on our own child; no memory is involved.
+    let sent = unsafe { libc::kill(tool.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
+    assert!(tool.wait().expect("exits").success());
+}
+
+/// Compares `frames` with `golden` (or writes it with `PEERLAB_BLESS=1`).
+fn assert_golden(golden_path: &str, frames: &[String]) {
+    let actual = frames.join("\n") + "\n";
+    if std::env::var_os("PEERLAB_BLESS").is_some() {
+        std::fs::write(golden_path, &actual).expect("write the golden");
+    }
+    let golden = std::fs::read_to_string(golden_path)
+        .unwrap_or_else(|e| panic!("{golden_path}: {e} (PEERLAB_BLESS=1 writes it)"));
+    assert_eq!(
+        actual, golden,
+        "the websocket frames differ from {golden_path}; rerun with PEERLAB_BLESS=1 if intended"
+    );
+}
+
+/// Replays `recording` into the NATS server at `url`, as fast as it goes.
+fn replay(recording: &str, url: &str) {
+    let replay = Command::new(env!("CARGO_BIN_EXE_peerlab"))
+        .args(["replay", recording, "--speed", "0", "-a", url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("replay runs");
+    assert!(replay.success());
+}
+
+/// Messages of `subject` in `recording`.
+fn count(recording: &str, subject: &str) -> u64 {
+    peerlab::record::inspect::summarize_file(Path::new(recording))
+        .expect("recording")
+        .subjects
+        .iter()
+        .find(|s| s.subject == subject)
+        .map_or(0, |s| s.messages)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_receive_exactly_their_kinds_as_upstream_json() {
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let (tool, address) = start_tool(&nats);
 
     let publisher = common::local_publisher(&nats.url()).await;
     let mut messages = subscribed(
@@ -188,24 +238,10 @@ async fn clients_receive_exactly_their_kinds_as_upstream_json() {
         .await
         .expect("send");
 
-    let replay = Command::new(env!("CARGO_BIN_EXE_peerlab"))
-        .args(["replay", RECORDING, "--speed", "0", "-a", &nats.url()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("replay runs");
-    assert!(replay.success());
+    replay(RECORDING, &nats.url());
 
     // The expected counts, from the recording itself.
-    let summary =
-        peerlab::record::inspect::summarize_file(Path::new(RECORDING)).expect("recording");
-    let count = |subject: &str| {
-        summary
-            .subjects
-            .iter()
-            .find(|s| s.subject == subject)
-            .map_or(0, |s| s.messages)
-    };
+    let count = |subject: &str| count(RECORDING, subject);
     let (netmsg, other) = (count("netmsg"), count("netconn") + count("validation"));
 
     let mut frames = Vec::new();
@@ -243,24 +279,71 @@ async fn clients_receive_exactly_their_kinds_as_upstream_json() {
         assert!(text.contains("\"Connection\""), "connections only: {text}");
     }
 
-    let actual = frames.join("\n") + "\n";
-    if std::env::var_os("PEERLAB_BLESS").is_some() {
-        std::fs::write(GOLDEN, &actual).expect("write the golden");
-    }
-    let golden = std::fs::read_to_string(GOLDEN)
-        .unwrap_or_else(|e| panic!("{GOLDEN}: {e} (PEERLAB_BLESS=1 writes it)"));
-    assert_eq!(
-        actual, golden,
-        "the websocket frames differ from {GOLDEN}; rerun with PEERLAB_BLESS=1 if intended"
-    );
+    assert_golden(GOLDEN, &frames);
 
     // The pages are served on the same address.
     let (head, body) = crate::metrics_tool::get(&address, "/", "").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("peerlab live pages"));
+    stop_tool(tool);
+}
 
-    // SAFETY: kill(2) on our own child; no memory is involved.
-    let sent = unsafe { libc::kill(tool.id() as libc::pid_t, libc::SIGTERM) };
-    assert_eq!(sent, 0);
-    assert!(tool.wait().expect("exits").success());
+/// A peer-infos reply for one peer at the probe address (not in any recording).
+fn probe_rpc() -> Event {
+    use peerlab::event::proto::rpc_extractor::{rpc::RpcEvent, PeerInfo, PeerInfos, Rpc};
+    Event {
+        timestamp: 1,
+        peer_observer_event: Some(PeerObserverEvent::RpcExtractor(Rpc {
+            rpc_event: Some(RpcEvent::PeerInfos(PeerInfos {
+                infos: vec![PeerInfo {
+                    address: PROBE_ADDR.into(),
+                    ..PeerInfo::default()
+                }],
+            })),
+        })),
+    }
+}
+
+/// The other extractors' JSON: the RPC, P2P-extractor and IPC frames of the every-extractor
+/// sample equal their golden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_extractors_frames_equal_their_golden() {
+    const RECORDING: &str = "recordings/observer-sample.mcap";
+    const GOLDEN: &str = "tests/golden/websocket-observer-sample-rpc-p2p-ipc.jsonl";
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let (tool, address) = start_tool(&nats);
+    let publisher = common::local_publisher(&nats.url()).await;
+    let mut client = subscribed(
+        &address,
+        r#"{"rpc":true,"p2p":true,"ipc":true}"#,
+        &publisher,
+        probe_rpc,
+    )
+    .await;
+    replay(RECORDING, &nats.url());
+    let expected = ["rpc", "p2p-extractor", "ipc"]
+        .iter()
+        .map(|s| count(RECORDING, s))
+        .sum::<u64>();
+    assert!(expected > 0);
+    let mut frames = Vec::new();
+    while (frames.len() as u64) < expected {
+        let text = next_text(&mut client).await.expect("still connected");
+        if !is_probe(&text) {
+            frames.push(text);
+        }
+    }
+    for frame in &frames {
+        let json: Value = serde_json::from_str(frame).expect("JSON");
+        let top = json.as_object().and_then(|o| o.keys().next().cloned());
+        assert!(
+            matches!(
+                top.as_deref(),
+                Some("RpcExtractor" | "P2pExtractor" | "IpcExtractor")
+            ),
+            "only subscribed kinds: {frame}"
+        );
+    }
+    assert_golden(GOLDEN, &frames);
+    stop_tool(tool);
 }

@@ -5,8 +5,12 @@
 //! dropped when its connection closes, or when it has not been seen for `peer_stale_secs`
 //! (checked every `peer_stale_secs` of event time), and a peer that raised an alert then
 //! gets one `PeerDisconnected`.
+//!
+//! Connections to [`AlertConfig::ignore_peers`] (the observer's own P2P extractor, which the
+//! node dials and which pings it every few seconds) are never judged.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +39,11 @@ pub struct AlertConfig {
     pub addr_entries_threshold: u64,
     /// A flagged peer not seen for this long is dropped (300 s).
     pub peer_stale_secs: u64,
+    /// Peers never judged, by the address the node reports for them (`meta.addr`): the
+    /// observer's own P2P extractor, whose listen address the node dials (`addnode`), so the
+    /// node reports that address; its pings would otherwise make it a ping spammer. Empty by
+    /// default (peerlab's stack fills it in when it runs the extractor beside the alerts).
+    pub ignore_peers: Vec<SocketAddr>,
 }
 
 impl Default for AlertConfig {
@@ -49,6 +58,7 @@ impl Default for AlertConfig {
             addr_entries_rate_per_sec: 0.1,
             addr_entries_threshold: 20,
             peer_stale_secs: 300,
+            ignore_peers: Vec::new(),
         }
     }
 }
@@ -156,8 +166,11 @@ impl Alerter {
     /// One P2P message at `now_ms`; the alerts it raises.
     pub fn message(&mut self, event: &MessageEvent, now_ms: u64) -> Vec<Alert> {
         let mut alerts = self.sweep(now_ms);
-        let config = self.config.clone();
         let meta = &event.meta;
+        if self.ignored(&meta.addr) {
+            return alerts;
+        }
+        let config = self.config.clone();
         let peer = self.peers.entry(meta.peer_id).or_insert_with(|| PeerState {
             addr: meta.addr.clone(),
             last_seen_ms: now_ms,
@@ -257,6 +270,16 @@ impl Alerter {
             }
         }
         alerts
+    }
+
+    /// Whether the node's address for a peer is one of `ignore_peers` (compared as socket
+    /// addresses, so `[::1]:8333` and its other spellings match; an address that does not
+    /// parse, such as an onion name, is never ignored).
+    fn ignored(&self, addr: &str) -> bool {
+        !self.config.ignore_peers.is_empty()
+            && addr
+                .parse::<SocketAddr>()
+                .is_ok_and(|a| self.config.ignore_peers.contains(&a))
     }
 
     /// Drops peers not seen for `peer_stale_secs`, at most once per that period.
@@ -404,6 +427,29 @@ mod tests {
             gone[0].line,
             "PeerDisconnected | peer_id=3 addr=203.0.113.7:8333 | active=30s | \
              flags=[AddrSpammer, AddrEntriesSpammer]"
+        );
+    }
+
+    #[test]
+    fn ignored_peers_are_never_judged_while_others_still_are() {
+        let own: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+        let mut a = Alerter::new(AlertConfig {
+            ignore_peers: vec![own],
+            ..AlertConfig::default()
+        });
+        let mut own_ping = message(1, true, Msg::Ping(Ping { value: 1 }));
+        own_ping.meta.addr = own.to_string();
+        let flood = message(2, true, Msg::Ping(Ping { value: 1 }));
+        let mut alerts = Vec::new();
+        for t in 0..10 {
+            alerts.extend(a.message(&own_ping, t * 1000));
+            alerts.extend(a.message(&flood, t * 1000));
+        }
+        let flagged: Vec<u64> = alerts.iter().map(|x| x.peer_id).collect();
+        assert_eq!(flagged, [2], "only the flooder is flagged");
+        assert!(
+            !a.peers.contains_key(&1),
+            "no state kept for the ignored peer"
         );
     }
 

@@ -7,6 +7,8 @@
 //! - it judges only `netmsg` and `netconn` events (others are skipped, undecodable ones
 //!   counted); give it one subscription to every event subject, because NATS keeps order
 //!   only within a subscription and a `closed` must not overtake the messages before it;
+//! - peers listed in [`AlertConfig::ignore_peers`] (the observer's own P2P extractor) are
+//!   never judged;
 //! - time is the events' own, so a replayed recording raises the alerts the live run did;
 //! - an alert the bus refuses is still logged and counted (`publish_dropped`).
 

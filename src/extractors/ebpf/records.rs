@@ -394,11 +394,11 @@ impl MessageRecord {
     }
 
     /// The record's bytes as the BPF program lays them out.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(self) -> Vec<u8> {
         let size = std::mem::size_of::<MessageRecord>();
         // SAFETY: `self` is a #[repr(C)] struct of `size` initialised bytes (padding fields
         // are explicit members).
-        unsafe { std::slice::from_raw_parts((self as *const MessageRecord).cast::<u8>(), size) }
+        unsafe { std::slice::from_raw_parts((&self as *const MessageRecord).cast::<u8>(), size) }
             .to_vec()
     }
 }

@@ -13,9 +13,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # What compiling peerlab itself needs (build.rs compiles eBPF C with clang and the IPC schema
 # with capnp); `peerlab setup` installs the rest. The tests also need nix-instantiate (Nix files are parse-checked) and
-# Debian's chromium (rehearsal reports are rendered headless and screenshotted).
+# Debian's chromium (rehearsal reports are rendered headless and screenshotted) and nodejs
+# (Foxglove's MCAP reader, @mcap/core, reads recordings in a test).
 BUILD_DEPS=(clang libbpf-dev pkg-config capnproto)
-TEST_DEPS=(nix-bin chromium time iproute2 curl)
+TEST_DEPS=(nix-bin chromium time iproute2 curl nodejs)
 
 install_missing() {
     local missing=()

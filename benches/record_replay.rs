@@ -6,7 +6,8 @@
 //! 32-byte hash replaced by fresh random bytes and a unique timestamp, so that no copy is
 //! identical (otherwise any compressor would shrink the cycle to nothing). Each repetition
 //! measures, side by side:
-//! - recording: the MCAP writer (zstd chunks, indexes, statistics) on one core;
+//! - recording: the MCAP writer in its default layout (zstd chunks, statistics) and with
+//!   `--indexed` (plus message and chunk indexes), each on one core;
 //! - baseline A: the same events as length-delimited protobuf in memory (no compression);
 //! - baseline B: A compressed with zstd (level 3, the MCAP writer's default);
 //! - replay: a recording published at speed 0 into a real nats-server, until the server has
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use peerlab::bus::{NatsOptions, Publisher, PublisherConfig, SubjectScheme};
 use peerlab::record::replayer::{replay, ReplayOptions};
-use peerlab::record::{read_recording, RecordingWriter};
+use peerlab::record::{read_recording, Layout, RecordingWriter};
 use peerlab::stack::NatsServer;
 
 const SAMPLE: &str = concat!(
@@ -67,14 +68,19 @@ fn main() {
     let nats = NatsServer::start(&nats_exe).expect("nats-server");
 
     let (mut record_rate, mut record_size) = (Vec::new(), Vec::new());
+    let (mut indexed_rate, mut indexed_size) = (Vec::new(), Vec::new());
     let (mut raw_rate, mut raw_size) = (Vec::new(), Vec::new());
     let (mut zstd_rate, mut zstd_size) = (Vec::new(), Vec::new());
     let mut replay_rate = Vec::new();
     for rep in 0..reps {
         let file = dir.path().join(format!("bench-{rep}.mcap"));
-        let (rate, size) = bench_record(&events, &file);
+        let (rate, size) = bench_record(&events, &file, Layout::Compact);
         record_rate.push(rate);
         record_size.push(size);
+        let indexed = dir.path().join(format!("bench-{rep}-indexed.mcap"));
+        let (rate, size) = bench_record(&events, &indexed, Layout::Indexed);
+        indexed_rate.push(rate);
+        indexed_size.push(size);
         let (rate, size, delimited) = bench_length_delimited(&events);
         raw_rate.push(rate);
         raw_size.push(size);
@@ -89,6 +95,7 @@ fn main() {
             replay_rate[rep]
         );
     }
+    let indexed = median(&mut indexed_size);
     let (rec_size, raw, zst) = (
         median(&mut record_size),
         median(&mut raw_size),
@@ -98,13 +105,17 @@ fn main() {
     let table = format!(
         "| measure | events/s (median) | bytes/event | size vs zstd length-delimited |\n\
          |---|---:|---:|---:|\n\
-         | record to MCAP (zstd chunks + indexes), one core | {:.0} | {:.1} | {:.3}x |\n\
+         | record to MCAP, default layout (zstd chunks, statistics), one core | {:.0} | {:.1} | {:.3}x |\n\
+         | record to MCAP, `--indexed` (plus message and chunk indexes), one core | {:.0} | {:.1} | {:.3}x |\n\
          | baseline: length-delimited protobuf | {:.0} | {:.1} | {:.3}x |\n\
          | baseline: zstd(3) length-delimited protobuf | {:.0} | {:.1} | 1.000x |\n\
          | replay at speed 0 into nats-server (confirmed) | {:.0} | - | - |\n",
         median(&mut record_rate),
         rec_size / n,
         rec_size / zst,
+        median(&mut indexed_rate),
+        indexed / n,
+        indexed / zst,
         median(&mut raw_rate),
         raw / n,
         raw / zst,
@@ -119,9 +130,10 @@ fn main() {
 }
 
 /// Events/s and file bytes of the recording writer.
-fn bench_record(events: &[(String, Vec<u8>)], file: &Path) -> (f64, f64) {
+fn bench_record(events: &[(String, Vec<u8>)], file: &Path, layout: Layout) -> (f64, f64) {
     let started = Instant::now();
-    let mut writer = RecordingWriter::create(file, &Default::default()).expect("create");
+    let mut writer =
+        RecordingWriter::create_with(file, &Default::default(), layout).expect("create");
     for (i, (subject, data)) in events.iter().enumerate() {
         let t = 1_700_000_000_000_000_000 + i as u64 * 1_000;
         writer.write(subject, t, t, data).expect("write");

@@ -11,7 +11,7 @@ use peerlab::event::descriptor_pool;
 use peerlab::event::EventKind;
 use peerlab::record::archive::{DEFAULT_COMPRESSION_LEVEL, DEFAULT_MAX_FILE_SIZE};
 use peerlab::record::inspect::{cat_line_with, recording_schema, render_text, summarize_file};
-use peerlab::record::RecordingSource;
+use peerlab::record::{Layout, RecordingSource};
 
 use super::nats::{NatsArgs, SubjectSchemeArgs};
 use super::signals::shutdown_on_signals;
@@ -20,9 +20,11 @@ use super::values::{recording_offset, speed_factor, whole_seconds};
 /// Record events from NATS into an MCAP file (default) or peer-observer archive files.
 ///
 /// MCAP (`--format mcap`): schema `event.Event`, protobuf; one channel per subject, zstd
-/// chunks with indexes and statistics (opens in Foxglove and the `mcap` CLI); keeps each
-/// message's subject and receive time, and the extractors' counter snapshots. A chunk is
-/// flushed every second, so a killed recorder loses at most 1 s.
+/// chunks and statistics (opens in Foxglove and the `mcap` CLI); keeps each message's
+/// subject and receive time, and the extractors' counter snapshots. A chunk is flushed every
+/// second, so a killed recorder loses at most 1 s. No message or chunk indexes by default
+/// (they cost about 40 % of the file): viewers read such a file from its start; `--indexed`
+/// writes them, for seeking in Foxglove and the `mcap` CLI in files of gigabytes.
 ///
 /// Archive (`--format archive`): the files peer-observer's `archiver` writes and its
 /// `replayer` reads: an `ArchiveHeader` then each event, length-delimited, in one zstd
@@ -39,6 +41,10 @@ pub struct RecordArgs {
     /// File format: `mcap` (peerlab recording) or `archive` (peer-observer archiver files).
     #[arg(long, value_enum, default_value_t = Format::Mcap)]
     pub format: Format,
+    /// MCAP: also write message and chunk indexes (16 bytes per event, uncompressed), so
+    /// Foxglove and the `mcap` CLI can seek instead of reading the file from its start.
+    #[arg(long)]
+    pub indexed: bool,
     /// Archive: zstd level 1 to 22 (`.bin.zst`), or 0 for raw `.bin` files.
     /// peer-observer's archiver defaults to 22 (smaller, much slower).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_COMPRESSION_LEVEL,
@@ -115,6 +121,10 @@ impl RecordArgs {
             output: self.output,
             keep_bytes: self.keep_mib.map(|m| m << 20),
             format,
+            layout: match self.indexed {
+                true => Layout::Indexed,
+                false => Layout::Compact,
+            },
             subjects: self.subjects,
             kinds: self.kind,
             rotate_bytes: self.rotate_mib.map(|m| m << 20),

@@ -40,4 +40,4 @@ pub use reader::{
     MAX_CHUNK_BYTES,
 };
 pub use source::RecordingSource;
-pub use writer::{RecordingWriter, WriterStats};
+pub use writer::{Layout, RecordingWriter, WriterStats};

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::anonymize::Anonymizer;
 use super::archive::{ArchiveOptions, ArchiveWriter};
 use super::format::is_stats_subject;
-use super::{RecordingError, RecordingWriter, WriterStats};
+use super::{Layout, RecordingError, RecordingWriter, WriterStats};
 use crate::bus::{BusError, NatsOptions, SubjectScheme, Subscriber};
 use crate::event::counters::RecorderCounters;
 use crate::event::{peek_timestamp, EventKind};
@@ -31,6 +31,8 @@ pub struct RecordOptions {
     pub output: PathBuf,
     /// The file format.
     pub format: RecordFormat,
+    /// MCAP: which indexes the files carry (archives have none).
+    pub layout: Layout,
     /// Subject patterns (default: every event subject of the scheme).
     pub subjects: Vec<String>,
     /// Only these kinds (default: all).
@@ -62,6 +64,7 @@ impl RecordOptions {
         RecordOptions {
             output: output.into(),
             format: RecordFormat::Mcap,
+            layout: Layout::default(),
             subjects: Vec::new(),
             kinds: Vec::new(),
             rotate_bytes: None,
@@ -91,6 +94,7 @@ enum Output {
     Mcap {
         writer: Box<RecordingWriter>,
         files: FileSequence,
+        layout: Layout,
         metadata: BTreeMap<String, String>,
         done: Vec<PathBuf>,
     },
@@ -108,10 +112,15 @@ impl Output {
                     &options.output,
                     options.rotate_bytes.is_some() || options.rotate_after.is_some(),
                 );
-                let writer = Box::new(RecordingWriter::create(&files.next_path(), &metadata)?);
+                let writer = Box::new(RecordingWriter::create_with(
+                    &files.next_path(),
+                    &metadata,
+                    options.layout,
+                )?);
                 Output::Mcap {
                     writer,
                     files,
+                    layout: options.layout,
                     metadata,
                     done: Vec::new(),
                 }
@@ -156,10 +165,11 @@ impl Output {
             Output::Mcap {
                 writer,
                 files,
+                layout,
                 metadata,
                 done,
             } => {
-                let next = RecordingWriter::create(&files.next_path(), metadata)?;
+                let next = RecordingWriter::create_with(&files.next_path(), metadata, *layout)?;
                 let full = std::mem::replace(writer, Box::new(next));
                 done.push(full.path().to_path_buf());
                 full.finish()?;

@@ -16,6 +16,7 @@ mod dashboard_names;
 mod ebpf_extractor;
 mod embedded_stack;
 mod fleet_namespaces;
+mod foxglove_reader;
 mod golden_replay;
 mod hostile_input;
 mod ipc_extractor;

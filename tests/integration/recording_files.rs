@@ -16,7 +16,7 @@ use peerlab::event::proto::ebpf_extractor::{
 };
 use peerlab::event::proto::event::event::PeerObserverEvent;
 use peerlab::event::{Event, DESCRIPTOR_SET};
-use peerlab::record::{read_recording, RecordedMessage, RecordingError, RecordingWriter};
+use peerlab::record::{read_recording, Layout, RecordedMessage, RecordingError, RecordingWriter};
 use proptest::prelude::*;
 use prost::Message as _;
 use serde_json::Value;
@@ -153,8 +153,8 @@ fn messages(items: Vec<(&str, Vec<u8>)>) -> Vec<RecordedMessage> {
                 log_time,
                 publish_time,
                 data,
-                // The writer numbers messages from 1, in the order written.
-                sequence: i as u32 + 1,
+                // The recorder's writer leaves the MCAP sequence at 0 (the position says it).
+                sequence: 0,
             }
         })
         .collect()
@@ -200,7 +200,16 @@ fn metadata() -> BTreeMap<String, String> {
 
 /// Writes `written` to `path`, ending a chunk after every `per_chunk` messages.
 fn write_recording(path: &Path, written: &[RecordedMessage], per_chunk: usize) {
-    let mut writer = RecordingWriter::create(path, &metadata()).expect("create");
+    write_recording_with(path, written, per_chunk, Layout::default());
+}
+
+fn write_recording_with(
+    path: &Path,
+    written: &[RecordedMessage],
+    per_chunk: usize,
+    layout: Layout,
+) {
+    let mut writer = RecordingWriter::create_with(path, &metadata(), layout).expect("create");
     for (i, m) in written.iter().enumerate() {
         writer
             .write(&m.subject, m.log_time, m.publish_time, &m.data)
@@ -211,6 +220,31 @@ fn write_recording(path: &Path, written: &[RecordedMessage], per_chunk: usize) {
     }
     let stats = writer.finish().expect("finish");
     assert_eq!(stats.messages, written.len() as u64);
+}
+
+/// Where each top-level Chunk record (opcode 0x06) holding messages starts and how long it
+/// is, found by walking the records after the magic (a compact file has no chunk index to
+/// say so). A chunk's body starts with its messages' start and end times; a chunk with only
+/// the schema has 0 for both.
+fn top_level_chunks(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut chunks = Vec::new();
+    let mut at = 8;
+    while at + 9 <= bytes.len() {
+        let opcode = bytes[at];
+        let length = u64::from_le_bytes(bytes[at + 1..at + 9].try_into().expect("8 bytes"));
+        let record = 9 + usize::try_from(length).expect("length");
+        let end_time = bytes
+            .get(at + 17..at + 25)
+            .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        if opcode == 0x06 && end_time != 0 {
+            chunks.push((at, record));
+        }
+        if opcode == 0x02 {
+            break; // Footer.
+        }
+        at += record;
+    }
+    chunks
 }
 
 fn sample_file(dir: &Path) -> (PathBuf, Vec<RecordedMessage>) {
@@ -500,14 +534,28 @@ fn the_mcap_crate_reads_the_file_with_only_its_own_descriptors() {
     let summary = mcap::read::Summary::read(&bytes)
         .expect("summary parses")
         .expect("file has a summary");
+    // The default layout has no indexes; the chunks are there all the same.
+    assert!(summary.chunk_indexes.is_empty());
     assert_eq!(
-        summary
+        top_level_chunks(&bytes).len(),
+        written.len().div_ceil(4),
+        "one chunk of messages per flush"
+    );
+    // With `--indexed`: a chunk index per chunk, each with its message indexes.
+    let indexed = dir.path().join("indexed.mcap");
+    write_recording_with(&indexed, &written, 4, Layout::Indexed);
+    let indexed_bytes = std::fs::read(&indexed).expect("read");
+    let indexed_summary = mcap::read::Summary::read(&indexed_bytes)
+        .expect("summary parses")
+        .expect("file has a summary");
+    assert_eq!(
+        indexed_summary
             .chunk_indexes
             .iter()
             .filter(|c| !c.message_index_offsets.is_empty())
             .count(),
         written.len().div_ceil(4),
-        "one chunk of messages per flush"
+        "one indexed chunk of messages per flush"
     );
     let stats = summary.stats.as_ref().expect("statistics");
     assert_eq!(stats.message_count, written.len() as u64);
@@ -999,16 +1047,10 @@ fn a_record_whose_opcode_becomes_message_is_not_read_as_a_message() {
 #[test]
 fn every_byte_of_a_corrupt_chunk_gives_an_error_not_a_crash() {
     let original = &pristine().0;
-    let summary = mcap::read::Summary::read(original)
-        .expect("summary")
-        .expect("present");
-    let chunk = summary
-        .chunk_indexes
-        .iter()
-        .find(|c| !c.message_index_offsets.is_empty())
+    let (start, length) = *top_level_chunks(original)
+        .first()
         .expect("a chunk of messages");
-    let start = usize::try_from(chunk.chunk_start_offset).expect("offset");
-    let end = start + usize::try_from(chunk.chunk_length).expect("length");
+    let end = start + length;
     let mut failures = Vec::new();
     for at in start..end {
         let mut bytes = original.clone();

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod node_packages;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -48,11 +48,14 @@ struct probe_counter {
 };
 
 /* P2P message; `copied` payload bytes follow the header (capacity depends on the size
- * class). `truncated` is set when the payload was larger than the largest class. */
+ * class). `truncated` is set when the payload was larger than the largest class.
+ * `peer_known` is set when `addr` and `conn_type` were left unread because an earlier record
+ * of this process and generation carried them (see known_peers in peerlab.bpf.c). */
 struct message_record {
 	struct record_header h;
 	__u8 truncated;
-	__u8 pad[3];
+	__u8 peer_known;
+	__u8 pad[2];
 	__s64 peer_id;
 	__u64 size;
 	__u64 copied;

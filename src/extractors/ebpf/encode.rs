@@ -23,6 +23,7 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, Wi
 use prost::Message as _;
 
 use super::convert::{conn_type, to_event};
+use super::peers::PeerTable;
 use super::records::{read_message, MessageRecord, ProbeId, Record, RecordError};
 use crate::event::proto::ebpf_extractor::message::message_event::Msg;
 use crate::event::proto::ebpf_extractor::message::Unknown;
@@ -60,6 +61,7 @@ pub struct Encoded {
 #[derive(Debug, Default)]
 pub struct RecordEncoder {
     arena: BytesMut,
+    peers: PeerTable,
 }
 
 impl RecordEncoder {
@@ -76,13 +78,31 @@ impl RecordEncoder {
         timestamp_ms: u64,
     ) -> Result<Option<Encoded>, RecordError> {
         if let Some((record, payload)) = read_message(bytes)? {
-            let ktime_ns = record.h.ktime_ns;
             let inbound = record.h.kind == ProbeId::InboundMessage as u32;
-            self.message(&record, payload, inbound, timestamp_ms);
+            let RecordEncoder { arena, peers } = self;
+            if record.peer_known == 0 {
+                let addr = c_str(&record.addr);
+                let conn = conn_type(&c_str(&record.conn_type)) as i32;
+                peers.learn(record.peer_id, &addr, conn);
+                write_message(
+                    arena,
+                    &record,
+                    (&addr, conn),
+                    payload,
+                    inbound,
+                    timestamp_ms,
+                );
+            } else {
+                let strings = peers
+                    .get(record.peer_id)
+                    .ok_or(RecordError::UnknownPeer(record.peer_id))?;
+                let peer = (&*strings.addr, strings.conn_type);
+                write_message(arena, &record, peer, payload, inbound, timestamp_ms);
+            }
             return Ok(Some(Encoded {
-                ktime_ns,
+                ktime_ns: record.h.ktime_ns,
                 kind: EventKind::NetMsg,
-                payload: self.arena.split().freeze(),
+                payload: arena.split().freeze(),
             }));
         }
         let (ktime_ns, probe, record) = Record::parse(bytes)?;
@@ -93,7 +113,7 @@ impl RecordEncoder {
         let Some(kind) = EventKind::of(&event) else {
             return Ok(None);
         };
-        self.make_room(event.encoded_len());
+        make_room(&mut self.arena, event.encoded_len());
         crate::event::wire::encode_into(&event, &mut self.arena);
         Ok(Some(Encoded {
             ktime_ns,
@@ -102,64 +122,75 @@ impl RecordEncoder {
         }))
     }
 
-    /// Writes `event.Event { ebpf_extractor { message { meta, msg } }, timestamp }` in prost's
-    /// field order (fields sorted by number, the oneof at its lowest).
-    fn message(&mut self, m: &MessageRecord, payload: &[u8], inbound: bool, timestamp: u64) {
-        let command = c_str(&m.command);
-        let addr = c_str(&m.addr);
-        let conn = conn_type(&c_str(&m.conn_type)) as i32;
-        // A payload we could not copy whole is kept raw rather than half-decoded (as
-        // `to_event` does).
-        let msg = if m.truncated != 0 || (payload.len() as u64) < m.size {
-            Msg::Unknown(Unknown {
-                command: command.to_string(),
-                payload: payload.to_vec(),
-            })
-        } else {
-            decode_message(&command, payload)
-        };
-        let peer_id = m.peer_id as u64;
-        let meta_len = key_len(META_PEER_ID)
-            + encoded_len_varint(peer_id)
-            + string_len(META_ADDR, &addr)
-            + key_len(META_CONN_TYPE)
-            + encoded_len_varint(conn as i64 as u64)
-            + string_len(META_COMMAND, &command)
-            + key_len(META_INBOUND)
-            + 1
-            + key_len(META_SIZE)
-            + encoded_len_varint(m.size);
-        let message_len = nested_len(MESSAGE_META, meta_len) + msg.encoded_len();
-        let ebpf_len = nested_len(EBPF_MESSAGE, message_len);
-        let total = nested_len(EVENT_EBPF, ebpf_len)
-            + key_len(EVENT_TIMESTAMP)
-            + encoded_len_varint(timestamp);
-        self.make_room(total);
-        let buf = &mut self.arena;
-        nested_header(EVENT_EBPF, ebpf_len, buf);
-        nested_header(EBPF_MESSAGE, message_len, buf);
-        nested_header(MESSAGE_META, meta_len, buf);
-        encode_key(META_PEER_ID, WireType::Varint, buf);
-        encode_varint(peer_id, buf);
-        string(META_ADDR, &addr, buf);
-        encode_key(META_CONN_TYPE, WireType::Varint, buf);
-        encode_varint(conn as i64 as u64, buf);
-        string(META_COMMAND, &command, buf);
-        encode_key(META_INBOUND, WireType::Varint, buf);
-        encode_varint(u64::from(inbound), buf);
-        encode_key(META_SIZE, WireType::Varint, buf);
-        encode_varint(m.size, buf);
-        msg.encode(buf);
-        encode_key(EVENT_TIMESTAMP, WireType::Varint, buf);
-        encode_varint(timestamp, buf);
+    /// Whether the BPF side must be told to send every peer's strings again (the peer
+    /// table started over); see `peers.rs`.
+    pub fn take_peer_reset(&mut self) -> bool {
+        self.peers.take_reset()
     }
+}
 
-    /// Makes sure `len` more bytes fit without the arena growing mid-event. While earlier
-    /// events still share the old chunk, this moves on to a fresh one.
-    fn make_room(&mut self, len: usize) {
-        if self.arena.capacity() - self.arena.len() < len {
-            self.arena.reserve(len.max(ARENA_CHUNK));
-        }
+/// Writes `event.Event { ebpf_extractor { message { meta, msg } }, timestamp }` in prost's
+/// field order (fields sorted by number, the oneof at its lowest). `peer` is the address and
+/// `ConnType` (from the record, or from the peer table when the record left them out).
+fn write_message(
+    buf: &mut BytesMut,
+    m: &MessageRecord,
+    peer: (&str, i32),
+    payload: &[u8],
+    inbound: bool,
+    timestamp: u64,
+) {
+    let (addr, conn) = peer;
+    let command = c_str(&m.command);
+    // A payload we could not copy whole is kept raw rather than half-decoded (as `to_event`
+    // does).
+    let msg = if m.truncated != 0 || (payload.len() as u64) < m.size {
+        Msg::Unknown(Unknown {
+            command: command.to_string(),
+            payload: payload.to_vec(),
+        })
+    } else {
+        decode_message(&command, payload)
+    };
+    let peer_id = m.peer_id as u64;
+    let meta_len = key_len(META_PEER_ID)
+        + encoded_len_varint(peer_id)
+        + string_len(META_ADDR, addr)
+        + key_len(META_CONN_TYPE)
+        + encoded_len_varint(conn as i64 as u64)
+        + string_len(META_COMMAND, &command)
+        + key_len(META_INBOUND)
+        + 1
+        + key_len(META_SIZE)
+        + encoded_len_varint(m.size);
+    let message_len = nested_len(MESSAGE_META, meta_len) + msg.encoded_len();
+    let ebpf_len = nested_len(EBPF_MESSAGE, message_len);
+    let total =
+        nested_len(EVENT_EBPF, ebpf_len) + key_len(EVENT_TIMESTAMP) + encoded_len_varint(timestamp);
+    make_room(buf, total);
+    nested_header(EVENT_EBPF, ebpf_len, buf);
+    nested_header(EBPF_MESSAGE, message_len, buf);
+    nested_header(MESSAGE_META, meta_len, buf);
+    encode_key(META_PEER_ID, WireType::Varint, buf);
+    encode_varint(peer_id, buf);
+    string(META_ADDR, addr, buf);
+    encode_key(META_CONN_TYPE, WireType::Varint, buf);
+    encode_varint(conn as i64 as u64, buf);
+    string(META_COMMAND, &command, buf);
+    encode_key(META_INBOUND, WireType::Varint, buf);
+    encode_varint(u64::from(inbound), buf);
+    encode_key(META_SIZE, WireType::Varint, buf);
+    encode_varint(m.size, buf);
+    msg.encode(buf);
+    encode_key(EVENT_TIMESTAMP, WireType::Varint, buf);
+    encode_varint(timestamp, buf);
+}
+
+/// Makes sure `len` more bytes fit without the arena growing mid-event. While earlier events
+/// still share the old chunk, this moves on to a fresh one.
+fn make_room(arena: &mut BytesMut, len: usize) {
+    if arena.capacity() - arena.len() < len {
+        arena.reserve(len.max(ARENA_CHUNK));
     }
 }
 
@@ -342,6 +373,38 @@ mod tests {
             assert_eq!(event.kind, EventKind::NetMsg);
             assert_eq!(event.ktime_ns, 123_456_789);
         }
+    }
+
+    #[test]
+    fn a_known_peer_is_named_from_its_first_record() {
+        let mut encoder = RecordEncoder::new();
+        let ping = 5u64.to_le_bytes();
+        let first = message_record(
+            ProbeId::InboundMessage,
+            b"ping",
+            &ping,
+            8,
+            b"10.0.0.1:8333",
+            b"outbound-full-relay",
+        );
+        let mut later = first.clone();
+        later[17] = 1; // peer_known: the BPF side left the strings out
+        later[48..136].fill(0);
+        // Unknown until its first record was seen, then named from it, byte for byte.
+        assert!(matches!(
+            encoder.encode(&later, 1),
+            Err(RecordError::UnknownPeer(7))
+        ));
+        let with_strings = encoder
+            .encode(&first, 1)
+            .expect("encodes")
+            .expect("an event");
+        let without = encoder
+            .encode(&later, 1)
+            .expect("encodes")
+            .expect("an event");
+        assert_eq!(with_strings.payload, without.payload);
+        assert_eq!(Some(without.payload.to_vec()), expected(&first, 1));
     }
 
     #[test]

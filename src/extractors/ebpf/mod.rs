@@ -17,6 +17,7 @@
 
 mod convert;
 mod encode;
+mod peers;
 mod records;
 mod tracer;
 
@@ -302,6 +303,9 @@ async fn run(
             &stats,
         );
         publish(&mut batch, &publisher, &stats);
+        if encoder.take_peer_reset() {
+            tracer.forget_peers()?;
+        }
     }
     drain_rings(
         [events.get_mut(), messages.get_mut(), big.get_mut()],
@@ -328,6 +332,9 @@ fn drain_rings(
 ) {
     let (mut records, mut malformed, mut unpublished) = (0u64, 0u64, 0u64);
     let mut timestamp = crate::event::now_millis();
+    // A peer's first record (with its address) may sit in another ring than a later record
+    // of the same peer read before it: those wait until every ring was read.
+    let mut deferred = Vec::new();
     for ring in rings {
         while let Some(item) = ring.next() {
             records += 1;
@@ -337,10 +344,21 @@ fn drain_rings(
             match encoder.encode(&item, timestamp) {
                 Ok(Some(event)) => batch.push(event),
                 Ok(None) => unpublished += 1,
+                Err(RecordError::UnknownPeer(_)) => deferred.push(item.to_vec()),
                 Err(e) => {
                     malformed += 1;
                     tracing::warn!(error = %e, "malformed ring-buffer record (counted)");
                 }
+            }
+        }
+    }
+    for item in deferred {
+        match encoder.encode(&item, timestamp) {
+            Ok(Some(event)) => batch.push(event),
+            Ok(None) => unpublished += 1,
+            Err(e) => {
+                malformed += 1;
+                tracing::warn!(error = %e, "malformed ring-buffer record (counted)");
             }
         }
     }

@@ -137,7 +137,9 @@ pub struct RecordHeader {
 pub struct MessageRecord {
     pub h: RecordHeader,
     pub truncated: u8,
-    pad: [u8; 7],
+    /// 1 when `addr` and `conn_type` were not read (an earlier record carried them).
+    pub peer_known: u8,
+    pad: [u8; 6],
     pub peer_id: i64,
     pub size: u64,
     pub copied: u64,
@@ -319,6 +321,10 @@ pub enum RecordError {
     /// Unknown kind.
     #[error("unknown record kind {0}")]
     UnknownKind(u32),
+    /// A message record of a peer whose address the extractor was never sent (see
+    /// `peers.rs`).
+    #[error("message record of peer {0}, whose address and connection type were never recorded")]
+    UnknownPeer(i64),
 }
 
 /// Copies a `T` out of the front of `bytes` after checking the length.

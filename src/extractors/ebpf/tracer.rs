@@ -51,6 +51,7 @@ pub struct Tracer {
     _ebpf: Ebpf,
     _links: Vec<UsdtLink>,
     target: Array<MapData, u32>,
+    peers_generation: Array<MapData, u64>,
     counters: PerCpuArray<MapData, ProbeCounter>,
     /// The three rings: events, messages, big messages.
     pub rings: Vec<RingBuf<MapData>>,
@@ -143,6 +144,11 @@ impl Tracer {
                 .ok_or_else(|| missing("target_tgid"))?,
         )
         .map_err(map_error)?;
+        let peers_generation = Array::try_from(
+            ebpf.take_map("peers_generation")
+                .ok_or_else(|| missing("peers_generation"))?,
+        )
+        .map_err(map_error)?;
         let counters = PerCpuArray::try_from(
             ebpf.take_map("counters")
                 .ok_or_else(|| missing("counters"))?,
@@ -159,6 +165,7 @@ impl Tracer {
             _ebpf: ebpf,
             _links: links,
             target,
+            peers_generation,
             counters,
             rings: ring_bufs,
             sites,
@@ -171,6 +178,15 @@ impl Tracer {
         // 0 would mean "any process"; u32::MAX is never a pid.
         self.target
             .set(0, pid.unwrap_or(u32::MAX), 0)
+            .map_err(map_error)
+    }
+
+    /// Makes the programs send every peer's address and connection type again, with its next
+    /// message (the extractor's peer table started over).
+    pub fn forget_peers(&mut self) -> Result<(), ExtractorError> {
+        let generation = self.peers_generation.get(&0, 0).map_err(map_error)?;
+        self.peers_generation
+            .set(0, generation.wrapping_add(1), 0)
             .map_err(map_error)
     }
 

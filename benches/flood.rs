@@ -163,6 +163,8 @@ struct Measured {
     extractor_cpu_secs: f64,
     other_observer_cpu_secs: f64,
     observer_peak_kib: u64,
+    /// Peak RSS of each observer process (the pipeline's three are reported one by one).
+    peak_kib_by_process: Vec<(&'static str, u64)>,
     nats_cpu_secs: f64,
 }
 
@@ -356,6 +358,8 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
             m.other_observer_cpu_secs += used;
         }
         m.observer_peak_kib += observer.peak_kib();
+        m.peak_kib_by_process
+            .push((observer.name, observer.peak_kib()));
     }
     for observer in observers {
         let text = observer.stop();
@@ -473,6 +477,21 @@ fn main() {
             med(i, &|m| m.observer_peak_kib as f64) / 1024.0,
             med(i, &|m| m.nats_cpu_secs),
         ));
+    }
+    if let Some(pipeline) = MODES.iter().position(|m| *m == "pipeline") {
+        table.push_str("\nPipeline, peak RSS of each process (median):\n\n| process | peak RSS MiB |\n|---|---:|\n");
+        let names: Vec<&str> = results[pipeline]
+            .first()
+            .map(|m| m.peak_kib_by_process.iter().map(|(n, _)| *n).collect())
+            .unwrap_or_default();
+        for (j, name) in names.iter().enumerate() {
+            let peak = med(pipeline, &|m| {
+                m.peak_kib_by_process
+                    .get(j)
+                    .map_or(f64::NAN, |(_, k)| *k as f64)
+            });
+            table.push_str(&format!("| {name} | {:.1} |\n", peak / 1024.0));
+        }
     }
     println!("{table}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

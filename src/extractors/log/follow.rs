@@ -116,6 +116,19 @@ impl Follower {
         self.current.is_some()
     }
 
+    /// Opens the path now, if it exists, so that `Start::End` means the end as of this call
+    /// rather than as of the first [`poll`](Self::poll) (which may run later, on another
+    /// thread): lines written in between are read, not skipped.
+    pub fn open_now(&mut self) -> io::Result<()> {
+        if self.current.is_none() {
+            match self.open(self.start)? {
+                Some(reader) => self.current = Some(reader),
+                None => self.start = Start::Beginning,
+            }
+        }
+        Ok(())
+    }
+
     /// Reads what is new and calls `on_line` for every complete line, oldest first.
     /// `Ok` with zero bytes means nothing new (or the path does not exist yet).
     pub fn poll(&mut self, mut on_line: impl FnMut(Line<'_>)) -> io::Result<Progress> {

@@ -125,10 +125,15 @@ impl Extractor for LogExtractor {
     ) -> Result<LogExtractor, LogError> {
         let stats = Arc::new(LogStats::default());
         let shutdown = shutdown.child_token();
+        // Positioned here, not on the reading thread: "from the end" is the end as of start.
+        let mut follower = Follower::new(&config.path, config.start);
+        if let Err(error) = follower.open_now() {
+            tracing::warn!(path = %config.path.display(), %error, "cannot open debug.log yet; retrying");
+        }
         let task = {
             let (stats, shutdown) = (stats.clone(), shutdown.clone());
             tokio::task::spawn_blocking(move || {
-                follow_lines(&config, &publisher, &stats, &shutdown)
+                follow_lines(follower, &config, &publisher, &stats, &shutdown)
             })
         };
         Ok(LogExtractor {
@@ -154,8 +159,13 @@ impl Extractor for LogExtractor {
 
 /// The reading loop (blocking thread): poll, publish, sleep when idle, until shutdown; then
 /// one last read so lines written before the stop are not lost.
-fn follow_lines(config: &LogConfig, publisher: &Publisher, stats: &LogStats, shutdown: &Shutdown) {
-    let mut follower = Follower::new(&config.path, config.start);
+fn follow_lines(
+    mut follower: Follower,
+    config: &LogConfig,
+    publisher: &Publisher,
+    stats: &LogStats,
+    shutdown: &Shutdown,
+) {
     let mut next_report = Instant::now() + config.report_period;
     let mut waiting_logged = false;
     let mut publish = |line: Line<'_>| publish_line(line, publisher, stats);

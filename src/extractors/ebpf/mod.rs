@@ -6,12 +6,15 @@
 //! straight from the ring into one arena (`encode`, no allocation per event), puts the
 //! events of all rings back in the order they were taken (records carry a monotonic
 //! timestamp) and hands them to the [`Publisher`] on their preformatted subjects. One task
-//! does all of it; the command line runs it on a single-threaded runtime.
+//! does all of it; the command line runs it on a single-threaded runtime. The programs read a
+//! peer's address and connection type once per process; later messages of that peer name it
+//! through the extractor's peer table (`peers`).
 //!
 //! Invariants:
 //! - nothing is lost silently: the BPF side counts per probe what it emitted and what it
 //!   dropped (ring full); we log drops each period and expose every counter in
-//!   [`ExtractorStats`]; malformed records are counted too;
+//!   [`ExtractorStats`]; malformed records are counted too (a message of a peer the table
+//!   cannot name is one: never published with a made-up address);
 //! - the attachment is to the binary, filtered to one process id in a BPF map, so a bitcoind
 //!   restart only needs the new pid: we watch the process and switch within 200 ms.
 

@@ -7,12 +7,15 @@
 //! - `none`: no tracer, the semaphore stays 0 (the cost of the guarded probe site);
 //! - `bpftrace`: `bpftrace` attached and only counting (the uprobe ceiling);
 //! - `peerlab`: `peerlab extract ebpf` capturing every event and publishing it to a private
-//!   nats-server, with a subscriber counting what arrives.
+//!   nats-server, with a subscriber counting what arrives;
+//! - `peerlab baseline` (only with `BENCH_BASELINE=PATH`): the same with another peerlab
+//!   binary, e.g. a build of an earlier commit, for a before/after comparison in one run.
 //!
 //! Modes are interleaved within each repetition so machine noise hits them alike; the report
 //! gives medians and ratios to the baselines. Needs root (eBPF), `cc`, `sys/sdt.h`, bpftrace
 //! and nats-server. Run: `cargo bench --bench usdt_throughput`
-//! (env: `BENCH_COUNT`, default 1,000,000 probes per run; `BENCH_REPS`, default 3).
+//! (env: `BENCH_COUNT`, default 1,000,000 probes per run; `BENCH_REPS`, default 3;
+//! `BENCH_BASELINE`, a peerlab binary to compare with).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,7 +58,7 @@ fn main() {
     let bench = Bench::prepare(config);
     let mut runs: Vec<Run> = Vec::new();
     for rep in 1..=config.reps {
-        for mode in Mode::ALL {
+        for mode in Mode::all() {
             let run = bench.run(mode);
             println!("rep {rep}/{} {}", config.reps, run.summary());
             runs.push(run);
@@ -100,18 +103,34 @@ enum Mode {
     None,
     Bpftrace,
     Peerlab,
+    /// Another peerlab binary (`BENCH_BASELINE=PATH`, e.g. a build of an earlier commit), run
+    /// the same way: a before/after comparison in the same run.
+    Baseline,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::None, Mode::Bpftrace, Mode::Peerlab];
+    /// The modes of a repetition: the baseline binary only when one is given.
+    fn all() -> Vec<Mode> {
+        let mut modes = vec![Mode::None, Mode::Bpftrace, Mode::Peerlab];
+        if baseline_binary().is_some() {
+            modes.push(Mode::Baseline);
+        }
+        modes
+    }
 
     fn name(self) -> &'static str {
         match self {
             Mode::None => "none",
             Mode::Bpftrace => "bpftrace",
             Mode::Peerlab => "peerlab",
+            Mode::Baseline => "peerlab baseline",
         }
     }
+}
+
+/// `BENCH_BASELINE`: a peerlab binary to compare with, in the same run.
+fn baseline_binary() -> Option<PathBuf> {
+    std::env::var_os("BENCH_BASELINE").map(PathBuf::from)
 }
 
 /// peerlab's side of a run: what it counted, and what it cost.
@@ -216,7 +235,11 @@ impl Bench {
                 peerlab: None,
             },
             Mode::Bpftrace => self.run_bpftrace(),
-            Mode::Peerlab => self.run_peerlab(),
+            Mode::Peerlab => self.run_peerlab(&self.peerlab, mode),
+            Mode::Baseline => match baseline_binary() {
+                Some(binary) => self.run_peerlab(&binary, mode),
+                None => panic!("no BENCH_BASELINE binary"),
+            },
         }
     }
 
@@ -277,13 +300,13 @@ impl Bench {
         }
     }
 
-    fn run_peerlab(&self) -> Run {
+    fn run_peerlab(&self, binary: &Path, mode: Mode) -> Run {
         let nats = NatsServer::start(&self.nats_server).expect("start nats-server");
         let counter = self.runtime.block_on(NetmsgCounter::start(&nats.url()));
         let emitter = self.emitter(true);
         let log = self.scratch.path().join("peerlab.log");
         let peerlab = Guard::spawn(
-            Command::new(&self.peerlab)
+            Command::new(binary)
                 .args(["--log", "info", "extract", "ebpf", "--bitcoind-path"])
                 .arg(&self.emitter)
                 .args(["--pid", &emitter.pid().to_string(), "--probe", PROBE])
@@ -310,7 +333,7 @@ impl Bench {
         counter.wait_for(published, DELIVERY_TIMEOUT);
         let (received, slow_consumer) = self.runtime.block_on(counter.stop());
         Run {
-            mode: Mode::Peerlab,
+            mode,
             emitter: output,
             counted: None,
             peerlab: Some(PeerlabRun {
@@ -621,9 +644,9 @@ impl<'a> Report<'a> {
         median(self.of(mode).map(|r| r.emitter.rate).collect())
     }
 
-    fn median_peerlab(&self, field: impl Fn(&PeerlabRun) -> f64) -> f64 {
+    fn median_peerlab(&self, mode: Mode, field: impl Fn(&PeerlabRun) -> f64) -> f64 {
         median(
-            self.of(Mode::Peerlab)
+            self.of(mode)
                 .filter_map(|r| r.peerlab.as_ref())
                 .map(field)
                 .collect(),
@@ -648,10 +671,10 @@ impl<'a> Report<'a> {
         let bpftrace = self.median_rate(Mode::Bpftrace);
         let mut out = String::from(
             "| mode | probes/s | vs none | vs bpftrace | emitter CPU us/probe | received | dropped \
-             | peerlab CPU s | peerlab CPU % of run | peerlab peak RSS MiB |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | peerlab CPU s | peerlab CPU us/record | peerlab CPU % of run | peerlab peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
-        for mode in Mode::ALL {
+        for mode in Mode::all() {
             let rate = self.median_rate(mode);
             let ratios = format!(
                 "{} | {} | {:.3}",
@@ -664,9 +687,9 @@ impl<'a> Report<'a> {
                 )
             );
             let rest = match mode {
-                Mode::None => "- | - | - | - | -".to_string(),
+                Mode::None => "- | - | - | - | - | -".to_string(),
                 Mode::Bpftrace => format!(
-                    "{:.0} (counted) | - | - | - | -",
+                    "{:.0} (counted) | - | - | - | - | -",
                     median(
                         self.of(mode)
                             .filter_map(|r| r.counted)
@@ -674,13 +697,14 @@ impl<'a> Report<'a> {
                             .collect()
                     )
                 ),
-                Mode::Peerlab => format!(
-                    "{:.0} | {:.0} | {:.2} | {:.0} | {:.1}",
-                    self.median_peerlab(|p| p.received as f64),
-                    self.median_peerlab(|p| p.dropped as f64),
-                    self.median_peerlab(|p| p.cpu_seconds),
+                Mode::Peerlab | Mode::Baseline => format!(
+                    "{:.0} | {:.0} | {:.2} | {:.3} | {:.0} | {:.1}",
+                    self.median_peerlab(mode, |p| p.received as f64),
+                    self.median_peerlab(mode, |p| p.dropped as f64),
+                    self.median_peerlab(mode, |p| p.cpu_seconds),
+                    self.median_peerlab(mode, |p| p.cpu_seconds * 1e6 / p.records.max(1) as f64),
                     median(self.of(mode).filter_map(cpu_percent).collect()),
-                    self.median_peerlab(|p| p.peak_rss_mib),
+                    self.median_peerlab(mode, |p| p.peak_rss_mib),
                 ),
             };
             out += &format!("| {} | {rate:.0} | {ratios} | {rest} |\n", mode.name());
@@ -734,7 +758,7 @@ impl<'a> Report<'a> {
             };
             out += &format!(
                 "| {} | {} | {:.0} | {:.6} | {:.3} | {detail} |\n",
-                i / Mode::ALL.len() + 1,
+                i / Mode::all().len() + 1,
                 run.mode.name(),
                 run.emitter.rate,
                 run.emitter.seconds,

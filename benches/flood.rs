@@ -18,7 +18,9 @@
 //! counted, observer CPU per published event (the extractor process; the pipeline's other
 //! processes separately), observer peak RSS, nats-server CPU. Needs root (eBPF), bpftrace
 //! (installed when missing, as root) and `peerlab setup`. Run: `cargo bench --bench flood`
-//! (env: `BENCH_PEERS`, default 8; `BENCH_SECS`, default 10; `BENCH_REPS`, default 3).
+//! (env: `BENCH_PEERS`, default 8; `BENCH_SECS`, default 10; `BENCH_REPS`, default 3;
+//! `BENCH_BASELINE=PATH`: another peerlab binary, e.g. a build of an earlier commit, run as
+//! the extra modes `ebpf-baseline` and `pipeline-baseline` in the same interleaved run).
 
 mod support;
 
@@ -39,6 +41,7 @@ use support::{
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const MODES: [&str; 4] = ["none", "bpftrace", "ebpf", "pipeline"];
+const BASELINE_MODES: [&str; 2] = ["ebpf-baseline", "pipeline-baseline"];
 /// Pings per write.
 const BURST: usize = 256;
 /// Bytes of one ping on the wire (24-byte header, 8-byte nonce).
@@ -260,6 +263,7 @@ fn pings_received(node: &RegtestNode) -> f64 {
 
 struct Setup {
     peerlab: PathBuf,
+    baseline: Option<PathBuf>,
     bitcoind: PathBuf,
     nats_server: PathBuf,
     peers: usize,
@@ -267,6 +271,11 @@ struct Setup {
 }
 
 fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured {
+    // `<mode>-baseline`: the same observer, run from the baseline binary.
+    let (mode, peerlab) = match mode.strip_suffix("-baseline") {
+        Some(observer) => (observer, setup.baseline.as_ref().expect("BENCH_BASELINE")),
+        None => (mode, &setup.peerlab),
+    };
     let datadir = tempfile::tempdir().expect("datadir");
     let mut config = RegtestConfig::new(&setup.bitcoind);
     config.extra_args = vec!["-v2transport=0".into()];
@@ -295,7 +304,7 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
         "ebpf" => {
             let w = Watched::spawn(
                 "peerlab extract ebpf",
-                Command::new(&setup.peerlab)
+                Command::new(peerlab)
                     .args(["extract", "ebpf", "--bitcoind-path", &binary])
                     .args(["--pid", &pid.to_string(), "-a", &url])
                     .env("PEERLAB_LOG", "info"),
@@ -306,19 +315,19 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
         "pipeline" => {
             let metrics = Watched::spawn(
                 "peerlab tools metrics",
-                Command::new(&setup.peerlab)
+                Command::new(peerlab)
                     .args(["tools", "metrics", "-a", &url])
                     .args(["--metrics-address", "127.0.0.1:0"]),
             );
             let record = Watched::spawn(
                 "peerlab record",
-                Command::new(&setup.peerlab)
+                Command::new(peerlab)
                     .args(["record", "-a", &url, "--output"])
                     .arg(record_dir.path().join("flood.mcap")),
             );
             let observe = Watched::spawn(
                 "peerlab observe",
-                Command::new(&setup.peerlab)
+                Command::new(peerlab)
                     .args(["observe", "--chain", "regtest", "--datadir"])
                     .arg(datadir.path())
                     .args(["-a", &url])
@@ -409,15 +418,20 @@ fn main() {
         peerlab::node::setup(&peerlab::node::SetupOptions::default()).expect("peerlab setup");
     let setup = Setup {
         peerlab: build_peerlab(&release_dir()),
+        baseline: std::env::var_os("BENCH_BASELINE").map(PathBuf::from),
         bitcoind: installation.bitcoind,
         nats_server: installation.nats_server,
         peers,
         secs,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let mut results: Vec<Vec<Measured>> = MODES.iter().map(|_| Vec::new()).collect();
+    let mut modes: Vec<&str> = MODES.to_vec();
+    if setup.baseline.is_some() {
+        modes.extend(BASELINE_MODES);
+    }
+    let mut results: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
     for rep in 0..reps {
-        for (i, mode) in MODES.iter().enumerate() {
+        for (i, mode) in modes.iter().enumerate() {
             let m = measure(&setup, mode, &rt);
             eprintln!(
                 "rep {rep} {mode}: {:.0} pings in {:.1}s busy ({:.0}/s), node {:.2}s CPU, published {:?}, dropped {:?}, extractor {:.2}s CPU, others {:.2}s, peak {} KiB, nats {:.2}s",
@@ -437,11 +451,12 @@ fn main() {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine()
     );
-    for (i, mode) in MODES.iter().enumerate() {
+    for (i, mode) in modes.iter().enumerate() {
         let published = med(i, &|m| m.published.map_or(f64::NAN, |p| p as f64));
         // Two eBPF events per ping (the ping in, the pong out); the pipeline also publishes
         // the two debug.log lines `-debug=net` writes for them.
-        let per_ping = if *mode == "pipeline" { 4.0 } else { 2.0 };
+        let pipeline = mode.starts_with("pipeline");
+        let per_ping = if pipeline { 4.0 } else { 2.0 };
         let expected = med(i, &|m| per_ping * m.pings);
         let per_event = |cpu: f64| {
             if published.is_finite() && published > 0.0 {
@@ -469,7 +484,7 @@ fn main() {
                 "-".into()
             },
             per_event(med(i, &|m| m.extractor_cpu_secs)),
-            if *mode == "pipeline" {
+            if pipeline {
                 per_event(med(i, &|m| m.other_observer_cpu_secs))
             } else {
                 "-".into()
@@ -478,8 +493,11 @@ fn main() {
             med(i, &|m| m.nats_cpu_secs),
         ));
     }
-    if let Some(pipeline) = MODES.iter().position(|m| *m == "pipeline") {
-        table.push_str("\nPipeline, peak RSS of each process (median):\n\n| process | peak RSS MiB |\n|---|---:|\n");
+    for (pipeline, mode) in modes.iter().enumerate() {
+        if !mode.starts_with("pipeline") {
+            continue;
+        }
+        table.push_str(&format!("\n{mode}, peak RSS of each process (median):\n\n| process | peak RSS MiB |\n|---|---:|\n"));
         let names: Vec<&str> = results[pipeline]
             .first()
             .map(|m| m.peak_kib_by_process.iter().map(|(n, _)| *n).collect())

@@ -50,6 +50,11 @@ const PROBE: &str = "net:inbound_message";
 /// Goals from the issue: peerlab's rate relative to bpftrace's, and its peak RSS.
 const GOAL_RATIO: f64 = 0.85;
 const GOAL_RSS_MIB: f64 = 64.0;
+/// Issue 15's end-to-end goal: events per second through NATS (or the NATS ceiling).
+const GOAL_DELIVERED: f64 = 1_000_000.0;
+
+/// When the bench started: arrival times are taken against it.
+static BASE: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
 
 fn main() {
     let config = Config::from_env();
@@ -106,12 +111,16 @@ enum Mode {
     /// Another peerlab binary (`BENCH_BASELINE=PATH`, e.g. a build of an earlier commit), run
     /// the same way: a before/after comparison in the same run.
     Baseline,
+    /// No emitter and no extractor: this process publishes COUNT events of the size peerlab
+    /// publishes for a ping straight to a private nats-server through async-nats, while the
+    /// same subscriber counts them: the end-to-end ceiling of NATS on this machine.
+    NatsCeiling,
 }
 
 impl Mode {
     /// The modes of a repetition: the baseline binary only when one is given.
     fn all() -> Vec<Mode> {
-        let mut modes = vec![Mode::None, Mode::Bpftrace, Mode::Peerlab];
+        let mut modes = vec![Mode::None, Mode::Bpftrace, Mode::Peerlab, Mode::NatsCeiling];
         if baseline_binary().is_some() {
             modes.push(Mode::Baseline);
         }
@@ -124,6 +133,7 @@ impl Mode {
             Mode::Bpftrace => "bpftrace",
             Mode::Peerlab => "peerlab",
             Mode::Baseline => "peerlab baseline",
+            Mode::NatsCeiling => "nats ceiling",
         }
     }
 }
@@ -146,6 +156,15 @@ struct PeerlabRun {
     slow_consumer: u64,
     cpu_seconds: f64,
     peak_rss_mib: f64,
+    /// From the first event's arrival to the last's.
+    delivery_seconds: f64,
+}
+
+impl PeerlabRun {
+    /// Events per second that reached the subscriber, end to end.
+    fn delivered_rate(&self) -> f64 {
+        self.received as f64 / self.delivery_seconds.max(1e-9)
+    }
 }
 
 /// One run of one mode.
@@ -240,6 +259,7 @@ impl Bench {
                 Some(binary) => self.run_peerlab(&binary, mode),
                 None => panic!("no BENCH_BASELINE binary"),
             },
+            Mode::NatsCeiling => self.run_nats_ceiling(),
         }
     }
 
@@ -331,6 +351,7 @@ impl Bench {
         });
         let published = stat(&stats, "published");
         counter.wait_for(published, DELIVERY_TIMEOUT);
+        let delivery_seconds = counter.delivery_seconds();
         let (received, slow_consumer) = self.runtime.block_on(counter.stop());
         Run {
             mode,
@@ -343,9 +364,86 @@ impl Bench {
                 slow_consumer,
                 cpu_seconds: usage.cpu_seconds,
                 peak_rss_mib: usage.peak_rss_mib,
+                delivery_seconds,
             }),
         }
     }
+}
+
+impl Bench {
+    fn run_nats_ceiling(&self) -> Run {
+        let nats = NatsServer::start(&self.nats_server).expect("start nats-server");
+        let counter = self.runtime.block_on(NetmsgCounter::start(&nats.url()));
+        let count = self.config.count;
+        let payload = bytes::Bytes::from(ping_event());
+        let subject = SubjectScheme::Flat.subject(EventKind::NetMsg);
+        let url = nats.url();
+        let started = Instant::now();
+        self.runtime.block_on(async move {
+            let client = async_nats::connect(url).await.expect("connect");
+            for _ in 0..count {
+                client
+                    .publish(subject.clone(), payload.clone())
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        counter.wait_until_quiet(count, DELIVERY_TIMEOUT);
+        let delivery_seconds = counter.delivery_seconds();
+        let (received, slow_consumer) = self.runtime.block_on(counter.stop());
+        Run {
+            mode: Mode::NatsCeiling,
+            emitter: EmitterOutput {
+                fired: count,
+                seconds,
+                rate: count as f64 / seconds,
+                cpu: 0.0,
+            },
+            counted: None,
+            peerlab: Some(PeerlabRun {
+                received,
+                records: count,
+                dropped: count.saturating_sub(received),
+                slow_consumer,
+                cpu_seconds: 0.0,
+                peak_rss_mib: 0.0,
+                delivery_seconds,
+            }),
+        }
+    }
+}
+
+/// The bytes peerlab publishes for an inbound ping (the same message, built with the wire
+/// format's types rather than by the extractor).
+fn ping_event() -> Vec<u8> {
+    use peerlab::event::proto::ebpf_extractor::ebpf::EbpfEvent;
+    use peerlab::event::proto::ebpf_extractor::message::{
+        message_event::Msg, MessageEvent, Metadata, Ping,
+    };
+    use peerlab::event::proto::ebpf_extractor::Ebpf;
+    use peerlab::event::proto::event::event::PeerObserverEvent;
+    use prost::Message as _;
+    peerlab::event::Event {
+        timestamp: 1_795_000_000_000,
+        peer_observer_event: Some(PeerObserverEvent::EbpfExtractor(Ebpf {
+            ebpf_event: Some(EbpfEvent::Message(MessageEvent {
+                meta: Metadata {
+                    peer_id: 7,
+                    addr: "127.0.0.1:18444".into(),
+                    conn_type: 1,
+                    command: "ping".into(),
+                    inbound: true,
+                    size: 8,
+                },
+                msg: Some(Msg::Ping(Ping {
+                    value: 0x0102_0304_0506_0708,
+                })),
+            })),
+        })),
+    }
+    .encode_to_vec()
 }
 
 /// Compiles the emitter with the system C compiler.
@@ -554,6 +652,9 @@ impl ProcessUsage {
 /// Counts `netmsg` events arriving on the bus, in the background.
 struct NetmsgCounter {
     received: Arc<AtomicU64>,
+    /// Arrival of the first and of the latest event, ns after `base`.
+    first_ns: Arc<AtomicU64>,
+    last_ns: Arc<AtomicU64>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<u64>,
 }
@@ -566,13 +667,23 @@ impl NetmsgCounter {
                 .await
                 .expect("subscribe to netmsg");
         let received = Arc::new(AtomicU64::new(0));
+        let first_ns = Arc::new(AtomicU64::new(u64::MAX));
+        let last_ns = Arc::new(AtomicU64::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let count = received.clone();
+        let (first, last) = (first_ns.clone(), last_ns.clone());
+        let base = *BASE;
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     message = subscriber.next() => match message {
-                        Some(_) => count.fetch_add(1, Ordering::Relaxed),
+                        Some(_) => {
+                            let now = base.elapsed().as_nanos() as u64;
+                            if count.fetch_add(1, Ordering::Relaxed) == 0 {
+                                first.store(now, Ordering::Relaxed);
+                            }
+                            last.store(now, Ordering::Relaxed);
+                        }
                         None => break,
                     },
                     _ = &mut stopped => break,
@@ -582,6 +693,8 @@ impl NetmsgCounter {
         });
         NetmsgCounter {
             received,
+            first_ns,
+            last_ns,
             stop,
             task,
         }
@@ -589,6 +702,13 @@ impl NetmsgCounter {
 
     fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Seconds from the first arrival to the latest.
+    fn delivery_seconds(&self) -> f64 {
+        let first = self.first_ns.load(Ordering::Relaxed);
+        let last = self.last_ns.load(Ordering::Relaxed);
+        last.saturating_sub(first) as f64 / 1e9
     }
 
     /// Until `expected` arrived, nothing arrived for [`QUIET_PERIOD`], or `timeout`.
@@ -671,8 +791,8 @@ impl<'a> Report<'a> {
         let bpftrace = self.median_rate(Mode::Bpftrace);
         let mut out = String::from(
             "| mode | probes/s | vs none | vs bpftrace | emitter CPU us/probe | received | dropped \
-             | peerlab CPU s | peerlab CPU us/record | peerlab CPU % of run | peerlab peak RSS MiB |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | delivered events/s | peerlab CPU s | peerlab CPU us/record | peerlab CPU % of run | peerlab peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for mode in Mode::all() {
             let rate = self.median_rate(mode);
@@ -687,9 +807,9 @@ impl<'a> Report<'a> {
                 )
             );
             let rest = match mode {
-                Mode::None => "- | - | - | - | - | -".to_string(),
+                Mode::None => "- | - | - | - | - | - | -".to_string(),
                 Mode::Bpftrace => format!(
-                    "{:.0} (counted) | - | - | - | - | -",
+                    "{:.0} (counted) | - | - | - | - | - | -",
                     median(
                         self.of(mode)
                             .filter_map(|r| r.counted)
@@ -697,10 +817,17 @@ impl<'a> Report<'a> {
                             .collect()
                     )
                 ),
-                Mode::Peerlab | Mode::Baseline => format!(
-                    "{:.0} | {:.0} | {:.2} | {:.3} | {:.0} | {:.1}",
+                Mode::NatsCeiling => format!(
+                    "{:.0} | {:.0} | {:.0} | - | - | - | -",
                     self.median_peerlab(mode, |p| p.received as f64),
                     self.median_peerlab(mode, |p| p.dropped as f64),
+                    self.median_peerlab(mode, PeerlabRun::delivered_rate),
+                ),
+                Mode::Peerlab | Mode::Baseline => format!(
+                    "{:.0} | {:.0} | {:.0} | {:.2} | {:.3} | {:.0} | {:.1}",
+                    self.median_peerlab(mode, |p| p.received as f64),
+                    self.median_peerlab(mode, |p| p.dropped as f64),
+                    self.median_peerlab(mode, PeerlabRun::delivered_rate),
                     self.median_peerlab(mode, |p| p.cpu_seconds),
                     self.median_peerlab(mode, |p| p.cpu_seconds * 1e6 / p.records.max(1) as f64),
                     median(self.of(mode).filter_map(cpu_percent).collect()),
@@ -731,14 +858,21 @@ impl<'a> Report<'a> {
             .of(Mode::Peerlab)
             .filter_map(|r| r.peerlab.map(|p| p.peak_rss_mib))
             .fold(0.0, f64::max);
+        let delivered = self.median_peerlab(Mode::Peerlab, PeerlabRun::delivered_rate);
+        let ceiling = self.median_peerlab(Mode::NatsCeiling, PeerlabRun::delivered_rate);
+        let target = GOAL_DELIVERED.min(ceiling);
         format!(
             "Goals (peerlab, default ring sizes):\n\n\
              - rate >= {GOAL_RATIO}x bpftrace: {} (median {ratio:.2}x)\n\
              - 0 drops: {} (worst run: {max_dropped} dropped, {missing} fired but not received)\n\
-             - peak RSS <= {GOAL_RSS_MIB} MiB: {} (worst run: {rss:.1} MiB)\n",
+             - peak RSS <= {GOAL_RSS_MIB} MiB: {} (worst run: {rss:.1} MiB)\n\
+             - end to end >= min(1M/s, NATS ceiling {ceiling:.0}/s): {} (median {delivered:.0}/s, \
+             {:.2}x the ceiling)\n",
             verdict(ratio >= GOAL_RATIO),
             verdict(max_dropped == 0 && missing == 0),
             verdict(rss <= GOAL_RSS_MIB),
+            verdict(delivered >= target),
+            delivered / ceiling,
         )
     }
 

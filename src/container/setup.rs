@@ -369,6 +369,10 @@ fn start_service(socket: &Path) -> Result<u32, ContainerError> {
     command
         .args(["system", "service", "--time=0"])
         .arg(format!("unix://{}", socket.display()))
+        // The service outlives this process, and every conmon it spawns inherits its working
+        // directory: one that is later deleted (a clone the tests ran from) makes every
+        // container start fail with "write child: broken pipe".
+        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err);

@@ -69,23 +69,29 @@ struct message_large {
 
 /* Peers whose address and connection type userspace already has, per traced process: a
  * message of a known peer skips the two string reads (the costliest part of a small message,
- * about a quarter of the traced thread's time per probe). The value is the generation the
- * peer was sent in; userspace bumps `peers_generation` when it forgets what it was sent (its
- * own table is bounded), which makes every peer unknown again. Entries are marked only after
- * the record carrying the strings was submitted, so a dropped record never leaves a peer
- * marked. A peer id is never reused within one process, and the key holds the process id, so
- * a restarted bitcoind starts unknown. */
-struct peer_key {
-	__u32 tgid;
-	__u32 pad;
+ * about a quarter of the traced thread's time per probe). A direct-mapped table (slot = low
+ * bits of the peer id; a lookup is an array index the verifier inlines, where a hash map
+ * lookup costs more than the reads it saves): a slot taken over by another peer only makes
+ * the first peer send its strings again. The generation is the one the peer was sent in;
+ * userspace bumps `peers_generation` when it forgets what it was sent (its own table is
+ * bounded), which makes every peer unknown again. A slot is marked only after the record
+ * carrying the strings was submitted, so a dropped record never leaves a peer marked, and
+ * a torn read of a slot being rewritten can only match a peer whose strings were submitted.
+ * A peer id is never reused within one process, and the slot holds the process id, so a
+ * restarted bitcoind starts unknown. */
+#define KNOWN_PEER_SLOTS 4096
+
+struct known_peer {
 	__s64 peer_id;
+	__u32 tgid;
+	__u32 generation;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
-	__type(key, struct peer_key);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KNOWN_PEER_SLOTS);
+	__type(key, __u32);
+	__type(value, struct known_peer);
 } known_peers SEC(".maps");
 
 struct {
@@ -95,18 +101,22 @@ struct {
 	__type(value, __u64);
 } peers_generation SEC(".maps");
 
-static __always_inline __u64 *current_generation(void)
+/* The slot of `peer_id`, and whether it names this peer of this process in this generation. */
+static __always_inline struct known_peer *peer_slot(__s64 peer_id, __u32 tgid, __u32 generation,
+						    int *known)
 {
-	__u32 key = 0;
-	return bpf_map_lookup_elem(&peers_generation, &key);
+	__u32 index = (__u32)peer_id & (KNOWN_PEER_SLOTS - 1);
+	struct known_peer *slot = bpf_map_lookup_elem(&known_peers, &index);
+	*known = slot && slot->peer_id == peer_id && slot->tgid == tgid &&
+		 slot->generation == generation;
+	return slot;
 }
 
-static __always_inline int peer_known(struct peer_key *key, __u64 *generation)
+static __always_inline __u32 current_generation(void)
 {
-	if (!generation)
-		return 0;
-	__u64 *sent_in = bpf_map_lookup_elem(&known_peers, key);
-	return sent_in && *sent_in == *generation;
+	__u32 key = 0;
+	__u64 *generation = bpf_map_lookup_elem(&peers_generation, &key);
+	return generation ? (__u32)*generation : 0;
 }
 
 static __always_inline int other_process(void)
@@ -193,8 +203,11 @@ static __always_inline __u64 wakeup_flag(void *ring, __u64 record_size)
 			n = 0;                                                                     \
 		e->m.copied = n;                                                                   \
 		bpf_ringbuf_submit(e, wakeup_flag(&ring, sizeof(type)));                           \
-		if (!known && generation)                                                          \
-			bpf_map_update_elem(&known_peers, &key, generation, BPF_ANY);              \
+		if (!known && slot) {                                                              \
+			slot->tgid = tgid;                                                         \
+			slot->generation = generation;                                             \
+			slot->peer_id = peer_id;                                                   \
+		}                                                                                  \
 		count(probe, 0);                                                                   \
 		return 0;                                                                          \
 	}
@@ -211,9 +224,10 @@ static __always_inline int trace_message(struct pt_regs *ctx, __u32 probe)
 	ARG(4, size_arg);
 	ARG(5, payload);
 	__u64 size = (__u64)size_arg;
-	struct peer_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .pad = 0, .peer_id = peer_id};
-	__u64 *generation = current_generation();
-	int known = peer_known(&key, generation);
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 generation = current_generation();
+	int known = 0;
+	struct known_peer *slot = peer_slot(peer_id, tgid, generation, &known);
 	/* Size classes keep small messages (ping, verack, small inv) from occupying big slots. */
 	if (size <= TINY_PAYLOAD)
 		EMIT_MESSAGE(msg_ring, struct message_tiny, TINY_PAYLOAD);

@@ -217,10 +217,63 @@ impl Publisher {
         }
     }
 
+    /// Enqueues an event like [`Publisher::publish_event`], but while the buffer is full it
+    /// waits for room (polling every millisecond) instead of dropping, until `give_up` says
+    /// so. For blocking threads reading a source that loses nothing by waiting (a file:
+    /// the log extractor), never for live sources. `false` if it was dropped (counted).
+    pub fn publish_event_patiently(&self, event: &Event, give_up: impl Fn() -> bool) -> bool {
+        let Some(kind) = EventKind::of(event) else {
+            return self.publish_event(event);
+        };
+        let mut item = Outgoing {
+            subject: self.subject_of(kind),
+            payload: Bytes::from(crate::event::wire::encode(event)),
+        };
+        self.stats.offered.fetch_add(1, Ordering::Relaxed);
+        loop {
+            let len = item.payload.len();
+            let before = self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
+            let refused = if before > 0 && before + len > self.max_buffered_bytes {
+                Err((TrySendError::Full(()), item))
+            } else {
+                match self.queue.try_send(item) {
+                    Ok(()) => Ok(()),
+                    Err(TrySendError::Full(back)) => Err((TrySendError::Full(()), back)),
+                    Err(TrySendError::Closed(back)) => Err((TrySendError::Closed(()), back)),
+                }
+            };
+            match refused {
+                Ok(()) => {
+                    self.nudge_spill();
+                    return true;
+                }
+                Err((reason, back)) => {
+                    self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
+                    self.nudge_spill();
+                    let counter = match reason {
+                        TrySendError::Full(()) if !give_up() => {
+                            item = back;
+                            std::thread::sleep(Duration::from_millis(1));
+                            continue;
+                        }
+                        TrySendError::Full(()) => &self.stats.dropped_buffer_full,
+                        TrySendError::Closed(()) => &self.stats.dropped_at_shutdown,
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn subject_of(&self, kind: EventKind) -> Subject {
+        let index = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.subjects[index].clone()
+    }
+
     /// Enqueues an already encoded `event.Event` of `kind`. `false` if it was dropped.
     pub fn publish_encoded(&self, kind: EventKind, payload: Bytes) -> bool {
-        let index = EventKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        let subject = self.subjects[index].clone();
+        let subject = self.subject_of(kind);
         self.enqueue(Outgoing { subject, payload })
     }
 

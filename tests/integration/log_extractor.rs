@@ -3,7 +3,8 @@
 //! bad merkle root submitted over RPC appears as a `BlockCheckedLog` with its state, and
 //! two rotations (rename, then SIGHUP so bitcoind reopens the file) lose and repeat no line;
 //! and, from a file the test writes, lines that cannot be parsed (plain text, non-UTF-8, 1 MiB)
-//! are counted while the valid lines around them still come out.
+//! are counted while the valid lines around them still come out, and a backlog larger than
+//! the publisher's buffer arrives whole.
 
 use crate::common;
 
@@ -382,4 +383,59 @@ async fn unparsable_lines_are_counted_and_the_lines_around_them_still_come_out()
     assert_eq!(counters.published, lines.len() as u64, "{counters:?}");
     assert_eq!(counters.publish_dropped, 0, "{counters:?}");
     assert_eq!(counters.read_errors, 0, "{counters:?}");
+}
+
+/// A backlog read from the start outruns NATS: with a publisher buffer of 64 events, 20,000
+/// lines still all arrive, in order, because the reader waits for room (the lines stay in the
+/// file) instead of dropping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_publisher_buffer_arrives_whole() {
+    const LINES: usize = 20_000;
+    let nats = NatsServer::start(&common::nats_server()).expect("nats-server");
+    let mut subscriber = Subscriber::connect(
+        &NatsOptions::local(nats.url()),
+        SubjectScheme::Flat,
+        &["log-extractor".into()],
+    )
+    .await
+    .expect("subscriber");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("debug.log");
+    let text: String = (0..LINES)
+        .map(|i| format!("2025-06-01T12:00:00.{:06}Z [net] line {i}\n", i % 1_000_000))
+        .collect();
+    std::fs::write(&path, text).expect("write debug.log");
+    let publisher = peerlab::bus::Publisher::connect(
+        &NatsOptions::local(nats.url()),
+        SubjectScheme::Flat,
+        peerlab::bus::PublisherConfig {
+            max_buffered_events: 64,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("publisher");
+    let extractor = LogExtractor::start(
+        LogConfig {
+            start: Start::Beginning,
+            ..LogConfig::new(&path)
+        },
+        Arc::new(publisher),
+        Shutdown::new(),
+    )
+    .expect("extractor starts");
+    for i in 0..LINES {
+        let log = next_log(&mut subscriber).await;
+        let Some(LogEvent::UnknownLogMessage(message)) = &log.log_event else {
+            panic!("line {i}: not an unknown message: {log:?}");
+        };
+        assert_eq!(
+            message.raw_message,
+            format!("line {i}"),
+            "in order, none lost"
+        );
+    }
+    let counters = extractor.stop().await.expect("the extractor stops cleanly");
+    assert_eq!(counters.published, LINES as u64, "{counters:?}");
+    assert_eq!(counters.publish_dropped, 0, "{counters:?}");
 }

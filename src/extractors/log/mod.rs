@@ -11,8 +11,10 @@
 //! - lines are published in the order they were written, one event each, none repeated;
 //! - nothing is dropped silently: lines without the expected shape are published (as
 //!   peer-observer does) and counted as `unparsed_lines`; lines cut to
-//!   [`follow::MAX_LINE_BYTES`] are counted as `truncated_lines`; events the publisher
-//!   refuses are counted as `publish_dropped`;
+//!   [`follow::MAX_LINE_BYTES`] are counted as `truncated_lines`; while the publisher's
+//!   buffer is full the reader waits (the lines stay in the file: a backlog read with
+//!   `--from-start` outruns NATS), and only what a stop leaves unsent is counted as
+//!   `publish_dropped`;
 //! - a `debug.log` that does not exist yet is waited for, and a read error is logged and
 //!   retried, never fatal.
 
@@ -168,7 +170,7 @@ fn follow_lines(
 ) {
     let mut next_report = Instant::now() + config.report_period;
     let mut waiting_logged = false;
-    let mut publish = |line: Line<'_>| publish_line(line, publisher, stats);
+    let mut publish = |line: Line<'_>| publish_line(line, publisher, stats, shutdown);
     loop {
         let stopping = shutdown.is_cancelled();
         match follower.poll(&mut publish) {
@@ -211,7 +213,7 @@ fn follow_lines(
     publish_counters(publisher, LogExtractor::COMPONENT, &stats.counters());
 }
 
-fn publish_line(line: Line<'_>, publisher: &Publisher, stats: &LogStats) {
+fn publish_line(line: Line<'_>, publisher: &Publisher, stats: &LogStats, shutdown: &Shutdown) {
     stats.lines.fetch_add(1, Ordering::Relaxed);
     let mut parsed = parse::parse_line(line.bytes);
     parsed.log.log_line_bytes = line.len as u64;
@@ -231,7 +233,7 @@ fn publish_line(line: Line<'_>, publisher: &Publisher, stats: &LogStats) {
         peer_observer_event: Some(PeerObserverEvent::LogExtractor(parsed.log)),
     };
     stats.published.fetch_add(1, Ordering::Relaxed);
-    if !publisher.publish_event(&event) {
+    if !publisher.publish_event_patiently(&event, || shutdown.is_cancelled()) {
         stats.publish_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -126,7 +126,16 @@ impl Confirmer {
     /// Waits (in bounded steps, re-checking) until the connection is up.
     async fn wait_connected(&mut self, step: Duration) {
         while !*self.connected.borrow() {
-            let _ = tokio::time::timeout(step, self.connected.wait_for(|up| *up)).await;
+            let monitor_gone = matches!(
+                tokio::time::timeout(step, self.connected.wait_for(|up| *up)).await,
+                Ok(Err(_))
+            );
+            // The monitor is gone (its runtime is shutting down), so `wait_for` returns at
+            // once: without a real wait this loop would spin and keep its worker thread from
+            // ever shutting down (seen as a test whose runtime never finished dropping).
+            if monitor_gone {
+                tokio::time::sleep(step).await;
+            }
         }
     }
 
@@ -195,6 +204,9 @@ impl Confirmer {
 }
 
 /// Sends one batch until the server confirms it; returns how many events it took.
+/// How long a batch whose publish failed waits before it is sent again.
+const RESEND_PAUSE: Duration = Duration::from_millis(10);
+
 pub(super) async fn deliver(
     client: &Client,
     confirmer: &mut Confirmer,
@@ -248,6 +260,9 @@ pub(super) async fn deliver(
             }
         }
         if failed {
+            // A real wait before the re-send: a client that is gone fails every publish at
+            // once, and a loop that never waits would hold its worker thread for good.
+            tokio::time::sleep(RESEND_PAUSE).await;
             continue;
         }
         match confirmer

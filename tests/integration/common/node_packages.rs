@@ -21,6 +21,9 @@ pub struct Package {
 /// `node_modules` holding every package of `set` (downloaded and checked once, then cached
 /// under `key`). Panics with what to do when Node.js or the registry is missing.
 pub fn node_modules(key: &str, set: &[Package]) -> PathBuf {
+    // Tests of one binary run in parallel: on a fresh machine only one may unpack.
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     let root = peerlab::node::cache_root().join("npm").join(key);
     let modules = root.join("node_modules");
     let complete = root.join("complete");

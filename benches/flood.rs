@@ -20,7 +20,8 @@
 //! (installed when missing, as root) and `peerlab setup`. Run: `cargo bench --bench flood`
 //! (env: `BENCH_PEERS`, default 8; `BENCH_SECS`, default 10; `BENCH_REPS`, default 3;
 //! `BENCH_BASELINE=PATH`: another peerlab binary, e.g. a build of an earlier commit, run as
-//! the extra modes `ebpf-baseline` and `pipeline-baseline` in the same interleaved run).
+//! the extra modes `ebpf-baseline` and `pipeline-baseline` in the same interleaved run;
+//! `BENCH_MODES=ebpf,pipeline`: only these modes, plus bpftrace, the ratios' baseline).
 
 mod support;
 
@@ -429,6 +430,10 @@ fn main() {
     if setup.baseline.is_some() {
         modes.extend(BASELINE_MODES);
     }
+    // A subset for quicker iterations; the bpftrace mode always runs (the ratios' baseline).
+    if let Ok(only) = std::env::var("BENCH_MODES") {
+        modes.retain(|mode| *mode == "bpftrace" || only.split(',').any(|o| o.trim() == *mode));
+    }
     let mut results: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
     for rep in 0..reps {
         for (i, mode) in modes.iter().enumerate() {
@@ -444,7 +449,8 @@ fn main() {
     }
     let med = |i: usize, f: &dyn Fn(&Measured) -> f64| median(results[i].iter().map(f).collect());
     let rate = |m: &Measured| m.pings / m.busy_secs;
-    let baseline = med(1, &rate);
+    let bpftrace = modes.iter().position(|m| *m == "bpftrace").unwrap_or(0);
+    let baseline = med(bpftrace, &rate);
     let mut table = format!(
         "{}\n{peers} peers flooding pings for {secs} s; medians of {reps} repetitions, modes interleaved.\n\n\
          | observer | pings/s | vs bpftrace | node CPU µs/ping | events published / expected | dropped | extractor CPU µs/event | other observers CPU µs/event | observer peak RSS MiB | nats-server CPU s |\n\

@@ -7,7 +7,7 @@
 //! identical (otherwise any compressor would shrink the cycle to nothing). Each repetition
 //! measures, side by side:
 //! - recording: the MCAP writer in its default layout (zstd chunks, statistics) and with
-//!   `--indexed` (plus message and chunk indexes), each on one core;
+//!   `--indexed` (plus message and chunk indexes), with the CPU time it took on every thread;
 //! - baseline A: the same events as length-delimited protobuf in memory (no compression);
 //! - baseline B: A compressed with zstd (level 3, the MCAP writer's default);
 //! - replay: a recording published at speed 0 into a real nats-server, until the server has
@@ -67,19 +67,22 @@ fn main() {
         .nats_server;
     let nats = NatsServer::start(&nats_exe).expect("nats-server");
 
-    let (mut record_rate, mut record_size) = (Vec::new(), Vec::new());
-    let (mut indexed_rate, mut indexed_size) = (Vec::new(), Vec::new());
+    let (mut record_rate, mut record_size, mut record_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut indexed_rate, mut indexed_size, mut indexed_cpu) =
+        (Vec::new(), Vec::new(), Vec::new());
     let (mut raw_rate, mut raw_size) = (Vec::new(), Vec::new());
     let (mut zstd_rate, mut zstd_size) = (Vec::new(), Vec::new());
     let mut replay_rate = Vec::new();
     for rep in 0..reps {
         let file = dir.path().join(format!("bench-{rep}.mcap"));
-        let (rate, size) = bench_record(&events, &file, Layout::Compact);
+        let (rate, size, cpu) = bench_record(&events, &file, Layout::Compact);
         record_rate.push(rate);
+        record_cpu.push(cpu);
         record_size.push(size);
         let indexed = dir.path().join(format!("bench-{rep}-indexed.mcap"));
-        let (rate, size) = bench_record(&events, &indexed, Layout::Indexed);
+        let (rate, size, cpu) = bench_record(&events, &indexed, Layout::Indexed);
         indexed_rate.push(rate);
+        indexed_cpu.push(cpu);
         indexed_size.push(size);
         let (rate, size, delimited) = bench_length_delimited(&events);
         raw_rate.push(rate);
@@ -103,17 +106,19 @@ fn main() {
     );
     let n = count as f64;
     let table = format!(
-        "| measure | events/s (median) | bytes/event | size vs zstd length-delimited |\n\
-         |---|---:|---:|---:|\n\
-         | record to MCAP, default layout (zstd chunks, statistics), one core | {:.0} | {:.1} | {:.3}x |\n\
-         | record to MCAP, `--indexed` (plus message and chunk indexes), one core | {:.0} | {:.1} | {:.3}x |\n\
-         | baseline: length-delimited protobuf | {:.0} | {:.1} | {:.3}x |\n\
-         | baseline: zstd(3) length-delimited protobuf | {:.0} | {:.1} | 1.000x |\n\
-         | replay at speed 0 into nats-server (confirmed) | {:.0} | - | - |\n",
+        "| measure | events/s (median) | CPU µs/event (all threads) | bytes/event | size vs zstd length-delimited |\n\
+         |---|---:|---:|---:|---:|\n\
+         | record to MCAP, default layout (zstd chunks, statistics) | {:.0} | {:.3} | {:.1} | {:.3}x |\n\
+         | record to MCAP, `--indexed` (plus message and chunk indexes) | {:.0} | {:.3} | {:.1} | {:.3}x |\n\
+         | baseline: length-delimited protobuf | {:.0} | - | {:.1} | {:.3}x |\n\
+         | baseline: zstd(3) length-delimited protobuf | {:.0} | - | {:.1} | 1.000x |\n\
+         | replay at speed 0 into nats-server (confirmed) | {:.0} | - | - | - |\n",
         median(&mut record_rate),
+        median(&mut record_cpu),
         rec_size / n,
         rec_size / zst,
         median(&mut indexed_rate),
+        median(&mut indexed_cpu),
         indexed / n,
         indexed / zst,
         median(&mut raw_rate),
@@ -129,8 +134,19 @@ fn main() {
     let _ = std::fs::write(out.join("record_replay.md"), &table);
 }
 
-/// Events/s and file bytes of the recording writer.
-fn bench_record(events: &[(String, Vec<u8>)], file: &Path, layout: Layout) -> (f64, f64) {
+/// CPU time of this process so far, every thread counted (a writer that hands work to
+/// threads of its own must not look cheaper than it is).
+fn process_cpu_secs() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Events/s, file bytes and CPU µs per event of the recording writer.
+fn bench_record(events: &[(String, Vec<u8>)], file: &Path, layout: Layout) -> (f64, f64, f64) {
+    let cpu_before = process_cpu_secs();
     let started = Instant::now();
     let mut writer =
         RecordingWriter::create_with(file, &Default::default(), layout).expect("create");
@@ -140,8 +156,10 @@ fn bench_record(events: &[(String, Vec<u8>)], file: &Path, layout: Layout) -> (f
     }
     writer.finish().expect("finish");
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_secs() - cpu_before;
     let size = std::fs::metadata(file).expect("size").len() as f64;
-    (events.len() as f64 / elapsed, size)
+    let n = events.len() as f64;
+    (n / elapsed, size, cpu * 1e6 / n)
 }
 
 /// Events/s and bytes of plain length-delimited encoding (the buffer is returned for zstd).

@@ -15,7 +15,8 @@
 //! gives medians and ratios to the baselines. Needs root (eBPF), `cc`, `sys/sdt.h`, bpftrace
 //! and nats-server. Run: `cargo bench --bench usdt_throughput`
 //! (env: `BENCH_COUNT`, default 1,000,000 probes per run; `BENCH_REPS`, default 3;
-//! `BENCH_BASELINE`, a peerlab binary to compare with).
+//! `BENCH_BASELINE`, a peerlab binary to compare with; `BENCH_RATE`, probes per second to
+//! pace the emitter to, e.g. 100000 for a flood's pace, instead of as fast as it can).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -82,6 +83,8 @@ fn main() {
 struct Config {
     count: u64,
     reps: usize,
+    /// Probes per second the emitter is paced to (`None`: as fast as it can).
+    rate: Option<u64>,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
         Config {
             count: env_number("BENCH_COUNT").unwrap_or(DEFAULT_COUNT),
             reps: env_number("BENCH_REPS").map_or(DEFAULT_REPS, |n: u64| n.max(1) as usize),
+            rate: env_number("BENCH_RATE").filter(|r| *r > 0),
         }
     }
 }
@@ -265,12 +269,18 @@ impl Bench {
 
     /// Generous: the semaphore wait plus 20 us per probe (50x slower than seen with peerlab).
     fn fire_timeout(&self) -> Duration {
-        SEMAPHORE_WAIT + Duration::from_micros(20 * self.config.count)
+        let paced = self.config.rate.map_or(Duration::ZERO, |rate| {
+            Duration::from_secs_f64(2.0 * self.config.count as f64 / rate as f64)
+        });
+        SEMAPHORE_WAIT + Duration::from_micros(20 * self.config.count).max(paced)
     }
 
     fn emitter(&self, wait_for_tracer: bool) -> Emitter {
         let mut command = Command::new(&self.emitter);
         command.arg(self.config.count.to_string());
+        if let Some(rate) = self.config.rate {
+            command.arg("--rate").arg(rate.to_string());
+        }
         if wait_for_tracer {
             command
                 .arg("--wait-semaphore")
@@ -775,8 +785,13 @@ impl<'a> Report<'a> {
 
     fn markdown(&self) -> String {
         let mut out = format!(
-            "### USDT throughput: {} probes per run, {} repetitions (medians)\n\n{}\n\n",
-            self.config.count, self.config.reps, self.machine
+            "### USDT throughput: {} probes per run{}, {} repetitions (medians)\n\n{}\n\n",
+            self.config.count,
+            self.config
+                .rate
+                .map_or(String::new(), |r| format!(" paced to {r}/s")),
+            self.config.reps,
+            self.machine
         );
         out += &self.median_table();
         out += "\n";
@@ -861,18 +876,26 @@ impl<'a> Report<'a> {
         let delivered = self.median_peerlab(Mode::Peerlab, PeerlabRun::delivered_rate);
         let ceiling = self.median_peerlab(Mode::NatsCeiling, PeerlabRun::delivered_rate);
         let target = GOAL_DELIVERED.min(ceiling);
+        // A paced emitter offers less than the ceiling by design: that goal is for full speed.
+        let end_to_end = match self.config.rate {
+            Some(rate) => {
+                format!("not judged (emitter paced to {rate}/s; median {delivered:.0}/s delivered)")
+            }
+            None => format!(
+                "{} (median {delivered:.0}/s, {:.2}x the ceiling)",
+                verdict(delivered >= target),
+                delivered / ceiling
+            ),
+        };
         format!(
             "Goals (peerlab, default ring sizes):\n\n\
              - rate >= {GOAL_RATIO}x bpftrace: {} (median {ratio:.2}x)\n\
              - 0 drops: {} (worst run: {max_dropped} dropped, {missing} fired but not received)\n\
              - peak RSS <= {GOAL_RSS_MIB} MiB: {} (worst run: {rss:.1} MiB)\n\
-             - end to end >= min(1M/s, NATS ceiling {ceiling:.0}/s): {} (median {delivered:.0}/s, \
-             {:.2}x the ceiling)\n",
+             - end to end >= min(1M/s, NATS ceiling {ceiling:.0}/s): {end_to_end}\n",
             verdict(ratio >= GOAL_RATIO),
             verdict(max_dropped == 0 && missing == 0),
             verdict(rss <= GOAL_RSS_MIB),
-            verdict(delivered >= target),
-            delivered / ceiling,
         )
     }
 

@@ -7,10 +7,13 @@
  * and the argument layout of net_processing.cpp (int64 peer id, addr, conn_type, msg type,
  * uint64 size, payload pointer).
  *
- * Usage: emitter COUNT [--wait-semaphore SECONDS] [--grace-ms MS]
+ * Usage: emitter COUNT [--wait-semaphore SECONDS] [--grace-ms MS] [--rate PER_SECOND]
  *   --wait-semaphore  first wait (1 ms sleeps) until a tracer has raised the semaphore, then
  *                     MS more milliseconds (default 100) so the tracer's programs and
  *                     filters are in place; exit 2 if the semaphore stays 0 for SECONDS.
+ *   --rate            fire about PER_SECOND probes a second (a burst each millisecond, then
+ *                     a sleep) instead of as fast as possible: a node's pace under a flood,
+ *                     where the tracer wakes for smaller batches than at full speed.
  * Prints one line: fired=N seconds=S rate=R cpu=C: probes per second, and the CPU time
  * (user + system) the loop took. Tracing costs land in the traced process (uprobe trap, BPF
  * program, ring-buffer wakeups), so cpu/fired is the per-probe price bitcoind would pay, and
@@ -74,7 +77,8 @@ static int wait_for_tracer(double timeout)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: emitter COUNT [--wait-semaphore SECONDS] [--grace-ms MS]\n");
+	fprintf(stderr,
+		"usage: emitter COUNT [--wait-semaphore SECONDS] [--grace-ms MS] [--rate PER_SECOND]\n");
 	exit(64);
 }
 
@@ -88,11 +92,14 @@ int main(int argc, char **argv)
 		usage();
 	double wait = -1;
 	long grace_ms = 100;
+	double rate = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--wait-semaphore") == 0 && i + 1 < argc)
 			wait = strtod(argv[++i], NULL);
 		else if (strcmp(argv[i], "--grace-ms") == 0 && i + 1 < argc)
 			grace_ms = strtol(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
+			rate = strtod(argv[++i], NULL);
 		else
 			usage();
 	}
@@ -114,7 +121,13 @@ int main(int argc, char **argv)
 
 	double start = now_seconds();
 	double cpu_start = cpu_seconds();
+	/* Paced: probe i is due at start + i / rate; whoever is ahead sleeps a millisecond. */
+	unsigned long long burst = rate > 0 ? (unsigned long long)(rate / 1000) + 1 : 0;
 	for (unsigned long long i = 0; i < count; i++) {
+		if (burst > 0 && i % burst == 0) {
+			while (now_seconds() - start < (double)i / rate)
+				sleep_ms(1);
+		}
 		int64_t peer_id = (int64_t)(i & 127);
 		if (semaphore() > 0)
 			STAP_PROBEV(net, inbound_message, peer_id, addr, conn_type, msg_type, size,

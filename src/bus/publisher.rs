@@ -74,7 +74,10 @@ impl Default for PublisherConfig {
         PublisherConfig {
             max_buffered_events: 65_536,
             max_buffered_bytes: 64 << 20,
-            max_batch: 1024,
+            // The forwarder sends nothing while a batch waits for its confirmation (a round
+            // trip behind everything the server still has to process): at 1,024 that wait
+            // held the synthetic emitter's delivered rate to 0.8x of what NATS takes.
+            max_batch: 8192,
             confirm_timeout: Duration::from_secs(2),
             report_period: Duration::from_secs(10),
             stats_subject: None,

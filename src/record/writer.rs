@@ -88,6 +88,10 @@ impl RecordingWriter {
             .library(concat!("peerlab ", env!("CARGO_PKG_VERSION")))
             .compression(Some(Compression::Zstd))
             .chunk_size(Some(1 << 20))
+            // zstd on the writing thread: the crate's default (a worker per core) hands each
+            // small write to a worker pool and cost 1.4x the CPU per event for the same bytes
+            // (`benches/record_replay.rs`, CPU column), CPU the observed node needs more.
+            .compression_threads(0)
             .emit_statistics(true)
             .emit_message_indexes(indexed)
             .emit_chunk_indexes(indexed)

@@ -89,9 +89,28 @@ fn numeric_options_out_of_range_are_refused_with_the_limit() {
         ("--message-ring-mib", "0", "power of two from 1 to 1024"),
         ("--event-ring-mib", "4096", "power of two from 1 to 1024"),
         ("--stats-interval", "0", "not in 1..="),
+        ("--wakeup-kib", "1", "not in 4..="),
     ] {
         refused(&["extract", "ebpf", option, value], option, reason);
     }
+    // Checked against the ring sizes before anything is attached.
+    let output = peerlab()
+        .args([
+            "extract",
+            "ebpf",
+            "--event-ring-mib",
+            "1",
+            "--wakeup-kib",
+            "1024",
+        ])
+        .output()
+        .expect("runs");
+    let text = stderr(&output);
+    assert!(!output.status.success(), "accepted:\n{text}");
+    assert!(
+        text.contains("--wakeup-kib 1024: at most half the smallest ring (512 KiB)"),
+        "{text}"
+    );
     refused(
         &["record", "-o", "/tmp/x.mcap", "--rotate-mib", "0"],
         "--rotate-mib",

@@ -17,8 +17,11 @@
 //!   BPF key holds the process id, so its first message of each peer carries the strings and
 //!   replaces what the old process's peer of that number had.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+
+// Looked up once per message event: keys are peer ids the node numbers itself (nobody
+// outside picks them), so a fast non-keyed hash is safe; SipHash cost a sixth of the lookup.
+use rustc_hash::FxHashMap as HashMap;
 
 /// Most peers remembered before the table starts over (a honeynode keeps about 125
 /// connections; this is a day of busy churn).

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 /// Longest line handed out whole (Core's own lines are far shorter).
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 /// How much is read at a time.
-const READ_CHUNK: usize = 64 << 10;
+pub const READ_CHUNK: usize = 64 << 10;
 
 /// Where reading starts when a regular file is first opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

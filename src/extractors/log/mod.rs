@@ -43,7 +43,8 @@ pub struct LogConfig {
     pub path: PathBuf,
     /// Where reading a regular file starts (default: its end, like `tail -F`).
     pub start: Start,
-    /// How long to sleep when nothing is new (peer-observer: 25 ms).
+    /// How long to sleep once caught up with the file (peer-observer: 25 ms, when nothing is
+    /// new). Lines written meanwhile are read in one go.
     pub poll_interval: Duration,
     /// How often counters are published (a read error is logged and retried at most once
     /// a second; a missing file is logged once).
@@ -192,7 +193,11 @@ fn follow_lines(
                     follower.finish(&mut publish);
                     break;
                 }
-                if progress.bytes == 0 {
+                // Caught up (less than a read's worth was new): wait before reading again, so
+                // a node logging without pause (two lines per message under a ping flood) is
+                // read in batches, not a few lines per wake-up and hand-over to the publisher.
+                // A backlog (whole chunks) is read without a pause.
+                if progress.bytes < follow::READ_CHUNK as u64 {
                     std::thread::sleep(config.poll_interval);
                 }
             }

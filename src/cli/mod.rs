@@ -17,6 +17,7 @@ mod observe;
 mod record;
 mod rehearse;
 mod run;
+mod scheduling;
 mod setup;
 mod signals;
 mod spool;
@@ -71,7 +72,8 @@ impl Command {
     /// the next (drain, publisher queue, NATS connection); on one thread those hand-offs are
     /// plain function calls instead of cross-thread wake-ups, which costs less CPU per event
     /// and leaves the other cores to the node being watched. Blocking work (RPC calls, file
-    /// I/O) still goes to tokio's blocking pool.
+    /// I/O) still goes to tokio's blocking pool. They also run as batch work
+    /// ([`scheduling::yield_to_the_node`]), so their wake-ups never preempt the node.
     fn single_threaded(&self) -> bool {
         matches!(
             self,
@@ -83,6 +85,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         use anyhow::Context as _;
         let runtime = if self.single_threaded() {
+            scheduling::yield_to_the_node();
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -203,10 +203,10 @@ impl Confirmer {
     }
 }
 
-/// Sends one batch until the server confirms it; returns how many events it took.
 /// How long a batch whose publish failed waits before it is sent again.
 const RESEND_PAUSE: Duration = Duration::from_millis(10);
 
+/// Sends one batch until the server confirms it; returns how many events it took.
 pub(super) async fn deliver(
     client: &Client,
     confirmer: &mut Confirmer,

@@ -30,7 +30,7 @@
 //!   did not take in time stays in the spool for the next start.
 //! - Without a spool, the behaviour is exactly the buffer's: full means dropped, counted.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -234,35 +234,14 @@ impl Publisher {
         };
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
         loop {
-            let len = item.payload.len();
-            let before = self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
-            let refused = if before > 0 && before + len > self.max_buffered_bytes {
-                Err((TrySendError::Full(()), item))
-            } else {
-                match self.queue.try_send(item) {
-                    Ok(()) => Ok(()),
-                    Err(TrySendError::Full(back)) => Err((TrySendError::Full(()), back)),
-                    Err(TrySendError::Closed(back)) => Err((TrySendError::Closed(()), back)),
+            match self.try_enqueue(item, true) {
+                Ok(()) => return true,
+                Err((TrySendError::Full(()), back)) if !give_up() => {
+                    item = back;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-            };
-            match refused {
-                Ok(()) => {
-                    self.nudge_spill();
-                    return true;
-                }
-                Err((reason, back)) => {
-                    self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
-                    self.nudge_spill();
-                    let counter = match reason {
-                        TrySendError::Full(()) if !give_up() => {
-                            item = back;
-                            std::thread::sleep(Duration::from_millis(1));
-                            continue;
-                        }
-                        TrySendError::Full(()) => &self.stats.dropped_buffer_full,
-                        TrySendError::Closed(()) => &self.stats.dropped_at_shutdown,
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                Err((reason, _)) => {
+                    self.refused_counter(reason).fetch_add(1, Ordering::Relaxed);
                     return false;
                 }
             }
@@ -315,23 +294,48 @@ impl Publisher {
 
     fn enqueue(&self, item: Outgoing) -> bool {
         self.stats.offered.fetch_add(1, Ordering::Relaxed);
+        match self.try_enqueue(item, false) {
+            Ok(()) => true,
+            Err((reason, _)) => {
+                self.refused_counter(reason).fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// One try at queueing `item` within the byte budget; a refused item comes back with
+    /// the reason. With `oversized_alone`, an event larger than the whole budget may go when
+    /// nothing else is buffered (a caller that waits for room would otherwise wait forever).
+    fn try_enqueue(
+        &self,
+        item: Outgoing,
+        oversized_alone: bool,
+    ) -> Result<(), (TrySendError<()>, Outgoing)> {
         let len = item.payload.len();
         let before = self.buffered_bytes.fetch_add(len, Ordering::AcqRel);
-        let refused = if before + len > self.max_buffered_bytes {
-            Some(&self.stats.dropped_buffer_full)
+        let over_budget =
+            before + len > self.max_buffered_bytes && !(oversized_alone && before == 0);
+        let queued = if over_budget {
+            Err((TrySendError::Full(()), item))
         } else {
-            match self.queue.try_send(item) {
-                Ok(()) => None,
-                Err(TrySendError::Full(_)) => Some(&self.stats.dropped_buffer_full),
-                Err(TrySendError::Closed(_)) => Some(&self.stats.dropped_at_shutdown),
-            }
+            self.queue.try_send(item).map_err(|e| match e {
+                TrySendError::Full(back) => (TrySendError::Full(()), back),
+                TrySendError::Closed(back) => (TrySendError::Closed(()), back),
+            })
         };
-        if let Some(counter) = refused {
+        if queued.is_err() {
             self.buffered_bytes.fetch_sub(len, Ordering::AcqRel);
-            counter.fetch_add(1, Ordering::Relaxed);
         }
         self.nudge_spill();
-        refused.is_none()
+        queued
+    }
+
+    /// The drop counter for a refusal.
+    fn refused_counter(&self, reason: TrySendError<()>) -> &AtomicU64 {
+        match reason {
+            TrySendError::Full(()) => &self.stats.dropped_buffer_full,
+            TrySendError::Closed(()) => &self.stats.dropped_at_shutdown,
+        }
     }
 
     /// With a spool, wakes the forwarder when the queue is half full: it moves the queue to

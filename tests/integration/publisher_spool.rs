@@ -363,18 +363,27 @@ async fn what_nats_did_not_take_at_a_close_is_sent_first_at_the_next_start() {
         .await
         .expect("first publisher");
     server.stop_gracefully();
-    // Chunks of 48 fill the queue past half (32), so each makes the forwarder spill it; the
-    // next chunk waits for that, as a live producer's buffer would not overflow either.
+    // The queue spills once it holds half its size (32). Chunks of 32, each offered only when
+    // at most 32 events are in memory, can never overflow the 64 however late the forwarder
+    // runs. And the wait always ends: a chunk that leaves 32 or more queued has nudged the
+    // forwarder, which then spills the whole queue. (Waiting for fewer, say the 16 of a batch,
+    // would hang whenever the spill caught the queue while the chunk was still arriving: what
+    // came after it stays in memory, below the half that would nudge again.)
     let stats = first.stats();
-    for chunk in (0..480).collect::<Vec<u64>>().chunks(48) {
+    for chunk in (0..480).collect::<Vec<u64>>().chunks(32) {
         for &seq in chunk {
             assert!(
                 first.publish_raw(SUBJECT, payload(seq)),
                 "event {seq} refused"
             );
         }
-        wait_stats(&stats, common::TIMEOUT, "spill", |s| s.in_memory() <= 16).await;
+        wait_stats(&stats, common::TIMEOUT, "spill", |s| s.in_memory() <= 32).await;
     }
+    let spilled = stats.snapshot();
+    assert!(
+        spilled.spooled >= 480 - 32,
+        "the outage went to disk while it lasted: {spilled:?}"
+    );
     // The last ones stay in the queue until the close.
     for seq in 480..500 {
         assert!(

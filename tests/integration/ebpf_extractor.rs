@@ -289,6 +289,18 @@ async fn a_peer_is_seen_connecting_handshaking_misbehaving_and_leaving() {
     let theirs = stack
         .next_where(|e| message(e).is_some_and(|m| !m.meta.inbound && m.meta.command == "version"))
         .await;
+    // By now the peer is known to the probes, which leave its strings unread: userspace
+    // fills them in, so every message still names the peer fully.
+    for seen in [&ours, &theirs] {
+        let meta = &message(seen).expect("message").meta;
+        assert_eq!(
+            (meta.peer_id, meta.addr.as_str(), meta.conn_type),
+            (peer_id, our_addr.as_str(), ConnType::Inbound as i32),
+            "{} {}",
+            meta.command,
+            if meta.inbound { "in" } else { "out" }
+        );
+    }
     let Some(Msg::Version(v)) = &message(&theirs).expect("message").msg else {
         panic!("version not decoded")
     };

@@ -6,7 +6,11 @@
 //!   cheapest observer of the same two probes: the baseline the ratios use);
 //! - `ebpf`: `peerlab extract ebpf` alone, publishing every event to a private nats-server;
 //! - `pipeline`: the full honeynode pipeline: `peerlab observe` (every extractor), `peerlab
-//!   tools metrics` and `peerlab record`, on that nats-server.
+//!   tools metrics` and `peerlab record`, on that nats-server;
+//! - `cpu-control` (only when `BENCH_MODES` names it): bpftrace plus a process that does
+//!   nothing but burn `BENCH_BURN` of a core (default 0.1, about what the extractor and
+//!   nats-server take in the `ebpf` mode), to tell CPU taken from the node apart from what
+//!   the probes cost inside it.
 //!
 //! Each peer completes the handshake through [`peerlab::peer::Peer`], then writes bursts of
 //! 256 pings and discards the node's pongs. The node's busy period runs from the first ping
@@ -14,7 +18,8 @@
 //! `getpeerinfo` counts (`bytesrecv_per_msg.ping`, 32 bytes a ping). Every ping gives two
 //! eBPF events (the ping in, the pong out), and in the pipeline two more: the debug.log lines
 //! `-debug=net` writes for them, which the log extractor publishes. Reported per mode (medians): pings/s and their ratio
-//! to the bpftrace mode, node CPU per ping, events published against expected and every drop
+//! to the bpftrace mode, node CPU per ping (and its user / system split: uprobe handlers and
+//! the eBPF programs they run count as the node's system time), events published against expected and every drop
 //! counted, observer CPU per published event (the extractor process; the pipeline's other
 //! processes separately), observer peak RSS, nats-server CPU. Needs root (eBPF), bpftrace
 //! (installed when missing, as root) and `peerlab setup`. Run: `cargo bench --bench flood`
@@ -37,12 +42,19 @@ use peerlab::peer::{frame, Peer, PeerConfig, REGTEST_MAGIC};
 use peerlab::stack::NatsServer;
 use serde_json::Value;
 use support::{
-    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, median, release_dir, vm_hwm_kib,
+    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, median, release_dir,
+    user_system_ticks, vm_hwm_kib,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const MODES: [&str; 4] = ["none", "bpftrace", "ebpf", "pipeline"];
 const BASELINE_MODES: [&str; 2] = ["ebpf-baseline", "pipeline-baseline"];
+/// Run only when `BENCH_MODES` names it: bpftrace plus a process that only burns CPU, as
+/// much as the eBPF mode's extractor and nats-server use together (`BENCH_BURN`, a fraction
+/// of one core, default 0.1, in slices every `BURN_PERIOD`). It tells CPU taken from the
+/// node apart from what the probes cost inside it.
+const CONTROL_MODE: &str = "cpu-control";
+const BURN_PERIOD: Duration = Duration::from_millis(20);
 /// Pings per write.
 const BURST: usize = 256;
 /// Bytes of one ping on the wire (24-byte header, 8-byte nonce).
@@ -139,6 +151,33 @@ impl Watched {
     }
 }
 
+/// User and system CPU seconds of `pid` (all its threads).
+fn user_sys_secs(pid: u32) -> (f64, f64) {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| user_system_ticks(&s))
+        .map_or((0.0, 0.0), |(u, s)| {
+            let tick = clock_ticks_per_second();
+            (u as f64 / tick, s as f64 / tick)
+        })
+}
+
+/// The control mode's CPU burner (this binary, run as `flood --burn FRACTION`): spins for
+/// `fraction` of every `BURN_PERIOD`, sleeps the rest, until killed.
+fn burn(fraction: f64) -> ! {
+    let busy = BURN_PERIOD.mul_f64(fraction.clamp(0.0, 1.0));
+    let mut spins = 0u64;
+    loop {
+        let started = Instant::now();
+        while started.elapsed() < busy {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+        if let Some(rest) = BURN_PERIOD.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+}
+
 fn cpu_secs(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -162,6 +201,10 @@ struct Measured {
     pings: f64,
     busy_secs: f64,
     node_cpu_secs: f64,
+    /// The node's CPU split: its own code, and the kernel (where uprobe handlers and the eBPF
+    /// programs run).
+    node_user_secs: f64,
+    node_sys_secs: f64,
     published: Option<u64>,
     dropped: Option<u64>,
     extractor_cpu_secs: f64,
@@ -170,6 +213,8 @@ struct Measured {
     /// Peak RSS of each observer process (the pipeline's three are reported one by one).
     peak_kib_by_process: Vec<(&'static str, u64)>,
     nats_cpu_secs: f64,
+    /// The control mode's burner, over the flood.
+    burner_cpu_secs: f64,
 }
 
 /// The connections of a flood, kept open until dropped (a closed connection leaves
@@ -289,8 +334,16 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
     let record_dir = tempfile::tempdir().expect("record dir");
     let binary = setup.bitcoind.display().to_string();
     let mut observers: Vec<Watched> = Vec::new();
+    let burner = (mode == CONTROL_MODE).then(|| {
+        let fraction = std::env::var("BENCH_BURN").unwrap_or_else(|_| "0.1".into());
+        Watched::spawn(
+            "cpu burner",
+            Command::new(std::env::current_exe().expect("bench binary"))
+                .args(["--burn", &fraction]),
+        )
+    });
     match mode {
-        "bpftrace" => {
+        "bpftrace" | CONTROL_MODE => {
             let script = format!(
                 "usdt:{binary}:net:inbound_message {{ @inbound = count(); }} \
                  usdt:{binary}:net:outbound_message {{ @outbound = count(); }}"
@@ -344,18 +397,24 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
     }
     let nats_pid = nats.as_ref().and_then(NatsServer::pid);
     let cpu_before: Vec<f64> = observers.iter().map(Watched::cpu_secs).collect();
+    let burner_before = burner.as_ref().map_or(0.0, Watched::cpu_secs);
     let nats_before = nats_pid.map_or(0.0, cpu_secs);
     let node_before = cpu_secs(pid);
+    let (user_before, sys_before) = user_sys_secs(pid);
     let pings_before = pings_received(&node);
     let started = Instant::now();
     let addr = SocketAddr::from(node.p2p_addr());
     let connections = rt.block_on(flood(addr, setup.peers, setup.secs));
     let idle_since = wait_idle(pid);
+    let (user_after, sys_after) = user_sys_secs(pid);
     let mut m = Measured {
         busy_secs: idle_since.duration_since(started).as_secs_f64(),
         node_cpu_secs: cpu_secs(pid) - node_before,
+        node_user_secs: user_after - user_before,
+        node_sys_secs: sys_after - sys_before,
         pings: pings_received(&node) - pings_before,
         nats_cpu_secs: nats_pid.map_or(0.0, cpu_secs) - nats_before,
+        burner_cpu_secs: burner.as_ref().map_or(0.0, Watched::cpu_secs) - burner_before,
         ..Measured::default()
     };
     // Closed only now that the node's counters are read (inside the runtime: tokio sockets).
@@ -391,6 +450,9 @@ fn measure(setup: &Setup, mode: &str, rt: &tokio::runtime::Runtime) -> Measured 
             }
         }
     }
+    if let Some(burner) = burner {
+        burner.stop();
+    }
     drop(nats);
     let _ = node.stop(Duration::from_secs(30));
     m
@@ -405,6 +467,10 @@ fn ensure_bpftrace() {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--burn") {
+        burn(args.get(2).and_then(|f| f.parse().ok()).unwrap_or(0.1));
+    }
     let env = |name: &str, default: f64| -> f64 {
         std::env::var(name)
             .ok()
@@ -432,6 +498,7 @@ fn main() {
     }
     // A subset for quicker iterations; the bpftrace mode always runs (the ratios' baseline).
     if let Ok(only) = std::env::var("BENCH_MODES") {
+        modes.push(CONTROL_MODE);
         modes.retain(|mode| *mode == "bpftrace" || only.split(',').any(|o| o.trim() == *mode));
     }
     let mut results: Vec<Vec<Measured>> = modes.iter().map(|_| Vec::new()).collect();
@@ -439,10 +506,11 @@ fn main() {
         for (i, mode) in modes.iter().enumerate() {
             let m = measure(&setup, mode, &rt);
             eprintln!(
-                "rep {rep} {mode}: {:.0} pings in {:.1}s busy ({:.0}/s), node {:.2}s CPU, published {:?}, dropped {:?}, extractor {:.2}s CPU, others {:.2}s, peak {} KiB, nats {:.2}s",
-                m.pings, m.busy_secs, m.pings / m.busy_secs, m.node_cpu_secs, m.published,
+                "rep {rep} {mode}: {:.0} pings in {:.1}s busy ({:.0}/s), node {:.2}s CPU ({:.2}s user, {:.2}s system), published {:?}, dropped {:?}, extractor {:.2}s CPU, others {:.2}s, peak {} KiB, nats {:.2}s, burner {:.2}s",
+                m.pings, m.busy_secs, m.pings / m.busy_secs, m.node_cpu_secs, m.node_user_secs,
+                m.node_sys_secs, m.published,
                 m.dropped, m.extractor_cpu_secs, m.other_observer_cpu_secs, m.observer_peak_kib,
-                m.nats_cpu_secs
+                m.nats_cpu_secs, m.burner_cpu_secs
             );
             results[i].push(m);
         }
@@ -453,8 +521,8 @@ fn main() {
     let baseline = med(bpftrace, &rate);
     let mut table = format!(
         "{}\n{peers} peers flooding pings for {secs} s; medians of {reps} repetitions, modes interleaved.\n\n\
-         | observer | pings/s | vs bpftrace | node CPU µs/ping | events published / expected | dropped | extractor CPU µs/event | other observers CPU µs/event | observer peak RSS MiB | nats-server CPU s |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | observer | pings/s | vs bpftrace | node CPU µs/ping | node user / system µs/ping | events published / expected | dropped | extractor CPU µs/event | other observers CPU µs/event | observer peak RSS MiB | nats-server CPU s |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine()
     );
     for (i, mode) in modes.iter().enumerate() {
@@ -472,10 +540,12 @@ fn main() {
             }
         };
         table.push_str(&format!(
-            "| {mode} | {:.0} | {:.2}x | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} |\n",
+            "| {mode} | {:.0} | {:.2}x | {:.2} | {:.2} / {:.2} | {} | {} | {} | {} | {:.0} | {:.2} |\n",
             med(i, &rate),
             med(i, &rate) / baseline,
             med(i, &|m| m.node_cpu_secs * 1e6 / m.pings),
+            med(i, &|m| m.node_user_secs * 1e6 / m.pings),
+            med(i, &|m| m.node_sys_secs * 1e6 / m.pings),
             if published.is_finite() {
                 format!(
                     "{published:.0} / {expected:.0} ({:.3})",

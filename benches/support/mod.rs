@@ -39,12 +39,18 @@ pub fn build_peerlab(release_dir: &Path) -> PathBuf {
 /// utime + stime: fields 14 and 15 of /proc/PID/stat. The command name (field 2) may hold
 /// spaces, so count from the `)` that closes it.
 pub fn cpu_ticks(stat: &str) -> Option<u64> {
+    user_system_ticks(stat).map(|(user, system)| user + system)
+}
+
+/// utime and stime apart (fields 14 and 15): time in the process's own code, and time in the
+/// kernel on its behalf (system calls, and uprobe handlers with the eBPF programs they run).
+pub fn user_system_ticks(stat: &str) -> Option<(u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state).
     let utime: u64 = fields.get(14 - 3)?.parse().ok()?;
     let stime: u64 = fields.get(15 - 3)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 pub fn clock_ticks_per_second() -> f64 {

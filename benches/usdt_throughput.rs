@@ -2,14 +2,18 @@
 //!
 //! A synthetic emitter (`benches/emitter/emitter.c`) with a Bitcoin-Core-shaped
 //! `net:inbound_message` tracepoint (same provider, name, argument layout and semaphore)
-//! fires it COUNT times as fast as it can, under three modes:
+//! fires it COUNT times as fast as it can, under these modes:
 //!
 //! - `none`: no tracer, the semaphore stays 0 (the cost of the guarded probe site);
 //! - `bpftrace`: `bpftrace` attached and only counting (the uprobe ceiling);
 //! - `peerlab`: `peerlab extract ebpf` capturing every event and publishing it to a private
 //!   nats-server, with a subscriber counting what arrives;
 //! - `peerlab baseline` (only with `BENCH_BASELINE=PATH`): the same with another peerlab
-//!   binary, e.g. a build of an earlier commit, for a before/after comparison in one run.
+//!   binary, e.g. a build of an earlier commit, for a before/after comparison in one run;
+//! - `nats ceiling`: no emitter; this process publishes peerlab-sized ping events straight
+//!   through async-nats to the same kind of subscriber (what NATS delivers on this machine);
+//! - `nats ceiling, one core busy`: the same beside a spinning thread, as the emitter at full
+//!   speed keeps one core busy (what NATS can deliver in the `peerlab` mode's conditions).
 //!
 //! Modes are interleaved within each repetition so machine noise hits them alike; the report
 //! gives medians and ratios to the baselines. Needs root (eBPF), `cc`, `sys/sdt.h`, bpftrace
@@ -119,12 +123,22 @@ enum Mode {
     /// publishes for a ping straight to a private nats-server through async-nats, while the
     /// same subscriber counts them: the end-to-end ceiling of NATS on this machine.
     NatsCeiling,
+    /// The same with one core kept busy by a spinning thread, as the emitter keeps one busy
+    /// at full speed: the ceiling NATS has in the peerlab mode, where the extractor,
+    /// nats-server and the subscriber share what the emitter leaves.
+    NatsCeilingOneCoreBusy,
 }
 
 impl Mode {
     /// The modes of a repetition: the baseline binary only when one is given.
     fn all() -> Vec<Mode> {
-        let mut modes = vec![Mode::None, Mode::Bpftrace, Mode::Peerlab, Mode::NatsCeiling];
+        let mut modes = vec![
+            Mode::None,
+            Mode::Bpftrace,
+            Mode::Peerlab,
+            Mode::NatsCeiling,
+            Mode::NatsCeilingOneCoreBusy,
+        ];
         if baseline_binary().is_some() {
             modes.push(Mode::Baseline);
         }
@@ -138,6 +152,7 @@ impl Mode {
             Mode::Peerlab => "peerlab",
             Mode::Baseline => "peerlab baseline",
             Mode::NatsCeiling => "nats ceiling",
+            Mode::NatsCeilingOneCoreBusy => "nats ceiling, one core busy",
         }
     }
 }
@@ -263,7 +278,8 @@ impl Bench {
                 Some(binary) => self.run_peerlab(&binary, mode),
                 None => panic!("no BENCH_BASELINE binary"),
             },
-            Mode::NatsCeiling => self.run_nats_ceiling(),
+            Mode::NatsCeiling => self.run_nats_ceiling(false),
+            Mode::NatsCeilingOneCoreBusy => self.run_nats_ceiling(true),
         }
     }
 
@@ -381,8 +397,19 @@ impl Bench {
 }
 
 impl Bench {
-    fn run_nats_ceiling(&self) -> Run {
+    fn run_nats_ceiling(&self, one_core_busy: bool) -> Run {
         let nats = NatsServer::start(&self.nats_server).expect("start nats-server");
+        // Spins until the subscriber has everything (or gave up), like the emitter's loop.
+        let spinning = Arc::new(std::sync::atomic::AtomicBool::new(one_core_busy));
+        let spinner = one_core_busy.then(|| {
+            let spinning = spinning.clone();
+            std::thread::spawn(move || {
+                let mut spins = 0u64;
+                while spinning.load(Ordering::Relaxed) {
+                    spins = std::hint::black_box(spins.wrapping_add(1));
+                }
+            })
+        });
         let counter = self.runtime.block_on(NetmsgCounter::start(&nats.url()));
         let count = self.config.count;
         let payload = bytes::Bytes::from(ping_event());
@@ -401,10 +428,18 @@ impl Bench {
         });
         let seconds = started.elapsed().as_secs_f64();
         counter.wait_until_quiet(count, DELIVERY_TIMEOUT);
+        spinning.store(false, Ordering::Relaxed);
+        if let Some(spinner) = spinner {
+            let _ = spinner.join();
+        }
         let delivery_seconds = counter.delivery_seconds();
         let (received, slow_consumer) = self.runtime.block_on(counter.stop());
         Run {
-            mode: Mode::NatsCeiling,
+            mode: if one_core_busy {
+                Mode::NatsCeilingOneCoreBusy
+            } else {
+                Mode::NatsCeiling
+            },
             emitter: EmitterOutput {
                 fired: count,
                 seconds,
@@ -832,7 +867,7 @@ impl<'a> Report<'a> {
                             .collect()
                     )
                 ),
-                Mode::NatsCeiling => format!(
+                Mode::NatsCeiling | Mode::NatsCeilingOneCoreBusy => format!(
                     "{:.0} | {:.0} | {:.0} | - | - | - | -",
                     self.median_peerlab(mode, |p| p.received as f64),
                     self.median_peerlab(mode, |p| p.dropped as f64),
@@ -875,6 +910,8 @@ impl<'a> Report<'a> {
             .fold(0.0, f64::max);
         let delivered = self.median_peerlab(Mode::Peerlab, PeerlabRun::delivered_rate);
         let ceiling = self.median_peerlab(Mode::NatsCeiling, PeerlabRun::delivered_rate);
+        let busy_ceiling =
+            self.median_peerlab(Mode::NatsCeilingOneCoreBusy, PeerlabRun::delivered_rate);
         let target = GOAL_DELIVERED.min(ceiling);
         // A paced emitter offers less than the ceiling by design: that goal is for full speed.
         let end_to_end = match self.config.rate {
@@ -882,9 +919,11 @@ impl<'a> Report<'a> {
                 format!("not judged (emitter paced to {rate}/s; median {delivered:.0}/s delivered)")
             }
             None => format!(
-                "{} (median {delivered:.0}/s, {:.2}x the ceiling)",
+                "{} (median {delivered:.0}/s, {:.2}x the ceiling; {:.2}x the ceiling with one \
+                 core busy, {busy_ceiling:.0}/s, the share the emitter leaves)",
                 verdict(delivered >= target),
-                delivered / ceiling
+                delivered / ceiling,
+                delivered / busy_ceiling
             ),
         };
         format!(

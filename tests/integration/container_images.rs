@@ -125,6 +125,8 @@ async fn setup_containers_builds_once_and_the_images_run() {
         first["docker_host"].as_str().is_some_and(|h| !h.is_empty()),
         "docker_host missing in {first}"
     );
+    let docker_host = first["docker_host"].as_str().unwrap_or_default();
+    assert_serves_from_root(docker_host);
     let bitcoind = image_of(&first, "bitcoind", "localhost/peerlab-bitcoind");
     let nats = image_of(&first, "nats", "localhost/peerlab-nats");
 
@@ -180,6 +182,46 @@ async fn setup_containers_builds_once_and_the_images_run() {
         WaitFor::message_on_stderr("Server is ready"),
     )
     .await;
+}
+
+/// The podman service answering on `docker_host` (when a podman service does) runs from `/`.
+/// Every conmon it starts inherits its working directory; when that was the clone the tests
+/// ran from, and the clone was deleted, every container start failed with "write child:
+/// broken pipe". (A service that something else started, such as systemd's socket unit, runs
+/// from `/` as well.)
+fn assert_serves_from_root(docker_host: &str) {
+    let Some(socket) = docker_host.strip_prefix("unix://") else {
+        return;
+    };
+    let Ok(processes) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let services: Vec<(String, std::path::PathBuf)> = processes
+        .flatten()
+        .filter_map(|p| {
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let serving = args.iter().any(|a| a.ends_with("podman"))
+                && args.iter().any(|a| a == "service")
+                && args.iter().any(|a| a.ends_with(socket));
+            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
+            serving.then(|| (args.join(" "), cwd))
+        })
+        .collect();
+    if socket.contains("podman") {
+        assert!(!services.is_empty(), "no podman service serves {socket}");
+    }
+    for (service, cwd) in &services {
+        assert_eq!(
+            cwd,
+            std::path::Path::new("/"),
+            "`{service}` runs from {}: the containers it starts inherit that directory",
+            cwd.display()
+        );
+    }
 }
 
 #[test]

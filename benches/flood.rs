@@ -17,11 +17,12 @@
 //! until its CPU time stops moving after the last; pings processed are what the node's
 //! `getpeerinfo` counts (`bytesrecv_per_msg.ping`, 32 bytes a ping). Every ping gives two
 //! eBPF events (the ping in, the pong out), and in the pipeline two more: the debug.log lines
-//! `-debug=net` writes for them, which the log extractor publishes. Reported per mode (medians): pings/s and their ratio
-//! to the bpftrace mode, node CPU per ping (and its user / system split: uprobe handlers and
-//! the eBPF programs they run count as the node's system time), events published against expected and every drop
-//! counted, observer CPU per published event (the extractor process; the pipeline's other
-//! processes separately), observer peak RSS, nats-server CPU. Needs root (eBPF), bpftrace
+//! `-debug=net` writes for them, which the log extractor publishes. Reported per mode
+//! (medians): pings/s and their ratio to the bpftrace mode, node CPU per ping (and its user /
+//! system split: uprobe handlers and the eBPF programs they run count as the node's system
+//! time), events published against expected and every drop counted, observer CPU per
+//! published event (the extractor process; the pipeline's other processes separately),
+//! observer peak RSS, nats-server CPU. Needs root (eBPF), bpftrace
 //! (installed when missing, as root) and `peerlab setup`. Run: `cargo bench --bench flood`
 //! (env: `BENCH_PEERS`, default 8; `BENCH_SECS`, default 10; `BENCH_REPS`, default 3;
 //! `BENCH_BASELINE=PATH`: another peerlab binary, e.g. a build of an earlier commit, run as
@@ -42,8 +43,8 @@ use peerlab::peer::{frame, Peer, PeerConfig, REGTEST_MAGIC};
 use peerlab::stack::NatsServer;
 use serde_json::Value;
 use support::{
-    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, median, release_dir,
-    user_system_ticks, vm_hwm_kib,
+    build_peerlab, clock_ticks_per_second, machine, median, release_dir, user_system_ticks,
+    vm_hwm_kib,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -179,10 +180,8 @@ fn burn(fraction: f64) -> ! {
 }
 
 fn cpu_secs(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| cpu_ticks(&s))
-        .map_or(0.0, |t| t as f64 / clock_ticks_per_second())
+    let (user, system) = user_sys_secs(pid);
+    user + system
 }
 
 /// `key=<number>` in the line containing `marker`.

@@ -2,13 +2,13 @@
 //!
 //! Data path: BPF programs (`bpf/peerlab.bpf.c`) copy each tracepoint's arguments into one of
 //! three ring buffers (`tracer`); this module drains them when woken (batched: the kernel
-//! side wakes us only once [`DEFAULT_WAKEUP_BYTES`] are pending) and on a 50 ms timer, encodes each record
-//! straight from the ring into one arena (`encode`, no allocation per event), puts the
-//! events of all rings back in the order they were taken (records carry a monotonic
-//! timestamp) and hands them to the [`Publisher`] on their preformatted subjects. One task
-//! does all of it; the command line runs it on a single-threaded runtime. The programs read a
-//! peer's address and connection type once per process; later messages of that peer name it
-//! through the extractor's peer table (`peers`).
+//! side wakes us only once [`DEFAULT_WAKEUP_BYTES`] are pending) and on a 50 ms timer,
+//! encodes each record straight from the ring into one arena (`encode`, no allocation per
+//! event), puts the events of all rings back in the order they were taken (records carry a
+//! monotonic timestamp) and hands them to the [`Publisher`] on their preformatted subjects.
+//! One task does all of it; the command line runs it on a single-threaded runtime. The
+//! programs read a peer's address and connection type once per process; later messages of
+//! that peer name it through the extractor's peer table (`peers`).
 //!
 //! Invariants:
 //! - nothing is lost silently: the BPF side counts per probe what it emitted and what it

@@ -109,3 +109,36 @@ pub fn machine() -> String {
         load.join(" ")
     )
 }
+
+/// Busy and total ticks of the whole machine (all CPUs), from the `cpu` line of /proc/stat:
+/// total counts every state, busy every state but idle and iowait.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = values.iter().sum();
+    // user nice system idle iowait irq softirq steal ...
+    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// CPU ticks of the threads of `pid` whose name (`comm`) starts with `prefix`, e.g. a tokio
+/// runtime's `tokio-runtime-worker` threads apart from the thread that drives a bench.
+pub fn thread_ticks(pid: u32, prefix: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.split_once('(')
+                .is_some_and(|(_, rest)| rest.starts_with(prefix))
+        })
+        .filter_map(|stat| cpu_ticks(&stat))
+        .sum()
+}

@@ -74,9 +74,14 @@ pub fn publisher_component(owner: &str) -> String {
 /// The outgoing buffer of an extractor: large enough for a burst or a NATS reconnect, small
 /// enough that a saturated pipeline stays well inside an extractor's memory budget (64 MiB
 /// peak RSS); what does not fit is counted as dropped, like a full ring buffer.
+///
+/// 64 Ki events is 60 ms of a 1M/s stream: room for the stalls seen between the extractor
+/// and nats-server when both share two cores with the traced process. At 16 Ki, such stalls
+/// dropped 0.1 % to 2 % of a 1.05M/s synthetic stream (BENCHMARKS.md, issue 15's fourth
+/// round); a full buffer of small events adds about 6 MiB to the extractor's RSS.
 pub fn publisher_config() -> PublisherConfig {
     PublisherConfig {
-        max_buffered_events: 16_384,
+        max_buffered_events: 65_536,
         max_buffered_bytes: 16 << 20,
         ..PublisherConfig::default()
     }

@@ -213,7 +213,7 @@ async fn a_60_second_nats_restart_at_40k_events_per_second_loses_nothing() {
     let spool = tempfile::tempdir().expect("spool dir");
     let mut server = jetstream_server(store.path());
     let js = capture_stream(&server.url()).await;
-    // An extractor's buffer (16 Ki events: 0.4 s at this rate), and a spool behind it.
+    // An extractor's buffer (64 Ki events: 1.6 s at this rate), and a spool behind it.
     let config = PublisherConfig {
         spool: Some(SpoolConfig {
             dir: spool.path().join("test"),

@@ -845,7 +845,15 @@ impl NetmsgCounter {
             stop.clone(),
         );
         let base = *BASE;
-        let start = varz_in_msgs(monitor_port).expect("read nats-server's /varz");
+        // The monitoring listener may open a moment after the client port greets.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let start = loop {
+            match varz_in_msgs(monitor_port) {
+                Some(count) => break count,
+                None if Instant::now() < deadline => std::thread::sleep(VARZ_PERIOD),
+                None => panic!("nats-server's /varz on port {monitor_port} did not answer"),
+            }
+        };
         let thread = std::thread::Builder::new()
             .name(VARZ_THREAD.into())
             .spawn(move || {

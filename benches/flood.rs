@@ -43,7 +43,7 @@ use peerlab::peer::{frame, Peer, PeerConfig, REGTEST_MAGIC};
 use peerlab::stack::NatsServer;
 use serde_json::Value;
 use support::{
-    build_peerlab, clock_ticks_per_second, machine, median, release_dir, user_system_ticks,
+    build_peerlab, clock_ticks_per_second, machine, median, process_user_system_ticks, release_dir,
     vm_hwm_kib,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -154,13 +154,10 @@ impl Watched {
 
 /// User and system CPU seconds of `pid` (all its threads).
 fn user_sys_secs(pid: u32) -> (f64, f64) {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| user_system_ticks(&s))
-        .map_or((0.0, 0.0), |(u, s)| {
-            let tick = clock_ticks_per_second();
-            (u as f64 / tick, s as f64 / tick)
-        })
+    process_user_system_ticks(pid).map_or((0.0, 0.0), |(u, s)| {
+        let tick = clock_ticks_per_second();
+        (u as f64 / tick, s as f64 / tick)
+    })
 }
 
 /// The control mode's CPU burner (this binary, run as `flood --burn FRACTION`): spins for

@@ -49,8 +49,8 @@ use peerlab::bus::{NatsOptions, SubjectScheme, Subscriber};
 use peerlab::event::EventKind;
 use peerlab::stack::NatsServer;
 use support::{
-    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, machine_ticks, median, release_dir,
-    thread_ticks, vm_hwm_kib,
+    build_peerlab, clock_ticks_per_second, cpu_ticks, machine, machine_ticks, median,
+    process_user_system_ticks, release_dir, thread_ticks, vm_hwm_kib,
 };
 
 const DEFAULT_COUNT: u64 = 1_000_000;
@@ -1361,12 +1361,7 @@ struct CpuSnapshot {
 
 impl CpuSnapshot {
     fn take(received: u64, nats_server: u32, peerlab: Option<u32>) -> CpuSnapshot {
-        let ticks = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| cpu_ticks(&stat))
-                .unwrap_or(0)
-        };
+        let ticks = |pid: u32| process_user_system_ticks(pid).map_or(0, |(u, s)| u + s);
         let own = std::process::id();
         let helpers = thread_ticks(own, SPINNER_THREAD) + thread_ticks(own, SAMPLER_THREAD);
         CpuSnapshot {
